@@ -1,0 +1,321 @@
+//! Configuration from the environment (twelve-factor).
+//!
+//! Every setting is read and checked once at start, so a bad value stops the
+//! process with one line naming the variable instead of failing on the first
+//! request that needs it. Values are read through a lookup function rather than
+//! `std::env` directly so the rules can be unit-tested without touching the
+//! process environment.
+
+use std::{net::IpAddr, str::FromStr, time::Duration};
+
+use lettre::message::Mailbox;
+use url::Url;
+
+/// A configuration problem, always naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+/// Everything the web and worker processes need to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: String,
+    /// Prefix of every Redis key Porter writes, queues included, so deployments
+    /// (and test runs) can share one Redis without seeing each other's keys.
+    pub redis_namespace: String,
+    pub port: u16,
+    /// The only source of the host in links Porter sends; request headers never are.
+    pub public_base_url: Url,
+    /// `smtp://`, `smtps://` or `file://` (a local mailbox of `.eml` files).
+    pub smtp_url: String,
+    pub mail_from: Mailbox,
+    pub activation_ttl: Duration,
+    pub worker_concurrency: usize,
+    /// How many Argon2 hashes may run at once (CPU-bound, on blocking threads).
+    pub hash_concurrency: usize,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Reads the whole configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the whole configuration through `lookup`, which returns a
+    /// variable's value or `None` when it is unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Self {
+            database_url: env.required("DATABASE_URL", parse_database_url)?,
+            redis_url: env.required("REDIS_URL", parse_redis_url)?,
+            redis_namespace: env
+                .optional("REDIS_NAMESPACE", parse_namespace)?
+                .unwrap_or_else(|| "porter".into()),
+            port: env.optional("PORT", parse_number)?.unwrap_or(8080),
+            public_base_url: env.required("PUBLIC_BASE_URL", parse_public_base_url)?,
+            smtp_url: env.required("SMTP_URL", parse_smtp_url)?,
+            mail_from: env.required("MAIL_FROM", parse_mailbox)?,
+            activation_ttl: env
+                .optional("ACTIVATION_TTL", parse_duration)?
+                .unwrap_or(Duration::from_secs(15 * 60)),
+            worker_concurrency: env
+                .optional("WORKER_CONCURRENCY", parse_positive)?
+                .unwrap_or(16),
+            hash_concurrency: env
+                .optional("HASH_CONCURRENCY", parse_positive)?
+                .unwrap_or(cpus),
+            trusted_proxies: env
+                .optional("TRUSTED_PROXIES", parse_ip_list)?
+                .unwrap_or_default(),
+            log_format: env
+                .optional("LOG_FORMAT", parse_log_format)?
+                .unwrap_or(LogFormat::Text),
+        })
+    }
+}
+
+/// Reads just `DATABASE_URL`, for commands that need nothing else
+/// (`migrate`, `replay`, `events`).
+pub fn database_url_from_env() -> Result<String, ConfigError> {
+    Env(&|name: &str| std::env::var(name).ok()).required("DATABASE_URL", parse_database_url)
+}
+
+/// Reads `LOG_FORMAT` alone, which telemetry needs before the rest is loaded.
+pub fn log_format_from_env() -> Result<LogFormat, ConfigError> {
+    Ok(Env(&|name: &str| std::env::var(name).ok())
+        .optional("LOG_FORMAT", parse_log_format)?
+        .unwrap_or(LogFormat::Text))
+}
+
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn optional<T>(
+        &self,
+        variable: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        match (self.0)(variable) {
+            None => Ok(None),
+            Some(raw) if raw.trim().is_empty() => Ok(None),
+            Some(raw) => parse(raw.trim())
+                .map(Some)
+                .map_err(|problem| ConfigError { variable, problem }),
+        }
+    }
+
+    fn required<T>(
+        &self,
+        variable: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        self.optional(variable, parse)?.ok_or_else(|| ConfigError {
+            variable,
+            problem: "is not set".into(),
+        })
+    }
+}
+
+fn parse_url_with_schemes(raw: &str, schemes: &[&str]) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("is not a valid URL ({e})"))?;
+    if schemes.contains(&url.scheme()) {
+        Ok(url)
+    } else {
+        Err(format!("scheme must be one of {}", schemes.join(", ")))
+    }
+}
+
+fn parse_database_url(raw: &str) -> Result<String, String> {
+    parse_url_with_schemes(raw, &["postgres", "postgresql"]).map(|_| raw.to_owned())
+}
+
+fn parse_redis_url(raw: &str) -> Result<String, String> {
+    parse_url_with_schemes(raw, &["redis", "rediss"]).map(|_| raw.to_owned())
+}
+
+fn parse_smtp_url(raw: &str) -> Result<String, String> {
+    parse_url_with_schemes(raw, &["smtp", "smtps", "file"]).map(|_| raw.to_owned())
+}
+
+fn parse_public_base_url(raw: &str) -> Result<Url, String> {
+    let mut url = parse_url_with_schemes(raw, &["http", "https"])?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("must not carry credentials, a query or a fragment".into());
+    }
+    // A trailing slash makes `join` keep the path prefix (`https://x/app/`).
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+fn parse_mailbox(raw: &str) -> Result<Mailbox, String> {
+    Mailbox::from_str(raw).map_err(|e| format!("is not a valid mailbox ({e})"))
+}
+
+fn parse_namespace(raw: &str) -> Result<String, String> {
+    let ok = raw.len() <= 64
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err("must be at most 64 characters of [A-Za-z0-9._-]".into())
+    }
+}
+
+fn parse_number<T: FromStr>(raw: &str) -> Result<T, String> {
+    raw.parse()
+        .map_err(|_| format!("{raw:?} is not a valid number"))
+}
+
+fn parse_positive(raw: &str) -> Result<usize, String> {
+    match parse_number::<usize>(raw)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+/// Accepts a number of seconds, optionally with an `s`, `m` or `h` suffix.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let (digits, unit) = match raw.char_indices().last() {
+        Some((i, 's')) => (&raw[..i], 1),
+        Some((i, 'm')) => (&raw[..i], 60),
+        Some((i, 'h')) => (&raw[..i], 3600),
+        _ => (raw, 1),
+    };
+    let count: u64 = digits
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration like 900, 900s, 15m or 1h"))?;
+    match count.checked_mul(unit) {
+        Some(0) | None => Err("must be between 1 second and a few days".into()),
+        Some(secs) => Ok(Duration::from_secs(secs)),
+    }
+}
+
+fn parse_ip_list(raw: &str) -> Result<Vec<IpAddr>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| format!("{s:?} is not an IP address")))
+        .collect()
+}
+
+fn parse_log_format(raw: &str) -> Result<LogFormat, String> {
+    match raw {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{other:?} is not one of text, json")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn complete() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("DATABASE_URL", "postgres://u@127.0.0.1/p".to_owned()),
+            ("REDIS_URL", "redis://127.0.0.1:6379".to_owned()),
+            ("PUBLIC_BASE_URL", "https://porter.example".to_owned()),
+            ("SMTP_URL", "smtp://127.0.0.1:2525".to_owned()),
+            ("MAIL_FROM", "Porter <no-reply@porter.example>".to_owned()),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_optional_variables_are_unset() {
+        let config = load(&complete()).expect("complete configuration loads");
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.activation_ttl, Duration::from_secs(900));
+        assert_eq!(config.redis_namespace, "porter");
+        assert_eq!(config.public_base_url.as_str(), "https://porter.example/");
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn each_missing_required_variable_is_named() {
+        for name in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "PUBLIC_BASE_URL",
+            "SMTP_URL",
+            "MAIL_FROM",
+        ] {
+            let mut vars = complete();
+            vars.remove(name);
+            let error = load(&vars).expect_err("missing variable is an error");
+            assert_eq!(error.variable, name);
+            assert_eq!(
+                error.to_string(),
+                format!("configuration error: {name}: is not set")
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_rejected_with_the_variable_named() {
+        let cases = [
+            ("PORT", "eighty"),
+            ("PORT", "70000"),
+            ("PUBLIC_BASE_URL", "ftp://x.example"),
+            ("PUBLIC_BASE_URL", "https://x.example/?next=evil"),
+            ("SMTP_URL", "http://mail.example"),
+            ("MAIL_FROM", "not a mailbox"),
+            ("ACTIVATION_TTL", "soon"),
+            ("ACTIVATION_TTL", "0"),
+            ("WORKER_CONCURRENCY", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.1,nonsense"),
+            ("LOG_FORMAT", "xml"),
+            ("REDIS_NAMESPACE", "a b"),
+        ];
+        for (name, value) in cases {
+            let mut vars = complete();
+            vars.insert(name, value.to_owned());
+            let error = load(&vars).expect_err(value);
+            assert_eq!(error.variable, name, "{value}");
+        }
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn base_url_keeps_its_path_prefix() {
+        let url = parse_public_base_url("https://x.example/porter").expect("valid");
+        assert_eq!(
+            url.join("activate/k").expect("join").as_str(),
+            "https://x.example/porter/activate/k"
+        );
+    }
+}

@@ -1,0 +1,582 @@
+//! The account aggregate: the rules of sign-up and activation, free of I/O.
+//!
+//! `decide` turns a command and the current state into new events (or refuses
+//! it); `apply` folds an event into state and never refuses anything, because
+//! what is in the log has happened. "No account yet" is `None`, not a
+//! half-initialised struct. The store and the workers own the I/O around it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    EmailAddress, Username,
+    events::{
+        AccountActivated, AccountEvent, AccountRegistered, ActivationEmailFailed,
+        ActivationEmailSent, ActivationReason, ActivationRequested, PasswordHash,
+        SignUpAttemptedForExistingEmail,
+    },
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    Pending,
+    Active,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+        }
+    }
+}
+
+/// What a request in the stream asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    Activation,
+    ExistingEmailNotice,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Request {
+    kind: RequestKind,
+    /// Stream version of the requesting event; orders key issuance.
+    sequence: i64,
+    emailed: bool,
+    failed: bool,
+}
+
+/// The state of one account, rebuilt from its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub email_canonical: String,
+    pub status: AccountStatus,
+    /// The stream version this state reflects; the expected version of the
+    /// next append.
+    pub version: i64,
+    pub last_email_at: Option<DateTime<Utc>>,
+    requests: HashMap<Uuid, Request>,
+    /// Sequence of the newest request whose email carries a key; keys of older
+    /// requests are revoked when it is issued.
+    newest_key_request: i64,
+}
+
+/// A new account, as parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub account_id: Uuid,
+    pub request_id: Uuid,
+    pub username: Username,
+    pub email: EmailAddress,
+    pub password_hash: PasswordHash,
+    pub locale: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum AccountCommand {
+    Register(Registration),
+    /// Ask for a fresh activation email (resend).
+    RequestActivation {
+        request_id: Uuid,
+    },
+    /// Someone signed up again with this account's address.
+    RecordSignUpAttempt {
+        request_id: Uuid,
+    },
+    RecordEmailSent {
+        request_id: Uuid,
+        key_fingerprint: Option<String>,
+        sent_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    },
+    RecordEmailFailed {
+        request_id: Uuid,
+        reason: String,
+        permanent: bool,
+        attempts: u32,
+    },
+    Activate {
+        request_id: Uuid,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("the account already exists")]
+    AlreadyExists,
+    #[error("no such account")]
+    NoSuchAccount,
+    #[error("request {0} is not in this account's stream")]
+    UnknownRequest(Uuid),
+}
+
+/// What the email worker should do for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailPlan {
+    /// Nothing: the email went out already, the account is active (for an
+    /// activation email), or a newer request will send the link.
+    Nothing,
+    /// Send an activation link; `sequence` orders it against other keys.
+    Activation { sequence: i64 },
+    /// Tell the owner someone signed up with their address. A pending account
+    /// gets a fresh activation link in it (`Some(sequence)`).
+    AlreadyRegistered { activation: Option<i64> },
+}
+
+pub fn decide(
+    state: Option<&Account>,
+    command: AccountCommand,
+) -> Result<Vec<AccountEvent>, DomainError> {
+    let Some(account) = state else {
+        return match command {
+            AccountCommand::Register(registration) => Ok(register(registration)),
+            _ => Err(DomainError::NoSuchAccount),
+        };
+    };
+    match command {
+        AccountCommand::Register(_) => Err(DomainError::AlreadyExists),
+        AccountCommand::RequestActivation { request_id } => Ok(match account.status {
+            AccountStatus::Active => vec![],
+            AccountStatus::Pending => {
+                vec![AccountEvent::ActivationRequested(ActivationRequested {
+                    request_id,
+                    reason: ActivationReason::Resend,
+                })]
+            }
+        }),
+        AccountCommand::RecordSignUpAttempt { request_id } => {
+            Ok(vec![AccountEvent::SignUpAttemptedForExistingEmail(
+                SignUpAttemptedForExistingEmail { request_id },
+            )])
+        }
+        AccountCommand::RecordEmailSent {
+            request_id,
+            key_fingerprint,
+            sent_at,
+            expires_at,
+        } => {
+            let request = account.request(request_id)?;
+            Ok(if request.emailed {
+                vec![]
+            } else {
+                vec![AccountEvent::ActivationEmailSent(ActivationEmailSent {
+                    request_id,
+                    key_fingerprint,
+                    sent_at,
+                    expires_at,
+                })]
+            })
+        }
+        AccountCommand::RecordEmailFailed {
+            request_id,
+            reason,
+            permanent,
+            attempts,
+        } => {
+            let request = account.request(request_id)?;
+            Ok(if request.emailed || request.failed {
+                vec![]
+            } else {
+                vec![AccountEvent::ActivationEmailFailed(ActivationEmailFailed {
+                    request_id,
+                    reason,
+                    permanent,
+                    attempts,
+                })]
+            })
+        }
+        AccountCommand::Activate { request_id, at } => Ok(match account.status {
+            AccountStatus::Active => vec![],
+            AccountStatus::Pending => vec![AccountEvent::AccountActivated(AccountActivated {
+                request_id,
+                activated_at: at,
+            })],
+        }),
+    }
+}
+
+fn register(registration: Registration) -> Vec<AccountEvent> {
+    let Registration {
+        account_id,
+        request_id,
+        username,
+        email,
+        password_hash,
+        locale,
+    } = registration;
+    vec![
+        AccountEvent::AccountRegistered(AccountRegistered {
+            account_id,
+            username: username.as_str().to_owned(),
+            username_canonical: username.canonical().to_owned(),
+            email: email.as_typed().to_owned(),
+            email_canonical: email.canonical().to_owned(),
+            password_hash,
+            locale,
+        }),
+        AccountEvent::ActivationRequested(ActivationRequested {
+            request_id,
+            reason: ActivationReason::SignUp,
+        }),
+    ]
+}
+
+/// Folds one event, recorded at stream `version`, into the state.
+pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Option<Account> {
+    if let AccountEvent::AccountRegistered(registered) = event {
+        return Some(Account {
+            id: registered.account_id,
+            username: registered.username.clone(),
+            email: registered.email.clone(),
+            email_canonical: registered.email_canonical.clone(),
+            status: AccountStatus::Pending,
+            version,
+            last_email_at: None,
+            requests: HashMap::new(),
+            newest_key_request: 0,
+        });
+    }
+    let mut account = state?;
+    account.version = version;
+    match event {
+        AccountEvent::AccountRegistered(_) => {}
+        AccountEvent::ActivationRequested(e) => {
+            account.add_request(e.request_id, RequestKind::Activation, version);
+            account.newest_key_request = version;
+        }
+        AccountEvent::SignUpAttemptedForExistingEmail(e) => {
+            account.add_request(e.request_id, RequestKind::ExistingEmailNotice, version);
+            if account.status == AccountStatus::Pending {
+                account.newest_key_request = version;
+            }
+        }
+        AccountEvent::ActivationEmailSent(e) => {
+            if let Some(request) = account.requests.get_mut(&e.request_id) {
+                request.emailed = true;
+            }
+            account.last_email_at = Some(e.sent_at);
+        }
+        AccountEvent::ActivationEmailFailed(e) => {
+            if let Some(request) = account.requests.get_mut(&e.request_id) {
+                request.failed = true;
+            }
+        }
+        AccountEvent::AccountActivated(_) => account.status = AccountStatus::Active,
+    }
+    Some(account)
+}
+
+impl Account {
+    fn add_request(&mut self, id: Uuid, kind: RequestKind, sequence: i64) {
+        self.requests.insert(
+            id,
+            Request {
+                kind,
+                sequence,
+                emailed: false,
+                failed: false,
+            },
+        );
+    }
+
+    fn request(&self, request_id: Uuid) -> Result<&Request, DomainError> {
+        self.requests
+            .get(&request_id)
+            .ok_or(DomainError::UnknownRequest(request_id))
+    }
+
+    /// Decides what the email worker should send for `request_id`.
+    pub fn email_plan(&self, request_id: Uuid) -> Result<EmailPlan, DomainError> {
+        let request = self.request(request_id)?;
+        if request.emailed || request.failed {
+            return Ok(EmailPlan::Nothing);
+        }
+        let superseded = request.sequence < self.newest_key_request;
+        let pending = self.status == AccountStatus::Pending;
+        Ok(match request.kind {
+            RequestKind::Activation if pending && !superseded => EmailPlan::Activation {
+                sequence: request.sequence,
+            },
+            RequestKind::Activation => EmailPlan::Nothing,
+            RequestKind::ExistingEmailNotice => EmailPlan::AlreadyRegistered {
+                activation: (pending && !superseded).then_some(request.sequence),
+            },
+        })
+    }
+}
+
+/// Rebuilds state from a whole stream, in order; versions count from 1.
+pub fn replay<'a>(events: impl IntoIterator<Item = &'a AccountEvent>) -> Option<Account> {
+    events
+        .into_iter()
+        .zip(1..)
+        .fold(None, |state, (event, version)| apply(state, event, version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).expect("valid timestamp")
+    }
+
+    fn registration() -> Registration {
+        Registration {
+            account_id: id(1),
+            request_id: id(2),
+            username: Username::parse("ada").expect("valid username"),
+            email: EmailAddress::parse("Ada@Example.com").expect("valid email"),
+            password_hash: PasswordHash("$argon2id$hash".into()),
+            locale: "en".into(),
+        }
+    }
+
+    fn registered() -> Vec<AccountEvent> {
+        register(registration())
+    }
+
+    fn sent(request: u128) -> AccountEvent {
+        AccountEvent::ActivationEmailSent(ActivationEmailSent {
+            request_id: id(request),
+            key_fingerprint: Some("fp".into()),
+            sent_at: at(1),
+            expires_at: Some(at(901)),
+        })
+    }
+
+    fn activated() -> AccountEvent {
+        AccountEvent::AccountActivated(AccountActivated {
+            request_id: id(2),
+            activated_at: at(5),
+        })
+    }
+
+    fn resend(request: u128) -> AccountEvent {
+        AccountEvent::ActivationRequested(ActivationRequested {
+            request_id: id(request),
+            reason: ActivationReason::Resend,
+        })
+    }
+
+    /// Given `history`, when `command`, then `expected`.
+    fn check(
+        history: Vec<AccountEvent>,
+        command: AccountCommand,
+        expected: Result<Vec<AccountEvent>, DomainError>,
+    ) {
+        let state = replay(&history);
+        assert_eq!(decide(state.as_ref(), command), expected);
+    }
+
+    #[test]
+    fn registering_records_the_account_and_asks_for_an_activation_email() {
+        let events = registered();
+        check(
+            vec![],
+            AccountCommand::Register(registration()),
+            Ok(events.clone()),
+        );
+        let AccountEvent::AccountRegistered(registered) = &events[0] else {
+            panic!("first event is the registration");
+        };
+        assert_eq!(registered.email_canonical, "ada@example.com");
+        assert_eq!(registered.email, "Ada@Example.com");
+    }
+
+    #[test]
+    fn registering_twice_is_refused() {
+        check(
+            registered(),
+            AccountCommand::Register(registration()),
+            Err(DomainError::AlreadyExists),
+        );
+    }
+
+    #[test]
+    fn commands_on_a_missing_account_are_refused() {
+        check(
+            vec![],
+            AccountCommand::Activate {
+                request_id: id(2),
+                at: at(0),
+            },
+            Err(DomainError::NoSuchAccount),
+        );
+    }
+
+    #[test]
+    fn activating_a_pending_account_records_it_once() {
+        check(
+            registered(),
+            AccountCommand::Activate {
+                request_id: id(2),
+                at: at(5),
+            },
+            Ok(vec![activated()]),
+        );
+        let mut history = registered();
+        history.push(activated());
+        check(
+            history,
+            AccountCommand::Activate {
+                request_id: id(2),
+                at: at(9),
+            },
+            Ok(vec![]),
+        );
+    }
+
+    #[test]
+    fn recording_a_sent_email_is_idempotent() {
+        check(
+            registered(),
+            AccountCommand::RecordEmailSent {
+                request_id: id(2),
+                key_fingerprint: Some("fp".into()),
+                sent_at: at(1),
+                expires_at: Some(at(901)),
+            },
+            Ok(vec![sent(2)]),
+        );
+        let mut history = registered();
+        history.push(sent(2));
+        check(
+            history,
+            AccountCommand::RecordEmailSent {
+                request_id: id(2),
+                key_fingerprint: Some("other".into()),
+                sent_at: at(2),
+                expires_at: Some(at(902)),
+            },
+            Ok(vec![]),
+        );
+    }
+
+    #[test]
+    fn an_unknown_request_cannot_be_recorded_as_sent() {
+        check(
+            registered(),
+            AccountCommand::RecordEmailFailed {
+                request_id: id(99),
+                reason: "x".into(),
+                permanent: true,
+                attempts: 1,
+            },
+            Err(DomainError::UnknownRequest(id(99))),
+        );
+    }
+
+    #[test]
+    fn a_failure_after_the_email_went_out_is_not_recorded() {
+        let mut history = registered();
+        history.push(sent(2));
+        check(
+            history,
+            AccountCommand::RecordEmailFailed {
+                request_id: id(2),
+                reason: "timeout".into(),
+                permanent: false,
+                attempts: 3,
+            },
+            Ok(vec![]),
+        );
+    }
+
+    #[test]
+    fn resend_asks_again_only_while_pending() {
+        check(
+            registered(),
+            AccountCommand::RequestActivation { request_id: id(3) },
+            Ok(vec![resend(3)]),
+        );
+        let mut history = registered();
+        history.push(activated());
+        check(
+            history,
+            AccountCommand::RequestActivation { request_id: id(3) },
+            Ok(vec![]),
+        );
+    }
+
+    #[test]
+    fn email_plan_sends_each_request_once_and_skips_superseded_ones() {
+        let account = replay(&registered()).expect("account exists");
+        assert_eq!(
+            account.email_plan(id(2)),
+            Ok(EmailPlan::Activation { sequence: 2 })
+        );
+
+        let mut history = registered();
+        history.push(resend(3));
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.email_plan(id(2)),
+            Ok(EmailPlan::Nothing),
+            "superseded by the resend"
+        );
+        assert_eq!(
+            account.email_plan(id(3)),
+            Ok(EmailPlan::Activation { sequence: 3 })
+        );
+
+        history.push(sent(3));
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.email_plan(id(3)),
+            Ok(EmailPlan::Nothing),
+            "already sent"
+        );
+        assert_eq!(
+            account.email_plan(id(9)),
+            Err(DomainError::UnknownRequest(id(9)))
+        );
+    }
+
+    #[test]
+    fn a_repeated_sign_up_gets_a_notice_with_a_link_only_while_pending() {
+        let attempt =
+            AccountEvent::SignUpAttemptedForExistingEmail(SignUpAttemptedForExistingEmail {
+                request_id: id(4),
+            });
+        let mut history = registered();
+        history.push(attempt.clone());
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.email_plan(id(4)),
+            Ok(EmailPlan::AlreadyRegistered {
+                activation: Some(3)
+            })
+        );
+
+        let mut history = registered();
+        history.extend([activated(), attempt]);
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.email_plan(id(4)),
+            Ok(EmailPlan::AlreadyRegistered { activation: None })
+        );
+    }
+
+    #[test]
+    fn state_tracks_version_status_and_last_email() {
+        let mut history = registered();
+        history.extend([sent(2), activated()]);
+        let account = replay(&history).expect("account exists");
+        assert_eq!(account.version, 4);
+        assert_eq!(account.status, AccountStatus::Active);
+        assert_eq!(account.last_email_at, Some(at(1)));
+    }
+}

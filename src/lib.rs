@@ -1,0 +1,21 @@
+//! Porter: account sign-up and email activation, event-sourced.
+//!
+//! The binary is thin (`main.rs` parses the command line and dispatches);
+//! everything here is library code so integration tests can start the real web
+//! server and worker in-process. See `ARCHITECTURE.md` for the map.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod hashing;
+pub mod keys;
+pub mod mail;
+pub mod projection;
+pub mod queue;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod web;
+pub mod worker;
+
+pub use startup::{connect_postgres, connect_redis};

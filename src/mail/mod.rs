@@ -1,0 +1,20 @@
+//! Porter's outgoing email and the small HTML pages behind the activation
+//! link.
+//!
+//! Sign-up is only finished once the owner of an address proves they read
+//! it, so Porter has to send two emails (the activation link, and "someone
+//! tried to sign up with your address", which keeps the sign-up endpoint from
+//! revealing which addresses have accounts) and serve the pages the link
+//! leads to. This module keeps that in one place, apart from the HTTP and job
+//! code: [`Templates`] renders emails and pages from templates compiled into
+//! the binary, [`Mailer`] delivers over SMTP or into `.eml` files and
+//! classifies failures so the sending job knows whether to retry.
+
+mod templates;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+pub use templates::{EmailKind, Page, RenderedEmail, TemplateError, Templates};
+pub use transport::{MailTransport, Mailer, SendError, TransportError};

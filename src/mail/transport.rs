@@ -1,0 +1,232 @@
+//! Delivery of rendered emails over SMTP or into a directory of `.eml` files.
+//!
+//! The job that sends an email needs one answer from a failed send: is it
+//! worth retrying? [`SendError`] gives that answer, so the retry policy can
+//! live with the job and not here. Error texts come from the SMTP server or
+//! the operating system and never include the message body, so the
+//! activation link cannot leak into logs through them.
+
+use std::{io, path::PathBuf, time::Duration};
+
+use lettre::{
+    Address, AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{Mailbox, MultiPart},
+    transport::smtp,
+};
+
+use super::RenderedEmail;
+
+/// How long one SMTP command may take before the send fails as transient.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where emails go. Cloning is cheap (the SMTP pool is shared).
+#[derive(Debug, Clone)]
+pub enum MailTransport {
+    /// A pooled SMTP client (`smtp://` or `smtps://`).
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// One `.eml` file per email in a directory (`file:`), for development.
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// The mail transport URL is unusable.
+///
+/// Messages never repeat the URL, which may hold SMTP credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The URL does not parse.
+    #[error("invalid mail transport URL: {0}")]
+    Url(#[from] url::ParseError),
+    /// The scheme is not `smtp`, `smtps` or `file`.
+    #[error("unsupported mail transport scheme {0:?} (expected smtp, smtps or file)")]
+    Scheme(String),
+    /// A `file:` URL without a usable path.
+    #[error("mail transport file URL has no usable directory path")]
+    FilePath,
+    /// lettre rejected an `smtp://` or `smtps://` URL.
+    #[error("invalid SMTP transport URL: {0}")]
+    Smtp(#[from] smtp::Error),
+    /// The `.eml` directory cannot be created.
+    #[error("cannot create mail directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+}
+
+impl MailTransport {
+    /// Builds a transport from a URL:
+    ///
+    /// - `smtp://host:25` (plain), `smtp://user:pass@host:587?tls=required`
+    ///   (STARTTLS), `smtps://user:pass@host:465` (implicit TLS);
+    ///   percent-encode special characters in the user and password.
+    /// - `file:///absolute/dir` or `file:relative/dir`: the directory is
+    ///   created if missing.
+    ///
+    /// Nothing connects here: SMTP connections are opened by the first send.
+    /// Call it inside a Tokio runtime: the SMTP pool spawns its idle-cleanup
+    /// task on creation (`tokio::spawn` panics outside a runtime).
+    pub fn from_config(url: &str) -> Result<Self, TransportError> {
+        let url = url.trim();
+        let parsed = url::Url::parse(url)?;
+        match parsed.scheme() {
+            "smtp" | "smtps" => {
+                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?
+                    .timeout(Some(SMTP_TIMEOUT))
+                    .build();
+                tracing::info!(
+                    scheme = parsed.scheme(),
+                    host = parsed.host_str(),
+                    port = parsed.port(),
+                    "mail transport: SMTP"
+                );
+                Ok(Self::Smtp(transport))
+            }
+            "file" => {
+                let dir = file_url_dir(url, &parsed)?;
+                std::fs::create_dir_all(&dir).map_err(|source| TransportError::CreateDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                tracing::info!(dir = %dir.display(), "mail transport: .eml files");
+                Ok(Self::File(AsyncFileTransport::new(dir)))
+            }
+            other => Err(TransportError::Scheme(other.to_owned())),
+        }
+    }
+}
+
+/// The directory named by a `file:` URL.
+///
+/// `url::Url` follows the WHATWG rules, which read `file:relative/dir` as
+/// `/relative/dir`; so only the `file://` form goes through it, and anything
+/// else after `file:` is taken as a literal path.
+fn file_url_dir(raw: &str, parsed: &url::Url) -> Result<PathBuf, TransportError> {
+    // The scheme matched "file" (any case), so the first 5 bytes are ASCII.
+    let rest = raw.get("file:".len()..).unwrap_or_default();
+    if rest.starts_with("//") {
+        parsed.to_file_path().map_err(|()| TransportError::FilePath)
+    } else if rest.is_empty() {
+        Err(TransportError::FilePath)
+    } else {
+        Ok(PathBuf::from(rest))
+    }
+}
+
+/// Why an email was not handed over to the transport.
+///
+/// Messages never contain the email body (and so never the link).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Retrying later may succeed: SMTP 4xx, connection, I/O, TLS or timeout
+    /// errors, file transport errors.
+    #[error("transient mail error: {0}")]
+    Transient(String),
+    /// Retrying the same email will fail again: SMTP 5xx, invalid recipient
+    /// address, message that cannot be built.
+    #[error("permanent mail error: {0}")]
+    Permanent(String),
+}
+
+impl SendError {
+    /// Whether retrying this email is pointless.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent(_))
+    }
+}
+
+impl From<smtp::Error> for SendError {
+    /// Only a 5xx reply is permanent. Everything else is transient, including
+    /// lettre's "client" errors, which are mostly configuration or server
+    /// capability problems (no STARTTLS, no usable AUTH mechanism) that an
+    /// operator can fix: the job's retry budget bounds the cost.
+    fn from(err: smtp::Error) -> Self {
+        if err.is_permanent() {
+            Self::Permanent(format!("SMTP server rejected the email: {err}"))
+        } else if err.is_timeout() {
+            Self::Transient(format!("SMTP timeout: {err}"))
+        } else {
+            Self::Transient(format!("SMTP: {err}"))
+        }
+    }
+}
+
+/// Sends rendered emails from one sender address. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct Mailer {
+    transport: MailTransport,
+    from: Mailbox,
+}
+
+impl Mailer {
+    /// A mailer that sends as `from`, e.g. `"Porter <no-reply@example.com>"`
+    /// parsed into a [`Mailbox`].
+    pub fn new(transport: MailTransport, from: Mailbox) -> Self {
+        Self { transport, from }
+    }
+
+    /// Sends `rendered` to `to`, an address already validated at sign-up,
+    /// as multipart/alternative (text, then HTML).
+    ///
+    /// A fresh `Message-ID` is generated per call: a retried job sends an
+    /// email with a new id.
+    pub async fn send(&self, to: &str, rendered: &RenderedEmail) -> Result<(), SendError> {
+        let to: Address = to
+            .parse()
+            .map_err(|_| SendError::Permanent("invalid recipient address".to_owned()))?;
+        let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.from.email.domain());
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(None, to))
+            .subject(rendered.subject.as_str())
+            .message_id(Some(message_id.clone()))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text.clone(),
+                rendered.html.clone(),
+            ))
+            .map_err(|err| SendError::Permanent(format!("cannot build email: {err}")))?;
+
+        match &self.transport {
+            MailTransport::Smtp(smtp) => {
+                smtp.send(message).await?;
+            }
+            MailTransport::File(file) => {
+                file.send(message)
+                    .await
+                    .map_err(|err| SendError::Transient(format!("file transport: {err}")))?;
+            }
+        }
+        tracing::debug!(%message_id, "email handed to transport");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(raw: &str) -> Result<PathBuf, TransportError> {
+        file_url_dir(raw, &url::Url::parse(raw).expect("parses"))
+    }
+
+    #[test]
+    fn file_url_forms() {
+        assert_eq!(
+            dir("file:relative/outbox").expect("relative"),
+            PathBuf::from("relative/outbox")
+        );
+        assert_eq!(
+            dir("file:///var/mail/outbox").expect("absolute"),
+            PathBuf::from("/var/mail/outbox")
+        );
+        assert_eq!(
+            dir("file://localhost/var/mail").expect("localhost"),
+            PathBuf::from("/var/mail")
+        );
+        assert!(matches!(
+            dir("file://mailhost/var/mail"),
+            Err(TransportError::FilePath)
+        ));
+    }
+}

@@ -1,0 +1,26 @@
+//! The `porter` binary: parse the command line, start logging, dispatch.
+
+use clap::Parser;
+use porter::{cli, config, telemetry};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match config::log_format_from_env() {
+        Ok(format) => telemetry::init(format),
+        Err(error) => return fail(&error),
+    }
+    match cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+/// One clear line on stderr, whatever failed.
+fn fail(error: &dyn std::fmt::Display) -> std::process::ExitCode {
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("porter: {error:#}");
+    }
+    std::process::ExitCode::FAILURE
+}

@@ -1,0 +1,79 @@
+//! The email queue on Redis, as both sides see it.
+//!
+//! Jobs are pushed with the requesting event's id as the job id. apalis-redis
+//! ignores a push whose id already exists, so the web process and the outbox
+//! relay can both push the same request and it still runs once.
+
+use std::time::Duration;
+
+use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis_redis::{Config as QueueConfig, RedisStorage};
+use porter_jobs::SendAccountEmail;
+use redis::aio::ConnectionManager;
+
+/// How long a push may take before the caller gives up on Redis for now; the
+/// event is already durable, so a slow Redis must not hold a sign-up.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often a worker heartbeats, and how many heartbeats it may miss before
+/// other workers take its jobs back: a killed worker's jobs resume within
+/// `HEARTBEAT_INTERVAL × MISSED_HEARTBEATS` instead of apalis's 300 s default.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+pub const MISSED_HEARTBEATS: usize = 3;
+
+/// The full queue name: namespaced so deployments sharing a Redis stay apart.
+pub fn email_queue_name(namespace: &str) -> String {
+    format!("{namespace}:{}", porter_jobs::queue::EMAIL)
+}
+
+pub fn email_queue_config(namespace: &str) -> QueueConfig {
+    QueueConfig::default()
+        .queue(email_queue_name(namespace))
+        .heartbeat_interval(HEARTBEAT_INTERVAL)
+        .missed_heartbeats(MISSED_HEARTBEATS)
+}
+
+/// The producer side of the email queue.
+#[derive(Clone)]
+pub struct EmailQueue {
+    storage: RedisStorage<SendAccountEmail>,
+}
+
+impl std::fmt::Debug for EmailQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailQueue")
+            .field("queue", &self.storage.get_config().queue)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("redis did not answer within {PUSH_TIMEOUT:?}")]
+    Timeout,
+    #[error("push to the email queue failed: {0}")]
+    Redis(String),
+}
+
+impl EmailQueue {
+    pub fn new(redis: ConnectionManager, namespace: &str) -> Self {
+        Self {
+            storage: RedisStorage::new(redis).with_config(email_queue_config(namespace)),
+        }
+    }
+
+    /// Enqueues `job` under its request id; a second push of the same request
+    /// is a no-op.
+    #[tracing::instrument(skip_all, fields(request_id = %job.request_id))]
+    pub async fn push(&self, job: SendAccountEmail) -> Result<(), PushError> {
+        let task = TaskBuilder::new(job.clone())
+            .task_id(TaskId::from_string(job.job_id()))
+            .build();
+        let mut storage = self.storage.clone();
+        match tokio::time::timeout(PUSH_TIMEOUT, storage.push_task(task)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(PushError::Redis(e.to_string())),
+            Err(_) => Err(PushError::Timeout),
+        }
+    }
+}

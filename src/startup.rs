@@ -1,0 +1,119 @@
+//! Connecting to Postgres and Redis and starting the processes' parts, shared
+//! by the binary's subcommands and the integration tests.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sqlx::{PgPool, postgres::PgPoolOptions};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    hashing::PasswordHasher,
+    keys::ActivationKeys,
+    mail::Templates,
+    queue::EmailQueue,
+    web::{self, AppState},
+    worker::{self, WorkerState},
+};
+
+/// How long a request waits for a Postgres connection before it is answered
+/// `503`: long enough to ride out a busy pool, short enough to fail fast
+/// when Postgres is down.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Sign-ups beyond this many per hashing thread are shed with `503`.
+const HASH_QUEUE_PER_THREAD: usize = 32;
+
+pub async fn connect_postgres(url: &str) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(20)
+        .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+        .connect(url)
+        .await
+        .context("connect to Postgres")
+}
+
+/// A Redis connection that reconnects by itself and fails fast while Redis is
+/// away, instead of hanging the caller. It connects lazily, so a process can
+/// start (and sign-ups succeed) while Redis is down.
+pub async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url).context("parse REDIS_URL")?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(REDIS_TIMEOUT))
+        .set_response_timeout(Some(REDIS_TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1));
+    ConnectionManager::new_lazy_with_config(client, config).context("set up the Redis connection")
+}
+
+/// Applies the embedded migrations. Concurrent runs are serialized by sqlx's
+/// advisory lock, so every `release` step may run it.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("./migrations")
+        .run(pool)
+        .await
+        .context("apply database migrations")
+}
+
+pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState> {
+    let redis = connect_redis(&config.redis_url).await?;
+    Ok(AppState {
+        email_queue: EmailQueue::new(redis.clone(), &config.redis_namespace),
+        keys: ActivationKeys::new(
+            redis.clone(),
+            &config.redis_namespace,
+            config.activation_ttl,
+        ),
+        templates: Templates::load().context("load templates")?,
+        hasher: PasswordHasher::new(
+            config.hash_concurrency,
+            config.hash_concurrency * HASH_QUEUE_PER_THREAD,
+        ),
+        redis,
+        pool,
+        config,
+    })
+}
+
+/// Serves HTTP on `listener` until `shutdown` is cancelled.
+pub async fn run_web(
+    config: Config,
+    pool: PgPool,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = Arc::new(web_state(config, pool).await?);
+    tracing::info!(address = %listener.local_addr()?, "web: listening");
+    web::serve(listener, state, shutdown.cancelled_owned()).await;
+    Ok(())
+}
+
+/// Runs the email worker and projector until `shutdown` is cancelled.
+pub async fn run_worker(
+    config: Config,
+    pool: PgPool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = Arc::new(WorkerState::connect(config, pool).await?);
+    worker::run(state, shutdown).await
+}
+
+/// A token cancelled on SIGTERM or SIGINT, for graceful shutdown.
+pub fn shutdown_on_signal() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut terminate = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        cancel.cancel();
+    });
+    Ok(token)
+}

@@ -1,0 +1,152 @@
+//! Running commands against account streams: load, decide, append, and on a
+//! lost race load and decide again.
+//!
+//! This is the one place web handlers and workers change an account, so the
+//! optimistic-concurrency loop is written once.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    AppendError, Claim, ClaimKind, EventMetadata, NewEvent, account_stream, append, load_stream,
+};
+use crate::domain::{
+    Account, AccountCommand, AccountEvent, DecodeError, DomainError, Registration, account::apply,
+    decide,
+};
+
+/// How many times a command is re-decided after losing a race before giving up.
+/// Contention on one account is rare (a double click, a duplicate job), so a
+/// few rounds always suffice in practice.
+const MAX_ATTEMPTS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{} is already claimed", match .0 { ClaimKind::Username => "username", ClaimKind::Email => "email" })]
+    ClaimTaken(ClaimKind),
+    #[error("event {position} in stream {stream_id} cannot be read: {source}")]
+    Undecodable {
+        stream_id: String,
+        position: i64,
+        source: DecodeError,
+    },
+    #[error("gave up after {MAX_ATTEMPTS} concurrent updates of {0}")]
+    Contended(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The result of a command: the events it appended (none when it was a no-op)
+/// and the account as it stands after them.
+#[derive(Debug)]
+pub struct Executed {
+    pub events: Vec<AccountEvent>,
+    pub account: Account,
+}
+
+/// Rebuilds one account from its stream; `None` when it does not exist.
+pub async fn load(pool: &PgPool, account_id: Uuid) -> Result<Option<Account>, CommandError> {
+    let stream_id = account_stream(account_id);
+    let mut state = None;
+    for recorded in load_stream(pool, &stream_id).await? {
+        let event = recorded
+            .decode()
+            .map_err(|source| CommandError::Undecodable {
+                stream_id: stream_id.clone(),
+                position: recorded.position,
+                source,
+            })?;
+        state = apply(state, &event, recorded.version);
+    }
+    Ok(state)
+}
+
+/// Registers a new account, claiming its username and email in the same
+/// transaction. A taken claim is reported, never overwritten.
+pub async fn register(
+    pool: &PgPool,
+    registration: Registration,
+    metadata: &EventMetadata,
+) -> Result<Executed, CommandError> {
+    let account_id = registration.account_id;
+    let claims = [
+        (
+            Claim {
+                kind: ClaimKind::Username,
+                value: registration.username.canonical().to_owned(),
+            },
+            account_id,
+        ),
+        (
+            Claim {
+                kind: ClaimKind::Email,
+                value: registration.email.canonical().to_owned(),
+            },
+            account_id,
+        ),
+    ];
+    let events = decide(None, AccountCommand::Register(registration))?;
+    let encoded: Vec<NewEvent> = events.iter().map(NewEvent::from_domain).collect();
+    match append(
+        pool,
+        &account_stream(account_id),
+        0,
+        &encoded,
+        &claims,
+        metadata,
+    )
+    .await
+    {
+        Ok(_) => Ok(Executed {
+            account: fold(None, &events, 0).ok_or(DomainError::NoSuchAccount)?,
+            events,
+        }),
+        Err(AppendError::ClaimTaken(kind)) => Err(CommandError::ClaimTaken(kind)),
+        // A fresh random id already in use would be a broken RNG, not a race.
+        Err(AppendError::Conflict { stream_id, .. }) => Err(CommandError::Contended(stream_id)),
+        Err(AppendError::Database(e)) => Err(e.into()),
+    }
+}
+
+/// Runs `command` against an existing account, re-deciding on a lost race.
+pub async fn execute(
+    pool: &PgPool,
+    account_id: Uuid,
+    command: AccountCommand,
+    metadata: &EventMetadata,
+) -> Result<Executed, CommandError> {
+    let stream_id = account_stream(account_id);
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(account) = load(pool, account_id).await? else {
+            return Err(DomainError::NoSuchAccount.into());
+        };
+        let events = decide(Some(&account), command.clone())?;
+        if events.is_empty() {
+            return Ok(Executed { events, account });
+        }
+        let encoded: Vec<NewEvent> = events.iter().map(NewEvent::from_domain).collect();
+        let expected_version = account.version;
+        match append(pool, &stream_id, expected_version, &encoded, &[], metadata).await {
+            Ok(_) => {
+                let account = fold(Some(account), &events, expected_version)
+                    .ok_or(DomainError::NoSuchAccount)?;
+                return Ok(Executed { events, account });
+            }
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(AppendError::ClaimTaken(kind)) => return Err(CommandError::ClaimTaken(kind)),
+            Err(AppendError::Database(e)) => return Err(e.into()),
+        }
+    }
+    Err(CommandError::Contended(stream_id))
+}
+
+fn fold(state: Option<Account>, events: &[AccountEvent], from_version: i64) -> Option<Account> {
+    events
+        .iter()
+        .zip(from_version + 1..)
+        .fold(state, |state, (event, version)| {
+            apply(state, event, version)
+        })
+}

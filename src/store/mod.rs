@@ -1,0 +1,275 @@
+//! The event store: Postgres as an append-only log of account streams.
+//!
+//! Writers append to one stream at an expected version; the
+//! `UNIQUE (stream_id, version)` constraint turns a lost race into a typed
+//! [`AppendError::Conflict`] instead of a lost update. Unique claims (username,
+//! email) are inserted in the same transaction, so uniqueness never rests on a
+//! read-then-write. Readers of the whole log use [`read_committed_after`], which
+//! is safe against identities that commit out of order.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::domain::{AccountEvent, DecodeError, EncodedEvent};
+
+pub mod accounts;
+
+/// The stream of one account.
+pub fn account_stream(account_id: Uuid) -> String {
+    format!("account-{account_id}")
+}
+
+/// An event to append, already in its stored shape.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub encoded: EncodedEvent,
+}
+
+impl NewEvent {
+    /// Wraps a domain event. Request events use their request id as event id,
+    /// so the job that carries out the request can be keyed by it.
+    pub fn from_domain(event: &AccountEvent) -> Self {
+        Self {
+            event_id: event.request_id().unwrap_or_else(Uuid::now_v7),
+            encoded: event.encode(),
+        }
+    }
+}
+
+/// A value only one account may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub kind: ClaimKind,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimKind {
+    Username,
+    Email,
+}
+
+impl ClaimKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Username => "username",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// Context stored beside each event; never personal data in clear.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EventMetadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip_hash: Option<String>,
+}
+
+/// An event as read back from the log.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecordedEvent {
+    pub position: i64,
+    /// The writing transaction id (`xid8`, read as text and parsed).
+    #[sqlx(try_from = "String")]
+    pub tx_id: TxId,
+    pub event_id: Uuid,
+    pub stream_id: String,
+    pub version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    pub fn decode(&self) -> Result<AccountEvent, DecodeError> {
+        AccountEvent::decode(&self.event_type, self.schema_version, self.payload.clone())
+    }
+
+    /// The cursor just past this event.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            tx_id: self.tx_id,
+            position: self.position,
+        }
+    }
+}
+
+/// A Postgres `xid8`: 64-bit, never wraps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct TxId(pub u64);
+
+impl TryFrom<String> for TxId {
+    type Error = std::num::ParseIntError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse().map(TxId)
+    }
+}
+
+/// A place in the global order `(tx_id, position)`. Readers resume after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Cursor {
+    pub tx_id: TxId,
+    pub position: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended to the stream first; reload and decide again.
+    #[error("stream {stream_id} is no longer at version {expected_version}")]
+    Conflict {
+        stream_id: String,
+        expected_version: i64,
+    },
+    /// The claimed value already belongs to another account.
+    #[error("{} is already claimed", .0.as_str())]
+    ClaimTaken(ClaimKind),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+const EVENT_COLUMNS: &str = "position, tx_id::text AS tx_id, event_id, stream_id, version, event_type, \
+     schema_version, payload, metadata, recorded_at";
+
+/// Appends `events` to `stream_id`, which must be at `expected_version`
+/// (0 for a new stream), and inserts `claims`, all in one transaction.
+/// Returns the stream's new version.
+#[tracing::instrument(skip_all, fields(stream_id, expected_version, events = events.len()))]
+pub async fn append(
+    pool: &PgPool,
+    stream_id: &str,
+    expected_version: i64,
+    events: &[NewEvent],
+    claims: &[(Claim, Uuid)],
+    metadata: &EventMetadata,
+) -> Result<i64, AppendError> {
+    let mut tx = pool.begin().await?;
+    for (claim, account_id) in claims {
+        insert_claim(&mut tx, claim, *account_id).await?;
+    }
+    let version = insert_events(&mut tx, stream_id, expected_version, events, metadata).await?;
+    tx.commit().await?;
+    Ok(version)
+}
+
+async fn insert_claim(
+    tx: &mut Transaction<'_, Postgres>,
+    claim: &Claim,
+    account_id: Uuid,
+) -> Result<(), AppendError> {
+    // ON CONFLICT waits for a concurrent claimant to commit or roll back, so of
+    // two racing sign-ups exactly one gets the row.
+    let inserted = sqlx::query(
+        "INSERT INTO unique_claims (kind, value, account_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(claim.kind.as_str())
+    .bind(&claim.value)
+    .bind(account_id)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(AppendError::ClaimTaken(claim.kind));
+    }
+    Ok(())
+}
+
+async fn insert_events(
+    tx: &mut Transaction<'_, Postgres>,
+    stream_id: &str,
+    expected_version: i64,
+    events: &[NewEvent],
+    metadata: &EventMetadata,
+) -> Result<i64, AppendError> {
+    let metadata = serde_json::to_value(metadata).unwrap_or(Value::Null);
+    let versions: Vec<i64> = (1..)
+        .map(|n| expected_version + n)
+        .take(events.len())
+        .collect();
+    let result = sqlx::query(
+        "INSERT INTO events (event_id, stream_id, version, event_type, schema_version, payload, metadata) \
+         SELECT e.event_id, $1, e.version, e.event_type, e.schema_version, e.payload, $2 \
+         FROM UNNEST($3::uuid[], $4::bigint[], $5::text[], $6::int[], $7::jsonb[]) \
+              AS e(event_id, version, event_type, schema_version, payload) \
+         ORDER BY e.version",
+    )
+    .bind(stream_id)
+    .bind(&metadata)
+    .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind(&versions)
+    .bind(events.iter().map(|e| e.encoded.event_type).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.encoded.schema_version).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.encoded.payload.clone()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Ok(_) => Ok(versions.last().copied().unwrap_or(expected_version)),
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("events_stream_version_key") => {
+            Err(AppendError::Conflict {
+                stream_id: stream_id.to_owned(),
+                expected_version,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every event of one stream, in version order.
+#[tracing::instrument(skip_all, fields(stream_id))]
+pub async fn load_stream(
+    pool: &PgPool,
+    stream_id: &str,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version"
+    )))
+    .bind(stream_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Up to `limit` committed events after `cursor`, in `(tx_id, position)` order.
+///
+/// Only transactions older than every transaction still running are read
+/// (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`): a transaction that took
+/// a lower position but has not committed yet would otherwise be skipped for
+/// good once the cursor moved past it.
+pub async fn read_committed_after<'e>(
+    executor: impl PgExecutor<'e>,
+    cursor: Cursor,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE (tx_id, position) > ($1::text::xid8, $2) \
+           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY tx_id, position \
+         LIMIT $3"
+    )))
+    .bind(cursor.tx_id.0.to_string())
+    .bind(cursor.position)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+}
+
+/// The account holding a claim, if any.
+pub async fn claim_holder(
+    pool: &PgPool,
+    kind: ClaimKind,
+    value: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT account_id FROM unique_claims WHERE kind = $1 AND value = $2")
+        .bind(kind.as_str())
+        .bind(value)
+        .fetch_optional(pool)
+        .await
+}

@@ -1,0 +1,98 @@
+//! The HTTP API: a thin hyper server that validates, records and enqueues.
+//!
+//! The server takes a bound listener and a shutdown future, so tests bind port
+//! 0 and the binary binds `PORT`. On shutdown it stops accepting and lets
+//! in-flight requests finish, up to a deadline.
+
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use hyper::{Request, body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Config, hashing::PasswordHasher, keys::ActivationKeys, mail::Templates,
+    queue::EmailQueue,
+};
+
+mod activation;
+mod request;
+pub mod response;
+mod routes;
+mod signup;
+
+/// How long in-flight requests may run after shutdown begins.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// A client must send its request headers within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a request handler may use; shared by all connections.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    pub pool: PgPool,
+    pub redis: ConnectionManager,
+    pub email_queue: EmailQueue,
+    pub keys: ActivationKeys,
+    pub templates: Templates,
+    pub hasher: PasswordHasher,
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually out of file descriptors; back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let state = state.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(routes::handle(&state, peer_ip(peer), request).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("web: draining in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("web: drained"),
+        () = tokio::time::sleep(DRAIN_DEADLINE) => tracing::warn!("web: drain deadline passed; closing"),
+    }
+}
+
+fn peer_ip(peer: SocketAddr) -> std::net::IpAddr {
+    peer.ip().to_canonical()
+}

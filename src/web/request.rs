@@ -1,0 +1,170 @@
+//! Reading requests safely: bounded bodies, strict JSON, the client's address.
+
+use std::{collections::BTreeSet, net::IpAddr};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{Map, Value};
+
+use super::response::{ApiError, FieldErrors};
+
+/// Largest request body accepted (DESIGN: 16 KiB).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Reads a JSON object body with exactly the `expected` string fields, or
+/// explains per field what is wrong. Unknown fields are errors, not ignored:
+/// a client sending `is_admin` should learn it has no effect.
+pub async fn json_fields<const N: usize>(
+    request: Request<Incoming>,
+    expected: [&'static str; N],
+) -> Result<[String; N], ApiError> {
+    if !is_json(request.headers()) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = read_body(request).await?;
+    let object: Map<String, Value> = match serde_json::from_slice(&body) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            return Err(ApiError::MalformedJson(
+                "the body must be a JSON object".into(),
+            ));
+        }
+        Err(e) => return Err(ApiError::MalformedJson(describe_json_error(&e))),
+    };
+    let mut errors = FieldErrors::new();
+    let known: BTreeSet<&str> = expected.iter().copied().collect();
+    for name in object.keys().filter(|name| !known.contains(name.as_str())) {
+        errors
+            .entry(truncate(name))
+            .or_default()
+            .push("is not a known field".into());
+    }
+    let values = expected.map(|name| match object.get(name) {
+        Some(Value::String(value)) => value.clone(),
+        Some(_) => {
+            errors
+                .entry(name.into())
+                .or_default()
+                .push("must be a string".into());
+            String::new()
+        }
+        None => {
+            errors
+                .entry(name.into())
+                .or_default()
+                .push("is required".into());
+            String::new()
+        }
+    });
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without
+/// buffering it.
+pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES))
+        }
+        Err(e) => Err(ApiError::MalformedJson(format!(
+            "the body could not be read ({e})"
+        ))),
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether the client prefers an HTML page (a browser form post) to JSON.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept.contains("text/html")
+}
+
+/// serde_json's message without echoing the input back.
+fn describe_json_error(error: &serde_json::Error) -> String {
+    format!(
+        "{:?} at line {} column {}",
+        error.classify(),
+        error.line(),
+        error.column()
+    )
+    .to_lowercase()
+}
+
+/// Field names come from the client; keep error bodies bounded.
+fn truncate(name: &str) -> String {
+    name.chars().take(64).collect()
+}
+
+/// The client's address: the socket peer, or the nearest untrusted address
+/// in `X-Forwarded-For` when the peer is a trusted proxy. Never trusts the
+/// header from anyone else, so a client cannot pick its own address.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> IpAddr {
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|hop| !trusted_proxies.contains(hop))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(forwarded: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", forwarded.parse().expect("valid header"));
+        headers
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_from_untrusted_peers() {
+        let peer: IpAddr = "203.0.113.9".parse().expect("ip");
+        assert_eq!(client_ip(peer, &headers("198.51.100.1"), &[]), peer);
+    }
+
+    #[test]
+    fn the_nearest_untrusted_hop_is_the_client_behind_a_trusted_proxy() {
+        let proxy: IpAddr = "10.0.0.2".parse().expect("ip");
+        let client: IpAddr = "198.51.100.7".parse().expect("ip");
+        let spoofed = headers("1.2.3.4, 198.51.100.7");
+        assert_eq!(client_ip(proxy, &spoofed, &[proxy]), client);
+    }
+}

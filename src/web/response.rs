@@ -1,0 +1,190 @@
+//! Responses: the one error shape, JSON and HTML bodies, and the headers every
+//! response carries.
+//!
+//! Every error body is `{"error": {"code", "message", "fields"?}, "request_id"}`
+//! so clients handle errors one way. Internal causes are logged with the
+//! request id and never sent: no SQL, stack traces or internal names.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+use serde_json::json;
+
+pub type Body = Full<Bytes>;
+
+/// Per-field messages, ordered for stable output.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request has invalid fields")]
+    Validation(FieldErrors),
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed(&'static str),
+    #[error("activation link invalid")]
+    LinkInvalid,
+    #[error("too busy")]
+    Overloaded,
+    #[error("a dependency is unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn field(name: &str, message: impl Into<String>) -> Self {
+        Self::Validation(BTreeMap::from([(name.to_owned(), vec![message.into()])]))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::LinkInvalid => StatusCode::GONE,
+            Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation_failed",
+            Self::MalformedJson(_) => "malformed_json",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::LinkInvalid => "activation_link_invalid",
+            Self::Overloaded => "overloaded",
+            Self::Unavailable(_) => "temporarily_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The message the client sees; never carries internal detail.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Validation(_) => "Some fields are invalid; see `fields`.".into(),
+            Self::MalformedJson(detail) => format!("The request body is not valid JSON: {detail}."),
+            Self::PayloadTooLarge(limit) => {
+                format!("The request body must be at most {limit} bytes.")
+            }
+            Self::UnsupportedMediaType => {
+                "The request body must be sent as application/json.".into()
+            }
+            Self::NotFound => "There is nothing at this address.".into(),
+            Self::MethodNotAllowed(allow) => format!("This address accepts only {allow}."),
+            Self::LinkInvalid => {
+                "This activation link is invalid, expired or was replaced by a newer one. \
+                 Ask for a new link with POST /api/activate-account/resend and your email address."
+                    .into()
+            }
+            Self::Overloaded => "Porter is busy right now; try again shortly.".into(),
+            Self::Unavailable(_) => "Porter is temporarily unavailable; try again shortly.".into(),
+            Self::Internal(_) => "Something went wrong on our side; it has been logged.".into(),
+        }
+    }
+
+    /// Seconds a client should wait before retrying, where that makes sense.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Overloaded => Some(1),
+            Self::Unavailable(_) => Some(5),
+            _ => None,
+        }
+    }
+
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
+        let mut error = json!({ "code": self.code(), "message": self.public_message() });
+        if let Self::Validation(fields) = &self {
+            error["fields"] = json!(fields);
+        }
+        let mut response = json_response(
+            self.status(),
+            &json!({ "error": error, "request_id": request_id }),
+        );
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Self::MethodNotAllowed(allow) = self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    with_content_type(status, Bytes::from(bytes), "application/json")
+}
+
+pub fn html_response(status: StatusCode, html: String) -> Response<Body> {
+    let mut response = with_content_type(status, Bytes::from(html), "text/html; charset=utf-8");
+    // Pages are static apart from escaped text: no scripts, no external assets.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    response
+}
+
+pub fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
+    with_content_type(
+        status,
+        Bytes::from_static(text.as_bytes()),
+        "text/plain; charset=utf-8",
+    )
+}
+
+fn with_content_type(
+    status: StatusCode,
+    body: Bytes,
+    content_type: &'static str,
+) -> Response<Body> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Adds the headers every response carries, whatever produced it.
+pub fn add_standard_headers(response: &mut Response<Body>, request_id: &str) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("frame-ancestors 'none'"));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", value);
+    }
+}

@@ -1,0 +1,117 @@
+//! The router: a `match` on method and path, plus what every request gets
+//! (a request id, standard headers, one log line).
+
+use std::{net::IpAddr, time::Instant};
+
+use http::{Method, Response, StatusCode};
+use hyper::{Request, body::Incoming};
+use uuid::Uuid;
+
+use super::{
+    AppState, activation, request,
+    response::{ApiError, Body, add_standard_headers, json_response, text_response},
+    signup,
+};
+
+/// What a handler needs to know about the request besides its body.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub client_ip: IpAddr,
+}
+
+pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let context = RequestContext {
+        request_id: Uuid::now_v7().to_string(),
+        client_ip: request::client_ip(peer, request.headers(), &state.config.trusted_proxies),
+    };
+    let method = request.method().clone();
+    let (route, result) = dispatch(state, &context, request).await;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            if error.status().is_server_error() {
+                tracing::error!(request_id = %context.request_id, route, error = %error, "request failed");
+            }
+            error.into_response(&context.request_id)
+        }
+    };
+    add_standard_headers(&mut response, &context.request_id);
+    // The route name, never the raw path: paths carry activation keys.
+    tracing::info!(
+        request_id = %context.request_id,
+        method = %method,
+        route,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+type Handled = (&'static str, Result<Response<Body>, ApiError>);
+
+async fn dispatch(
+    state: &AppState,
+    context: &RequestContext,
+    request: Request<Incoming>,
+) -> Handled {
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = request.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::POST, ["api", "users"]) => {
+            ("sign_up", signup::sign_up(state, context, request).await)
+        }
+        (_, ["api", "users"]) => ("sign_up", Err(ApiError::MethodNotAllowed("POST"))),
+        (&Method::GET | &Method::HEAD, ["activate", key]) => {
+            ("activation_page", activation::page(state, key))
+        }
+        (_, ["activate", _]) => (
+            "activation_page",
+            Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        ),
+        (&Method::POST, ["api", "activate-account", key]) => {
+            let wants_html = request::wants_html(request.headers());
+            (
+                "activate",
+                activation::activate(state, context, key, wants_html).await,
+            )
+        }
+        (_, ["api", "activate-account", _]) => {
+            ("activate", Err(ApiError::MethodNotAllowed("POST")))
+        }
+        (&Method::GET | &Method::HEAD, ["healthz"]) => {
+            ("healthz", Ok(text_response(StatusCode::OK, "ok\n")))
+        }
+        (&Method::GET | &Method::HEAD, ["readyz"]) => ("readyz", readiness(state).await),
+        (_, ["healthz" | "readyz"]) => ("health", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
+        _ => ("not_found", Err(ApiError::NotFound)),
+    }
+}
+
+/// Ready when Postgres and Redis both answer; a load balancer stops sending
+/// traffic to a process that cannot record anything.
+async fn readiness(state: &AppState) -> Result<Response<Body>, ApiError> {
+    let timeout = std::time::Duration::from_secs(2);
+    let postgres =
+        tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&state.pool)).await;
+    let redis = tokio::time::timeout(
+        timeout,
+        redis::cmd("PING").query_async::<String>(&mut state.redis.clone()),
+    )
+    .await;
+    let postgres_ok = matches!(postgres, Ok(Ok(_)));
+    let redis_ok = matches!(redis, Ok(Ok(_)));
+    let status = if postgres_ok && redis_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "postgres": if postgres_ok { "ok" } else { "unavailable" },
+        "redis": if redis_ok { "ok" } else { "unavailable" },
+    });
+    Ok(json_response(status, &body))
+}

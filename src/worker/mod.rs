@@ -1,0 +1,146 @@
+//! The worker process: sends account emails from the Redis queue and keeps
+//! the read models up to date.
+//!
+//! apalis-redis drops a worker for good when its Redis connection breaks, so
+//! the email worker runs under a small supervisor that rebuilds it with a
+//! fresh, unique name and a capped backoff. The projector runs beside it as a
+//! plain loop. Both stop on the shutdown token: running jobs finish, fetched
+//! ones go back to the queue.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use apalis::prelude::{BackendExt, WorkerBuilder, WorkerBuilderExt};
+use apalis_redis::RedisStorage;
+use porter_jobs::SendAccountEmail;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    keys::ActivationKeys,
+    mail::{MailTransport, Mailer, Templates},
+    queue::email_queue_config,
+};
+
+mod email;
+mod projector;
+
+/// How often an idle worker looks for new jobs pushed by another process.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// The supervisor's restart backoff after a worker died.
+const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What email jobs need.
+#[derive(Debug)]
+pub struct WorkerState {
+    pub config: Config,
+    pub pool: PgPool,
+    pub keys: ActivationKeys,
+    pub templates: Templates,
+    pub mailer: Mailer,
+}
+
+impl WorkerState {
+    pub async fn connect(config: Config, pool: PgPool) -> anyhow::Result<Self> {
+        let redis = crate::connect_redis(&config.redis_url).await?;
+        let keys = ActivationKeys::new(redis, &config.redis_namespace, config.activation_ttl);
+        let templates = Templates::load().context("load email templates")?;
+        let transport =
+            MailTransport::from_config(&config.smtp_url).context("set up the mail transport")?;
+        let mailer = Mailer::new(transport, config.mail_from.clone());
+        Ok(Self {
+            config,
+            pool,
+            keys,
+            templates,
+            mailer,
+        })
+    }
+}
+
+/// Runs the email worker and the projector until `shutdown` is cancelled.
+pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let projector = tokio::spawn({
+        let (pool, shutdown) = (state.pool.clone(), shutdown.clone());
+        async move {
+            let result = projector::run(pool, shutdown.clone()).await;
+            if result.is_err() {
+                // A stopped projector must not leave a process that looks healthy.
+                shutdown.cancel();
+            }
+            result
+        }
+    });
+    supervise_email_worker(state, shutdown).await;
+    projector
+        .await
+        .context("projector task panicked")?
+        .context("projector")
+}
+
+async fn supervise_email_worker(state: Arc<WorkerState>, shutdown: CancellationToken) {
+    let mut backoff = RESTART_BACKOFF_MIN;
+    while !shutdown.is_cancelled() {
+        let name = unique_worker_name();
+        tracing::info!(worker = %name, "email worker starting");
+        let started = std::time::Instant::now();
+        match run_email_worker(&name, state.clone(), shutdown.clone()).await {
+            Ok(()) if shutdown.is_cancelled() => break,
+            Ok(()) => tracing::warn!(worker = %name, "email worker stopped on its own"),
+            Err(error) => {
+                tracing::error!(worker = %name, error = %format!("{error:#}"), "email worker died")
+            }
+        }
+        // A worker that ran for a while before dying starts the backoff over.
+        if started.elapsed() > RESTART_BACKOFF_MAX {
+            backoff = RESTART_BACKOFF_MIN;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.cancelled() => break,
+        }
+        backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+    }
+    tracing::info!("email worker stopped");
+}
+
+async fn run_email_worker(
+    name: &str,
+    state: Arc<WorkerState>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let redis = crate::connect_redis(&state.config.redis_url).await?;
+    let storage = RedisStorage::<SendAccountEmail>::new(redis)
+        .with_config(email_queue_config(&state.config.redis_namespace))
+        .poll_with_interval(POLL_INTERVAL);
+    let worker = WorkerBuilder::new(name)
+        .backend(storage)
+        .data(state.clone())
+        .concurrency(state.config.worker_concurrency)
+        .build(email::send_account_email);
+    worker
+        .run_until(async move {
+            shutdown.cancelled().await;
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+        .context("email worker")
+}
+
+/// Unique per process and per start: apalis refuses a worker name that is
+/// still registered, and a restarted worker must not inherit a dead one's.
+fn unique_worker_name() -> String {
+    let host = hostname();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    format!("porter-{host}-{}-{suffix}", std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
