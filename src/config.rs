@@ -39,6 +39,16 @@ pub struct Config {
     pub hash_concurrency: usize,
     pub trusted_proxies: Vec<IpAddr>,
     pub log_format: LogFormat,
+    pub email_retry: RetryPolicy,
+}
+
+/// How the worker retries a transient email failure: capped exponential
+/// backoff with full jitter, within a fixed number of attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
 }
 
 /// How log lines are written.
@@ -84,6 +94,17 @@ impl Config {
             log_format: env
                 .optional("LOG_FORMAT", parse_log_format)?
                 .unwrap_or(LogFormat::Text),
+            email_retry: RetryPolicy {
+                attempts: env
+                    .optional("EMAIL_RETRY_ATTEMPTS", parse_positive)?
+                    .map_or(8, |n| n.min(100) as u32),
+                base: env
+                    .optional("EMAIL_RETRY_BASE", parse_duration)?
+                    .unwrap_or(Duration::from_secs(2)),
+                cap: env
+                    .optional("EMAIL_RETRY_CAP", parse_duration)?
+                    .unwrap_or(Duration::from_secs(300)),
+            },
         })
     }
 }
@@ -195,20 +216,26 @@ fn parse_positive(raw: &str) -> Result<usize, String> {
     }
 }
 
-/// Accepts a number of seconds, optionally with an `s`, `m` or `h` suffix.
+/// Accepts a number of seconds, optionally with an `ms`, `s`, `m` or `h`
+/// suffix.
 fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let (digits, unit) = match raw.char_indices().last() {
-        Some((i, 's')) => (&raw[..i], 1),
-        Some((i, 'm')) => (&raw[..i], 60),
-        Some((i, 'h')) => (&raw[..i], 3600),
-        _ => (raw, 1),
+    let (digits, millis_per_unit) = if let Some(digits) = raw.strip_suffix("ms") {
+        (digits, 1)
+    } else if let Some(digits) = raw.strip_suffix('s') {
+        (digits, 1_000)
+    } else if let Some(digits) = raw.strip_suffix('m') {
+        (digits, 60_000)
+    } else if let Some(digits) = raw.strip_suffix('h') {
+        (digits, 3_600_000)
+    } else {
+        (raw, 1_000)
     };
     let count: u64 = digits
         .parse()
-        .map_err(|_| format!("{raw:?} is not a duration like 900, 900s, 15m or 1h"))?;
-    match count.checked_mul(unit) {
-        Some(0) | None => Err("must be between 1 second and a few days".into()),
-        Some(secs) => Ok(Duration::from_secs(secs)),
+        .map_err(|_| format!("{raw:?} is not a duration like 900, 900s, 15m, 1h or 250ms"))?;
+    match count.checked_mul(millis_per_unit) {
+        Some(0) | None => Err("must be a positive duration".into()),
+        Some(millis) => Ok(Duration::from_millis(millis)),
     }
 }
 
@@ -308,6 +335,7 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub async fn run_worker(
     pool: PgPool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = Arc::new(WorkerState::connect(config, pool).await?);
+    let state = Arc::new(WorkerState::connect(config, pool, shutdown.clone()).await?);
     worker::run(state, shutdown).await
 }
 

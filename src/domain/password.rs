@@ -53,6 +53,8 @@ pub enum PasswordError {
     Common,
     #[error("must not contain the username")]
     ContainsUsername,
+    #[error("is a repeated or sequential pattern that is easy to guess; choose another")]
+    Predictable,
 }
 
 impl Password {
@@ -73,8 +75,15 @@ impl Password {
         }
 
         let folded = compatibility_caseless(&normalized);
-        if COMMON_PASSWORDS.contains(folded.as_str()) {
+        // A common password with digits or symbols tacked on ("password1234")
+        // is as guessable as the password itself.
+        let stem =
+            folded.trim_end_matches(|c: char| c.is_ascii_digit() || c.is_ascii_punctuation());
+        if COMMON_PASSWORDS.contains(folded.as_str()) || COMMON_PASSWORDS.contains(stem) {
             return Err(PasswordError::Common);
+        }
+        if is_repetition(&folded) || is_sequence(&folded) {
+            return Err(PasswordError::Predictable);
         }
         if let Some(username) = username {
             let name = username.canonical();
@@ -89,6 +98,32 @@ impl Password {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// `abcabcabcabc`, `passwordpassword`: one unit said again and again.
+fn is_repetition(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    (1..=chars.len() / 2)
+        .filter(|unit| chars.len().is_multiple_of(*unit))
+        .any(|unit| chars.chunks(unit).all(|chunk| chunk == &chars[..unit]))
+}
+
+/// `abcdefghijkl`, `123456789012`, `zyxwvutsrqpo`: each character one step
+/// from the last, in one direction (digits wrap from 9 to 0).
+fn is_sequence(text: &str) -> bool {
+    let step = |a: char, b: char| -> i64 {
+        match (a.to_digit(10), b.to_digit(10)) {
+            (Some(9), Some(0)) => 1,
+            (Some(0), Some(9)) => -1,
+            _ => i64::from(u32::from(b)) - i64::from(u32::from(a)),
+        }
+    };
+    let chars: Vec<char> = text.chars().collect();
+    let steps: Vec<i64> = chars
+        .windows(2)
+        .map(|pair| step(pair[0], pair[1]))
+        .collect();
+    steps.iter().all(|s| *s == 1) || steps.iter().all(|s| *s == -1)
 }
 
 impl fmt::Debug for Password {
@@ -116,7 +151,12 @@ mod tests {
                 "correct horse battery staple",
                 "spaces are allowed",
             ),
-            ("aaaaaaaaaaaa", None, "aaaaaaaaaaaa", "no composition rules"),
+            (
+                "zebra quartz violin",
+                None,
+                "zebra quartz violin",
+                "no composition rules",
+            ),
             (
                 "Tr0ub4dor&3xyz",
                 Some("alice"),
@@ -124,9 +164,9 @@ mod tests {
                 "does not contain the username",
             ),
             (
-                "ｐａｓｓｗｏｒｄ１２３４",
+                "ｚｅｂｒａ－ｑｕａｒｔｚ９",
                 None,
-                "password1234",
+                "zebra-quartz9",
                 "full-width letters are stored as ASCII",
             ),
             (
@@ -181,6 +221,23 @@ mod tests {
             ),
             ("qwerty123456", None, Common, "keyboard pattern on the list"),
             (
+                "password1234!",
+                None,
+                Common,
+                "a listed password with digits appended",
+            ),
+            ("passwordpassword", None, Predictable, "a word said twice"),
+            (
+                "aaaaaaaaaaaaaa",
+                None,
+                Predictable,
+                "one character repeated",
+            ),
+            ("abcabcabcabc", None, Predictable, "a short unit repeated"),
+            ("abcdefghijklm", None, Predictable, "an alphabet run"),
+            ("789012345678", None, Predictable, "a digit run that wraps"),
+            ("zyxwvutsrqpo", None, Predictable, "a run backwards"),
+            (
                 "my-alice_w-secret",
                 Some("alice_w"),
                 ContainsUsername,
@@ -214,9 +271,15 @@ mod tests {
 
     #[test]
     fn length_limits_are_inclusive() {
-        assert!(Password::parse(&"x".repeat(MIN_CHARS), None).is_ok());
-        assert!(Password::parse(&"x".repeat(MAX_CHARS), None).is_ok());
-        assert!(Password::parse(&"é".repeat(MAX_CHARS), None).is_ok());
+        // Letters seven apart: neither a repetition nor a sequence.
+        let varied = |n: usize, base: char| -> String {
+            (0..n)
+                .map(|i| char::from_u32(u32::from(base) + (i as u32 * 7) % 26).unwrap())
+                .collect()
+        };
+        assert!(Password::parse(&varied(MIN_CHARS, 'a'), None).is_ok());
+        assert!(Password::parse(&varied(MAX_CHARS, 'a'), None).is_ok());
+        assert!(Password::parse(&varied(MAX_CHARS, 'à'), None).is_ok());
     }
 
     #[test]
@@ -309,7 +372,7 @@ mod tests {
                 Ok(password) => prop_assert_eq!(password.expose().chars().count(), length),
                 Err(PasswordError::TooShort) => prop_assert!(length < MIN_CHARS),
                 Err(PasswordError::TooLong) => prop_assert!(length > MAX_CHARS),
-                Err(PasswordError::Common | PasswordError::ContainsUsername) => {}
+                Err(PasswordError::Common | PasswordError::ContainsUsername | PasswordError::Predictable) => {}
             }
         }
     }

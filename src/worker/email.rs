@@ -1,40 +1,71 @@
 //! The email job: activation links and "you already have an account" notices.
 //!
-//! The handler is idempotent. It reloads the account, asks the aggregate what
-//! the request still needs, and records the outcome at the account's expected
-//! version. A job that runs twice finds the request already emailed and does
-//! nothing; if two runs race, both emails carry working links, because a
-//! second key for the same request does not revoke the first.
+//! The job is idempotent. Each attempt reloads the account, asks the aggregate
+//! what the request still needs, and records the outcome at the account's
+//! expected version. A job that runs twice finds the request already emailed
+//! and does nothing; if two runs race, both emails carry working links,
+//! because a second key for the same request does not revoke the first.
+//!
+//! Transient failures are retried here (see [`super::retry`]); when the budget
+//! is spent, or at once for a permanent failure, `ActivationEmailFailed` is
+//! appended and the job is aborted into the dead-letter set.
 
 use std::sync::Arc;
 
-use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
+use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::Utc;
 use porter_jobs::SendAccountEmail;
 use serde_json::json;
 
-use super::WorkerState;
+use super::{
+    WorkerState,
+    retry::{AttemptError, backoff},
+};
 use crate::{
-    domain::{Account, AccountCommand, ActivationKey, EmailPlan},
-    mail::{EmailKind, RenderedEmail},
-    store::{EventMetadata, accounts},
+    domain::{Account, AccountCommand, ActivationKey, DomainError, EmailPlan},
+    mail::{EmailKind, RenderedEmail, SendError},
+    store::{EventMetadata, accounts, accounts::CommandError},
 };
 
 /// The product name shown in emails.
 const PRODUCT_NAME: &str = "Porter";
 
-#[tracing::instrument(skip_all, fields(account_id = %job.account_id, request_id = %job.request_id, attempt = attempt.current()))]
+#[tracing::instrument(skip_all, fields(account_id = %job.account_id, request_id = %job.request_id))]
 pub async fn send_account_email(
     job: SendAccountEmail,
     state: Data<Arc<WorkerState>>,
-    attempt: Attempt,
 ) -> Result<(), BoxDynError> {
-    let Some(account) = accounts::load(&state.pool, job.account_id).await? else {
-        return Err(AbortError::new(format!("account {} does not exist", job.account_id)).into());
-    };
+    let policy = state.config.email_retry;
+    let mut attempt = 1;
+    loop {
+        let error = match deliver(&state, &job).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let permanent = matches!(error, AttemptError::Permanent(_));
+        if permanent || attempt >= policy.attempts {
+            record_failure(&state, &job, &error.to_string(), permanent, attempt).await;
+            return Err(AbortError::new(error).into());
+        }
+        let pause = backoff(&policy, attempt);
+        tracing::warn!(attempt, retry_in_ms = pause.as_millis() as u64, error = %error, "email attempt failed");
+        tokio::select! {
+            () = tokio::time::sleep(pause) => attempt += 1,
+            // On shutdown, hand the job back; apalis re-queues a failed job.
+            () = state.shutdown.cancelled() => return Err(error.into()),
+        }
+    }
+}
+
+/// One attempt: decide, issue a key if needed, render, send, record.
+async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), AttemptError> {
+    let account = accounts::load(&state.pool, job.account_id)
+        .await
+        .map_err(classify_command_error)?
+        .ok_or_else(|| AttemptError::permanent(DomainError::NoSuchAccount))?;
     let plan = account
         .email_plan(job.request_id)
-        .map_err(AbortError::new)?;
+        .map_err(AttemptError::permanent)?;
     let (kind, activation) = match plan {
         EmailPlan::Nothing => {
             tracing::debug!("nothing to send");
@@ -44,70 +75,80 @@ pub async fn send_account_email(
         EmailPlan::AlreadyRegistered { activation } => (EmailKind::AlreadyRegistered, activation),
     };
     let key = match activation {
-        Some(sequence) => match state
-            .keys
-            .issue(job.account_id, job.request_id, sequence)
-            .await?
-        {
-            Some(key) => Some(key),
-            None => {
+        Some(sequence) => {
+            let issued = state
+                .keys
+                .issue(job.account_id, job.request_id, sequence)
+                .await
+                .map_err(AttemptError::transient)?;
+            let Some(key) = issued else {
                 tracing::debug!("a newer request holds the account's key; it sends the link");
                 return Ok(());
-            }
-        },
+            };
+            Some(key)
+        }
         None => None,
     };
-    let email = render(&state, kind, &account, key.as_ref())?;
+    let email = render(state, kind, &account, key.as_ref())?;
     let sent_at = Utc::now();
-    if let Err(error) = state.mailer.send(&account.email, &email).await {
-        if !error.is_permanent() {
-            return Err(error.into());
-        }
-        record_failure(&state, &job, &error.to_string(), attempt.current() + 1).await?;
-        return Err(AbortError::new(error).into());
-    }
+    state
+        .mailer
+        .send(&account.email, &email)
+        .await
+        .map_err(|e| match e {
+            SendError::Permanent(_) => AttemptError::permanent(e),
+            SendError::Transient(_) => AttemptError::transient(e),
+        })?;
     let expires_at = key
         .as_ref()
         .and_then(|_| chrono::Duration::from_std(state.keys.ttl()).ok())
         .map(|ttl| sent_at + ttl);
-    accounts::execute(
-        &state.pool,
-        job.account_id,
-        AccountCommand::RecordEmailSent {
-            request_id: job.request_id,
-            key_fingerprint: key.as_ref().map(ActivationKey::fingerprint),
-            sent_at,
-            expires_at,
-        },
-        &caused_by(&job),
-    )
-    .await?;
+    let command = AccountCommand::RecordEmailSent {
+        request_id: job.request_id,
+        key_fingerprint: key.as_ref().map(ActivationKey::fingerprint),
+        sent_at,
+        expires_at,
+    };
+    // The email is out: if recording fails now, a retry sends one more email
+    // (with a working link) rather than losing the record.
+    accounts::execute(&state.pool, job.account_id, command, &caused_by(job))
+        .await
+        .map_err(classify_command_error)?;
     tracing::info!(kind = ?kind, "email sent");
     Ok(())
 }
 
+fn classify_command_error(error: CommandError) -> AttemptError {
+    match error {
+        CommandError::Database(_) | CommandError::Contended(_) => AttemptError::transient(error),
+        CommandError::Domain(_)
+        | CommandError::ClaimTaken(_)
+        | CommandError::Undecodable { .. } => AttemptError::permanent(error),
+    }
+}
+
 /// Records a delivery that will not be retried, so the failure is visible in
-/// the account's history and not only in a log.
+/// the account's history and not only in a log. If even that fails (Postgres
+/// away), the job still lands in the dead-letter set for an operator.
 async fn record_failure(
     state: &WorkerState,
     job: &SendAccountEmail,
     reason: &str,
-    attempts: usize,
-) -> Result<(), BoxDynError> {
-    tracing::warn!(reason, attempts, "email failed permanently");
-    accounts::execute(
-        &state.pool,
-        job.account_id,
-        AccountCommand::RecordEmailFailed {
-            request_id: job.request_id,
-            reason: reason.to_owned(),
-            permanent: true,
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        },
-        &caused_by(job),
-    )
-    .await?;
-    Ok(())
+    permanent: bool,
+    attempts: u32,
+) {
+    tracing::warn!(reason, permanent, attempts, "email given up");
+    let command = AccountCommand::RecordEmailFailed {
+        request_id: job.request_id,
+        reason: reason.to_owned(),
+        permanent,
+        attempts,
+    };
+    if let Err(error) =
+        accounts::execute(&state.pool, job.account_id, command, &caused_by(job)).await
+    {
+        tracing::error!(error = %error, "could not record the email failure");
+    }
 }
 
 fn caused_by(job: &SendAccountEmail) -> EventMetadata {
@@ -122,7 +163,7 @@ fn render(
     kind: EmailKind,
     account: &Account,
     key: Option<&ActivationKey>,
-) -> Result<RenderedEmail, BoxDynError> {
+) -> Result<RenderedEmail, AttemptError> {
     let link = key
         .map(|key| {
             state
@@ -131,7 +172,7 @@ fn render(
                 .join(&format!("activate/{}", key.expose()))
         })
         .transpose()
-        .map_err(AbortError::new)?;
+        .map_err(AttemptError::permanent)?;
     let context = json!({
         "username": account.username,
         "product_name": PRODUCT_NAME,
@@ -141,5 +182,5 @@ fn render(
     state
         .templates
         .render_email(kind, &context)
-        .map_err(|e| AbortError::new(e).into())
+        .map_err(AttemptError::permanent)
 }

@@ -25,6 +25,7 @@ use crate::{
 
 mod email;
 mod projector;
+mod retry;
 
 /// How often an idle worker looks for new jobs pushed by another process.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -40,10 +41,16 @@ pub struct WorkerState {
     pub keys: ActivationKeys,
     pub templates: Templates,
     pub mailer: Mailer,
+    /// Cancelled on SIGTERM; a job waiting to retry hands itself back.
+    pub shutdown: CancellationToken,
 }
 
 impl WorkerState {
-    pub async fn connect(config: Config, pool: PgPool) -> anyhow::Result<Self> {
+    pub async fn connect(
+        config: Config,
+        pool: PgPool,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let redis = crate::connect_redis(&config.redis_url).await?;
         let keys = ActivationKeys::new(redis, &config.redis_namespace, config.activation_ttl);
         let templates = Templates::load().context("load email templates")?;
@@ -56,6 +63,7 @@ impl WorkerState {
             keys,
             templates,
             mailer,
+            shutdown,
         })
     }
 }

@@ -1,0 +1,70 @@
+//! Porter's own retry policy for email jobs.
+//!
+//! apalis-redis would re-run a failed job up to a hard-coded 25 times on its
+//! own schedule, ignoring any configured budget. Porter instead retries a
+//! transient failure inside the job with capped exponential backoff and full
+//! jitter, and reports every final outcome to apalis as done or aborted, so
+//! what happens to a failing email is decided here and recorded in the log.
+
+use std::time::Duration;
+
+use rand::RngExt as _;
+
+use crate::config::RetryPolicy;
+
+/// Whether a failed attempt is worth repeating.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// Might succeed later: SMTP 4xx, timeouts, Redis or Postgres away.
+    #[error("{0}")]
+    Transient(String),
+    /// Will fail the same way every time: SMTP 5xx, a refused address, a
+    /// template error, an account or request that does not exist.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl AttemptError {
+    pub fn transient(error: impl std::fmt::Display) -> Self {
+        Self::Transient(error.to_string())
+    }
+
+    pub fn permanent(error: impl std::fmt::Display) -> Self {
+        Self::Permanent(error.to_string())
+    }
+}
+
+/// The pause before attempt `attempt + 1`: uniform in
+/// `[0, min(cap, base × 2^(attempt-1))]` ("full jitter"), so retries from
+/// many jobs that failed together spread out instead of arriving together.
+pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exponential = policy
+        .base
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+    let ceiling = exponential.min(policy.cap);
+    ceiling.mul_f64(rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_up_to_the_cap() {
+        let policy = RetryPolicy {
+            attempts: 10,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        for _ in 0..200 {
+            assert!(backoff(&policy, 1) <= Duration::from_millis(100));
+            assert!(backoff(&policy, 3) <= Duration::from_millis(400));
+            assert!(backoff(&policy, 30) <= Duration::from_secs(1));
+        }
+        let late: Vec<Duration> = (0..200).map(|_| backoff(&policy, 8)).collect();
+        assert!(
+            late.iter().any(|d| *d > Duration::from_millis(500)),
+            "jitter spans the range"
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! Bad input gets the right status and a per-field message, never a 500, and
+//! writes nothing.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, new_user, spawn_app};
+
+async fn assert_error(
+    app: &TestApp,
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> Value {
+    assert_eq!(response.status(), status);
+    let headers = response.headers().clone();
+    let body: Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["request_id"].is_string(), "{body}");
+    assert_eq!(
+        headers["x-request-id"],
+        body["request_id"].as_str().expect("id")
+    );
+    assert_eq!(app.total_events().await, 0, "no event written");
+    body
+}
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/api/users"))
+        .header("content-type", "application/json")
+        .body("{\"username\": ")
+        .send()
+        .await
+        .expect("request sent");
+    assert_error(&app, response, 400, "malformed_json").await;
+}
+
+#[tokio::test]
+async fn a_json_value_that_is_not_an_object_is_400() {
+    let app = spawn_app().await;
+    let response = app.post_json("/api/users", &json!(["a", "b"])).await;
+    assert_error(&app, response, 400, "malformed_json").await;
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/api/users"))
+        .header("content-type", "text/plain")
+        .body(new_user().to_string())
+        .send()
+        .await
+        .expect("request sent");
+    assert_error(&app, response, 415, "unsupported_media_type").await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413() {
+    let app = spawn_app().await;
+    let mut user = new_user();
+    user["username"] = json!("x".repeat(17 * 1024));
+    let response = app.sign_up(&user).await;
+    assert_error(&app, response, 413, "payload_too_large").await;
+}
+
+#[tokio::test]
+async fn an_oversized_chunked_body_is_413() {
+    let app = spawn_app().await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..40).map(|_| Ok(vec![b' '; 1024])).collect();
+    let response = app
+        .client
+        .post(app.url("/api/users"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .expect("request sent");
+    assert_error(&app, response, 413, "payload_too_large").await;
+}
+
+#[tokio::test]
+async fn unknown_fields_are_400_and_named() {
+    let app = spawn_app().await;
+    let mut user = new_user();
+    user["is_admin"] = json!(true);
+    let body = assert_error(&app, app.sign_up(&user).await, 400, "validation_failed").await;
+    assert_eq!(
+        body["error"]["fields"]["is_admin"][0],
+        "is not a known field"
+    );
+}
+
+#[tokio::test]
+async fn every_invalid_field_is_reported_at_once() {
+    let app = spawn_app().await;
+    let body = json!({ "username": "a b", "email": "Bob <bob@example.com>", "password": "short" });
+    let body = assert_error(&app, app.sign_up(&body).await, 400, "validation_failed").await;
+    let fields = body["error"]["fields"].as_object().expect("fields");
+    for field in ["username", "email", "password"] {
+        assert!(fields[field][0].is_string(), "{field}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn missing_and_mistyped_fields_are_reported() {
+    let app = spawn_app().await;
+    let body = json!({ "username": 42, "password": PASSWORD });
+    let body = assert_error(&app, app.sign_up(&body).await, 400, "validation_failed").await;
+    assert_eq!(body["error"]["fields"]["username"][0], "must be a string");
+    assert_eq!(body["error"]["fields"]["email"][0], "is required");
+}
+
+#[tokio::test]
+async fn each_field_rule_is_enforced() {
+    let app = spawn_app().await;
+    let cases = [
+        ("username", json!("ab")),
+        ("username", json!("bob\r\nBcc: victim@example.com")),
+        ("email", json!("not-an-address")),
+        ("email", json!("a@b@example.com")),
+        ("email", json!("bob@[127.0.0.1]")),
+        ("email", json!(format!("{}@example.com", "a".repeat(250)))),
+        ("password", json!("password")),
+        ("password", json!("x".repeat(129))),
+        ("password", json!("passwordpassword")),
+    ];
+    for (field, value) in cases {
+        let mut user = new_user();
+        user[field] = value.clone();
+        let response = app.sign_up(&user).await;
+        assert_eq!(response.status(), 400, "{field} = {value}");
+        let body: Value = response.json().await.expect("JSON body");
+        assert!(
+            body["error"]["fields"][field][0].is_string(),
+            "{field} = {value}: {body}"
+        );
+    }
+    assert_eq!(app.total_events().await, 0);
+}
+
+#[tokio::test]
+async fn a_password_containing_the_username_is_refused() {
+    let app = spawn_app().await;
+    let mut user = new_user();
+    user["password"] = json!(format!(
+        "my {} is great",
+        user["username"].as_str().expect("username")
+    ));
+    let body = assert_error(&app, app.sign_up(&user).await, 400, "validation_failed").await;
+    assert!(body["error"]["fields"]["password"][0].is_string());
+}
+
+#[tokio::test]
+async fn a_taken_username_is_reported_on_its_field() {
+    let app = spawn_app().await;
+    let first = new_user();
+    assert_eq!(app.sign_up(&first).await.status(), 202);
+    let mut second = new_user();
+    second["username"] = json!(first["username"].as_str().expect("username").to_uppercase());
+    let response = app.sign_up(&second).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(body["error"]["fields"]["username"][0], "is already taken");
+    assert_eq!(app.count_events("AccountRegistered").await, 1);
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_keys_are_a_uniform_410() {
+    let app = spawn_app().await;
+    let mut bodies = Vec::new();
+    for key in [
+        "short",
+        "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+        &"A".repeat(32),
+        &"a".repeat(33),
+    ] {
+        let response = app.activate(key).await;
+        assert_eq!(response.status(), 410, "{key}");
+        let mut body: Value = response.json().await.expect("JSON body");
+        body["request_id"] = Value::Null;
+        bodies.push(body);
+        let page = app.activation_page(key).await;
+        assert!(page.status() == 200 || page.status() == 410, "{key}");
+    }
+    assert!(
+        bodies.windows(2).all(|pair| pair[0] == pair[1]),
+        "identical bodies"
+    );
+    assert_eq!(app.total_events().await, 0);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods() {
+    let app = spawn_app().await;
+    let missing = app
+        .client
+        .get(app.url("/nope"))
+        .send()
+        .await
+        .expect("request sent");
+    assert_error(&app, missing, 404, "not_found").await;
+    let wrong = app
+        .client
+        .get(app.url("/api/users"))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(wrong.headers()["allow"], "POST");
+    assert_error(&app, wrong, 405, "method_not_allowed").await;
+}

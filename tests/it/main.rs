@@ -1,0 +1,10 @@
+//! Porter's integration tests: one binary that drives the real app against
+//! real Postgres, Redis and SMTP.
+
+mod activation;
+mod bad_input;
+mod concurrency;
+mod delivery;
+mod helpers;
+mod ordering;
+mod smtp;
