@@ -40,6 +40,29 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     pub log_format: LogFormat,
     pub email_retry: RetryPolicy,
+    /// At least this long between two emails to one address.
+    pub email_min_interval: Duration,
+    /// Sign-ups waiting for a hashing thread beyond this many are shed with
+    /// `503` rather than queued.
+    pub hash_queue_limit: usize,
+    pub rate_limits: RateLimits,
+}
+
+/// At most `max` events per sliding `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+/// The request budgets of DESIGN.md's security defaults, shared by every web
+/// process through Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub sign_up_per_ip: Limit,
+    pub resend_per_ip: Limit,
+    pub resend_per_email: Limit,
+    pub failed_activation_per_ip: Limit,
 }
 
 /// How the worker retries a transient email failure: capped exponential
@@ -69,6 +92,9 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let hash_concurrency = env
+            .optional("HASH_CONCURRENCY", parse_positive)?
+            .unwrap_or(cpus);
         Ok(Self {
             database_url: env.required("DATABASE_URL", parse_database_url)?,
             redis_url: env.required("REDIS_URL", parse_redis_url)?,
@@ -85,9 +111,7 @@ impl Config {
             worker_concurrency: env
                 .optional("WORKER_CONCURRENCY", parse_positive)?
                 .unwrap_or(16),
-            hash_concurrency: env
-                .optional("HASH_CONCURRENCY", parse_positive)?
-                .unwrap_or(cpus),
+            hash_concurrency,
             trusted_proxies: env
                 .optional("TRUSTED_PROXIES", parse_ip_list)?
                 .unwrap_or_default(),
@@ -104,6 +128,26 @@ impl Config {
                 cap: env
                     .optional("EMAIL_RETRY_CAP", parse_duration)?
                     .unwrap_or(Duration::from_secs(300)),
+            },
+            email_min_interval: env
+                .optional("EMAIL_MIN_INTERVAL", parse_duration)?
+                .unwrap_or(Duration::from_secs(60)),
+            hash_queue_limit: env
+                .optional("HASH_QUEUE_LIMIT", parse_positive)?
+                .unwrap_or(hash_concurrency * 32),
+            rate_limits: RateLimits {
+                sign_up_per_ip: env
+                    .optional("RATE_LIMIT_SIGN_UP_PER_IP", parse_limit)?
+                    .unwrap_or(Limit::per(30, 300)),
+                resend_per_ip: env
+                    .optional("RATE_LIMIT_RESEND_PER_IP", parse_limit)?
+                    .unwrap_or(Limit::per(30, 300)),
+                resend_per_email: env
+                    .optional("RATE_LIMIT_RESEND_PER_EMAIL", parse_limit)?
+                    .unwrap_or(Limit::per(3, 3600)),
+                failed_activation_per_ip: env
+                    .optional("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", parse_limit)?
+                    .unwrap_or(Limit::per(10, 60)),
             },
         })
     }
@@ -239,6 +283,28 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     }
 }
 
+impl Limit {
+    const fn per(max: u32, seconds: u64) -> Self {
+        Self {
+            max,
+            window: Duration::from_secs(seconds),
+        }
+    }
+}
+
+/// `30/5m`: at most 30 per five minutes.
+fn parse_limit(raw: &str) -> Result<Limit, String> {
+    let (max, window) = raw
+        .split_once('/')
+        .ok_or_else(|| format!("{raw:?} is not a limit like 30/5m"))?;
+    Ok(Limit {
+        max: parse_positive(max)?
+            .try_into()
+            .map_err(|_| "is too large".to_owned())?,
+        window: parse_duration(window)?,
+    })
+}
+
 fn parse_ip_list(raw: &str) -> Result<Vec<IpAddr>, String> {
     raw.split(',')
         .map(str::trim)
@@ -320,6 +386,8 @@ mod tests {
             ("TRUSTED_PROXIES", "10.0.0.1,nonsense"),
             ("LOG_FORMAT", "xml"),
             ("REDIS_NAMESPACE", "a b"),
+            ("RATE_LIMIT_SIGN_UP_PER_IP", "30"),
+            ("RATE_LIMIT_RESEND_PER_EMAIL", "0/1h"),
         ];
         for (name, value) in cases {
             let mut vars = complete();
@@ -336,6 +404,12 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn limits_read_as_count_per_window() {
+        assert_eq!(parse_limit("30/5m"), Ok(Limit::per(30, 300)));
+        assert_eq!(parse_limit("3/1h"), Ok(Limit::per(3, 3600)));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
 use apalis_redis::{Config as QueueConfig, RedisStorage};
+use chrono::{DateTime, Utc};
 use porter_jobs::SendAccountEmail;
 use redis::aio::ConnectionManager;
 
@@ -62,13 +63,20 @@ impl EmailQueue {
         }
     }
 
-    /// Enqueues `job` under its request id; a second push of the same request
-    /// is a no-op.
+    /// Enqueues `job` under its request id, to run no earlier than
+    /// `not_before`; a second push of the same request is a no-op.
     #[tracing::instrument(skip_all, fields(request_id = %job.request_id))]
-    pub async fn push(&self, job: SendAccountEmail) -> Result<(), PushError> {
-        let task = TaskBuilder::new(job.clone())
-            .task_id(TaskId::from_string(job.job_id()))
-            .build();
+    pub async fn push(
+        &self,
+        job: SendAccountEmail,
+        not_before: Option<DateTime<Utc>>,
+    ) -> Result<(), PushError> {
+        let mut task = TaskBuilder::new(job.clone()).task_id(TaskId::from_string(job.job_id()));
+        if let Some(at) = not_before.filter(|at| *at > Utc::now()) {
+            // apalis schedules in whole seconds; round up, never early.
+            task = task.run_at_timestamp(u64::try_from(at.timestamp() + 1).unwrap_or(0));
+        }
+        let task = task.build();
         let mut storage = self.storage.clone();
         match tokio::time::timeout(PUSH_TIMEOUT, storage.push_task(task)).await {
             Ok(Ok(())) => Ok(()),

@@ -15,7 +15,7 @@ use crate::{
     keys::ActivationKeys,
     mail::Templates,
     queue::EmailQueue,
-    web::{self, AppState},
+    web::{self, AppState, RateLimiter},
     worker::{self, WorkerState},
 };
 
@@ -24,8 +24,6 @@ use crate::{
 /// when Postgres is down.
 const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
-/// Sign-ups beyond this many per hashing thread are shed with `503`.
-const HASH_QUEUE_PER_THREAD: usize = 32;
 
 pub async fn connect_postgres(url: &str) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
@@ -68,10 +66,8 @@ pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState>
             config.activation_ttl,
         ),
         templates: Templates::load().context("load templates")?,
-        hasher: PasswordHasher::new(
-            config.hash_concurrency,
-            config.hash_concurrency * HASH_QUEUE_PER_THREAD,
-        ),
+        rate_limiter: RateLimiter::new(redis.clone(), &config.redis_namespace),
+        hasher: PasswordHasher::new(config.hash_concurrency, config.hash_queue_limit),
         redis,
         pool,
         config,

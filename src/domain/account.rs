@@ -143,6 +143,13 @@ pub fn decide(
     };
     match command {
         AccountCommand::Register(_) => Err(DomainError::AlreadyExists),
+        // An email still on its way answers the request too: coalesce, so a
+        // burst of resends or repeated sign-ups sends one email, not many.
+        AccountCommand::RequestActivation { .. } | AccountCommand::RecordSignUpAttempt { .. }
+            if account.outstanding_request().is_some() =>
+        {
+            Ok(vec![])
+        }
         AccountCommand::RequestActivation { request_id } => Ok(match account.status {
             AccountStatus::Active => vec![],
             AccountStatus::Pending => {
@@ -291,6 +298,26 @@ impl Account {
         self.requests
             .get(&request_id)
             .ok_or(DomainError::UnknownRequest(request_id))
+    }
+
+    /// A request whose email has not gone out (nor failed) and that no newer
+    /// request replaces: the email the account is still waiting for.
+    pub fn outstanding_request(&self) -> Option<Uuid> {
+        self.requests
+            .iter()
+            .filter(|(_, request)| !request.emailed && !request.failed)
+            .filter(|(id, _)| {
+                self.email_plan(**id)
+                    .is_ok_and(|plan| plan != EmailPlan::Nothing)
+            })
+            .max_by_key(|(_, request)| request.sequence)
+            .map(|(id, _)| *id)
+    }
+
+    /// The earliest time another email may go to this account, keeping at
+    /// least `min_interval` between two emails to one address.
+    pub fn next_email_allowed_at(&self, min_interval: chrono::Duration) -> Option<DateTime<Utc>> {
+        self.last_email_at.map(|last| last + min_interval)
     }
 
     /// Decides what the email worker should send for `request_id`.
@@ -497,8 +524,10 @@ mod tests {
 
     #[test]
     fn resend_asks_again_only_while_pending() {
+        let mut history = registered();
+        history.push(sent(2));
         check(
-            registered(),
+            history,
             AccountCommand::RequestActivation { request_id: id(3) },
             Ok(vec![resend(3)]),
         );
@@ -508,6 +537,32 @@ mod tests {
             history,
             AccountCommand::RequestActivation { request_id: id(3) },
             Ok(vec![]),
+        );
+    }
+
+    #[test]
+    fn requests_while_an_email_is_outstanding_are_coalesced() {
+        // The sign-up's own activation email has not gone out yet.
+        check(
+            registered(),
+            AccountCommand::RequestActivation { request_id: id(3) },
+            Ok(vec![]),
+        );
+        check(
+            registered(),
+            AccountCommand::RecordSignUpAttempt { request_id: id(3) },
+            Ok(vec![]),
+        );
+        let account = replay(&registered()).expect("account exists");
+        assert_eq!(account.outstanding_request(), Some(id(2)));
+
+        let mut history = registered();
+        history.push(sent(2));
+        let account = replay(&history).expect("account exists");
+        assert_eq!(account.outstanding_request(), None);
+        assert_eq!(
+            account.next_email_allowed_at(chrono::Duration::seconds(60)),
+            Some(at(61))
         );
     }
 

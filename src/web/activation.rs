@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::{
     AppState,
+    rate_limit::Budget,
     response::{ApiError, Body, html_response, json_response},
     routes::RequestContext,
     signup::{command_error, event_metadata},
@@ -39,16 +40,28 @@ pub async fn activate(
     raw_key: &str,
     wants_html: bool,
 ) -> Result<Response<Body>, ApiError> {
-    let Ok(key) = ActivationKey::parse(raw_key) else {
-        return link_invalid(state, wants_html);
+    // Guessing keys is hopeless (≈190 bits), but a client that keeps failing
+    // is stopped early anyway, before any lookup.
+    let failure_budget = state.config.rate_limits.failed_activation_per_ip;
+    let client = context.client_ip.to_string();
+    let limiter = &state.rate_limiter;
+    limiter
+        .check(Budget::FailedActivationPerIp, failure_budget, &client)
+        .await?;
+    let grant = match ActivationKey::parse(raw_key) {
+        Ok(key) => state
+            .keys
+            .lookup(&key)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?
+            .map(|grant| (key, grant)),
+        Err(_) => None,
     };
-    let grant = state
-        .keys
-        .lookup(&key)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let Some(grant) = grant else {
+    let Some((key, grant)) = grant else {
         tracing::info!(request_id = %context.request_id, "activation failed: unknown, expired or revoked key");
+        limiter
+            .record(Budget::FailedActivationPerIp, failure_budget, &client)
+            .await;
         return link_invalid(state, wants_html);
     };
     let executed = store::accounts::execute(

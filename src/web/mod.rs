@@ -21,10 +21,14 @@ use crate::{
 };
 
 mod activation;
+mod rate_limit;
 mod request;
+mod resend;
 pub mod response;
 mod routes;
 mod signup;
+
+pub use rate_limit::RateLimiter;
 
 /// How long in-flight requests may run after shutdown begins.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -41,6 +45,7 @@ pub struct AppState {
     pub keys: ActivationKeys,
     pub templates: Templates,
     pub hasher: PasswordHasher,
+    pub rate_limiter: RateLimiter,
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then drains.

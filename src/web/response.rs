@@ -36,6 +36,12 @@ pub enum ApiError {
     LinkInvalid,
     #[error("too busy")]
     Overloaded,
+    #[error("rate limit exceeded")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the request URI is too long")]
+    UriTooLong,
+    #[error("the request took too long to arrive")]
+    RequestTimeout,
     #[error("a dependency is unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0:#}")]
@@ -56,6 +62,9 @@ impl ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::LinkInvalid => StatusCode::GONE,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,6 +79,9 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::LinkInvalid => "activation_link_invalid",
             Self::Overloaded => "overloaded",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::UriTooLong => "uri_too_long",
+            Self::RequestTimeout => "request_timeout",
             Self::Unavailable(_) => "temporarily_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -94,6 +106,11 @@ impl ApiError {
                     .into()
             }
             Self::Overloaded => "Porter is busy right now; try again shortly.".into(),
+            Self::RateLimited { retry_after_secs } => {
+                format!("Too many requests; try again in {retry_after_secs} seconds.")
+            }
+            Self::UriTooLong => "The request URI is too long.".into(),
+            Self::RequestTimeout => "The request took too long to arrive.".into(),
             Self::Unavailable(_) => "Porter is temporarily unavailable; try again shortly.".into(),
             Self::Internal(_) => "Something went wrong on our side; it has been logged.".into(),
         }
@@ -103,6 +120,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Overloaded => Some(1),
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             Self::Unavailable(_) => Some(5),
             _ => None,
         }

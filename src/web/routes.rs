@@ -8,7 +8,7 @@ use hyper::{Request, body::Incoming};
 use uuid::Uuid;
 
 use super::{
-    AppState, activation, request,
+    AppState, activation, request, resend,
     response::{ApiError, Body, add_standard_headers, json_response, text_response},
     signup,
 };
@@ -72,6 +72,9 @@ async fn dispatch(
             "activation_page",
             Err(ApiError::MethodNotAllowed("GET, HEAD")),
         ),
+        (&Method::POST, ["api", "activate-account", "resend"]) => {
+            ("resend", resend::resend(state, context, request).await)
+        }
         (&Method::POST, ["api", "activate-account", key]) => {
             let wants_html = request::wants_html(request.headers());
             (

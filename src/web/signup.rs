@@ -5,6 +5,7 @@
 //! owner of an existing account is emailed instead. The password is hashed on
 //! both paths so timing does not tell them apart either.
 
+use chrono::{DateTime, Utc};
 use http::{Response, StatusCode};
 use hyper::{Request, body::Incoming};
 use porter_jobs::SendAccountEmail;
@@ -13,12 +14,14 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    AppState, request,
+    AppState,
+    rate_limit::Budget,
+    request,
     response::{ApiError, Body, FieldErrors, json_response},
     routes::RequestContext,
 };
 use crate::{
-    domain::{AccountCommand, EmailAddress, Password, Registration, Username},
+    domain::{AccountCommand, AccountEvent, EmailAddress, Password, Registration, Username},
     hashing::HashError,
     store::{self, ClaimKind, EventMetadata, accounts::CommandError},
 };
@@ -28,6 +31,15 @@ pub async fn sign_up(
     context: &RequestContext,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    // Before anything costly: a refused request must not cost a hash.
+    state
+        .rate_limiter
+        .admit(
+            Budget::SignUpPerIp,
+            state.config.rate_limits.sign_up_per_ip,
+            &context.client_ip.to_string(),
+        )
+        .await?;
     let [username, email, password] =
         request::json_fields(request, ["username", "email", "password"]).await?;
     let mut errors = FieldErrors::new();
@@ -66,7 +78,7 @@ pub async fn sign_up(
     match store::accounts::register(&state.pool, registration, &metadata).await {
         Ok(_) => {
             tracing::info!(request_id = %context.request_id, account_id = %job.account_id, "account registered");
-            enqueue(state, job).await;
+            enqueue(state, job, None).await;
         }
         Err(CommandError::ClaimTaken(ClaimKind::Username)) => {
             return Err(ApiError::field("username", "is already taken"));
@@ -103,20 +115,41 @@ async fn notify_existing_owner(
         )));
     };
     let request_id = Uuid::now_v7();
-    store::accounts::execute(
-        &state.pool,
+    request_email(
+        state,
         account_id,
         AccountCommand::RecordSignUpAttempt { request_id },
         metadata,
     )
     .await
-    .map_err(command_error)?;
+}
+
+/// Runs a command that may ask for an email (`RecordSignUpAttempt`,
+/// `RequestActivation`) and enqueues the job when it did, no earlier than the
+/// minimum interval between emails to one address allows. A coalesced request
+/// (an email is already on its way) enqueues nothing.
+pub(super) async fn request_email(
+    state: &AppState,
+    account_id: Uuid,
+    command: AccountCommand,
+    metadata: &EventMetadata,
+) -> Result<(), ApiError> {
+    let executed = store::accounts::execute(&state.pool, account_id, command, metadata)
+        .await
+        .map_err(command_error)?;
+    let Some(request_id) = executed.events.iter().find_map(AccountEvent::request_id) else {
+        return Ok(());
+    };
+    let min_interval =
+        chrono::Duration::from_std(state.config.email_min_interval).unwrap_or_default();
+    let not_before = executed.account.next_email_allowed_at(min_interval);
     enqueue(
         state,
         SendAccountEmail {
             account_id,
             request_id,
         },
+        not_before,
     )
     .await;
     Ok(())
@@ -125,8 +158,8 @@ async fn notify_existing_owner(
 /// Pushes the job after the events committed. A failure is logged, not
 /// reported: the request is durable in the log, and the outbox relay pushes
 /// any request whose job never reached Redis.
-pub(super) async fn enqueue(state: &AppState, job: SendAccountEmail) {
-    if let Err(error) = state.email_queue.push(job.clone()).await {
+async fn enqueue(state: &AppState, job: SendAccountEmail, not_before: Option<DateTime<Utc>>) {
+    if let Err(error) = state.email_queue.push(job.clone(), not_before).await {
         tracing::warn!(request_id = %job.request_id, %error, "email job not enqueued; the relay will retry");
     }
 }

@@ -40,6 +40,12 @@ pub async fn send_account_email(
     loop {
         let error = match deliver(&state, &job).await {
             Ok(()) => return Ok(()),
+            Err(AttemptError::NotYet(pause)) => {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => continue,
+                    () = state.shutdown.cancelled() => return Err(AttemptError::NotYet(pause).into()),
+                }
+            }
             Err(error) => error,
         };
         let permanent = matches!(error, AttemptError::Permanent(_));
@@ -74,6 +80,14 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
         EmailPlan::Activation { sequence } => (EmailKind::Activation, Some(sequence)),
         EmailPlan::AlreadyRegistered { activation } => (EmailKind::AlreadyRegistered, activation),
     };
+    let min_interval =
+        chrono::Duration::from_std(state.config.email_min_interval).unwrap_or_default();
+    if let Some(pause) = account
+        .next_email_allowed_at(min_interval)
+        .and_then(|allowed_at| (allowed_at - Utc::now()).to_std().ok())
+    {
+        return Err(AttemptError::NotYet(pause));
+    }
     let key = match activation {
         Some(sequence) => {
             let issued = state

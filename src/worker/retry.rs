@@ -22,6 +22,10 @@ pub enum AttemptError {
     /// template error, an account or request that does not exist.
     #[error("{0}")]
     Permanent(String),
+    /// Too soon after the last email to this address; try again after the
+    /// pause. Not a failure, so it spends no attempt.
+    #[error("the previous email to this address went out too recently")]
+    NotYet(Duration),
 }
 
 impl AttemptError {

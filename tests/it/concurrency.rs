@@ -21,10 +21,12 @@ async fn fifty_concurrent_sign_ups_with_one_email_make_one_account() {
     let statuses = join_all(requests).await;
     assert!(statuses.iter().all(|status| *status == 202), "{statuses:?}");
     assert_eq!(app.count_events("AccountRegistered").await, 1);
-    assert_eq!(
-        app.count_events("SignUpAttemptedForExistingEmail").await,
-        49
-    );
+    // Repeated sign-ups coalesce while an email is on its way, so the owner
+    // gets one email per recorded request, far fewer than 50.
+    let requests = 1 + app.count_events("SignUpAttemptedForExistingEmail").await;
+    assert!(requests < 50, "{requests} requests");
+    app.wait_for_mail(usize::try_from(requests).expect("small"))
+        .await;
     let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM unique_claims WHERE kind = 'email'")
         .fetch_one(&app.pool)
         .await

@@ -3,7 +3,7 @@
 
 use std::{future::Future, time::Duration};
 
-use porter::config::{Config, LogFormat, RetryPolicy};
+use porter::config::{Config, Limit, LogFormat, RateLimits, RetryPolicy};
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -52,13 +52,32 @@ pub async fn fresh_database() -> (String, PgPool) {
 #[derive(Debug, Clone)]
 pub struct TestOptions {
     pub activation_ttl: Duration,
+    pub email_min_interval: Duration,
+    pub rate_limits: RateLimits,
+    pub hash_queue_limit: usize,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub run_worker: bool,
 }
+
+/// A budget no test reaches unless it means to.
+pub const GENEROUS: Limit = Limit {
+    max: 10_000,
+    window: Duration::from_secs(60),
+};
 
 impl Default for TestOptions {
     fn default() -> Self {
         Self {
             activation_ttl: Duration::from_secs(15 * 60),
+            email_min_interval: Duration::from_millis(1),
+            rate_limits: RateLimits {
+                sign_up_per_ip: GENEROUS,
+                resend_per_ip: GENEROUS,
+                resend_per_email: GENEROUS,
+                failed_activation_per_ip: GENEROUS,
+            },
+            hash_queue_limit: 1_000,
+            trusted_proxies: vec![],
             run_worker: true,
         }
     }
@@ -106,13 +125,16 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         activation_ttl: options.activation_ttl,
         worker_concurrency: 8,
         hash_concurrency: 2,
-        trusted_proxies: vec![],
+        trusted_proxies: options.trusted_proxies,
         log_format: LogFormat::Text,
         email_retry: RetryPolicy {
             attempts: 5,
             base: Duration::from_millis(50),
             cap: Duration::from_millis(400),
         },
+        email_min_interval: options.email_min_interval,
+        hash_queue_limit: options.hash_queue_limit,
+        rate_limits: options.rate_limits,
     };
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
