@@ -7,7 +7,7 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, Version};
@@ -34,6 +34,9 @@ pub struct PasswordHasher {
     /// Hashes running or waiting; compared against `queue_limit` to shed load.
     in_flight: Arc<AtomicUsize>,
     queue_limit: usize,
+    /// Hashes computed since start, for metrics and for proving that refused
+    /// requests cost none.
+    computed: Arc<AtomicU64>,
 }
 
 /// Decrements the in-flight count however the hashing future ends, including
@@ -53,7 +56,13 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             in_flight: Arc::new(AtomicUsize::new(0)),
             queue_limit: queue_limit.max(concurrency),
+            computed: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Hashes computed since start.
+    pub fn computed(&self) -> u64 {
+        self.computed.load(Ordering::Acquire)
     }
 
     /// Hashes running or waiting right now.
@@ -72,9 +81,11 @@ impl PasswordHasher {
             .acquire()
             .await
             .map_err(|e| HashError::Failed(e.to_string()))?;
-        tokio::task::spawn_blocking(move || hash_now(&password))
+        let hash = tokio::task::spawn_blocking(move || hash_now(&password))
             .await
-            .map_err(|e| HashError::Failed(e.to_string()))?
+            .map_err(|e| HashError::Failed(e.to_string()))??;
+        self.computed.fetch_add(1, Ordering::AcqRel);
+        Ok(hash)
     }
 }
 

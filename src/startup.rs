@@ -82,6 +82,15 @@ pub async fn run_web(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let state = Arc::new(web_state(config, pool).await?);
+    serve_web(state, listener, shutdown).await
+}
+
+/// Serves HTTP with an already built state (tests keep a handle on it).
+pub async fn serve_web(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "web: listening");
     web::serve(listener, state, shutdown.cancelled_owned()).await;
     Ok(())

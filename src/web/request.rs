@@ -1,6 +1,6 @@
 //! Reading requests safely: bounded bodies, strict JSON, the client's address.
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, header};
@@ -12,6 +12,9 @@ use super::response::{ApiError, FieldErrors};
 
 /// Largest request body accepted (DESIGN: 16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// A client must deliver its whole body within this time, so a slow sender
+/// cannot hold a connection and a handler.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads a JSON object body with exactly the `expected` string fields, or
 /// explains per field what is wrong. Unknown fields are errors, not ignored:
@@ -76,15 +79,14 @@ pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let collect = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    match tokio::time::timeout(BODY_READ_TIMEOUT, collect).await {
+        Err(_) => Err(ApiError::RequestTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES))
         }
-        Err(e) => Err(ApiError::MalformedJson(format!(
+        Ok(Err(e)) => Err(ApiError::MalformedJson(format!(
             "the body could not be read ({e})"
         ))),
     }

@@ -1,7 +1,10 @@
 //! The router: a `match` on method and path, plus what every request gets
 //! (a request id, standard headers, one log line).
 
-use std::{net::IpAddr, time::Instant};
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use http::{Method, Response, StatusCode};
 use hyper::{Request, body::Incoming};
@@ -52,11 +55,30 @@ pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) 
 
 type Handled = (&'static str, Result<Response<Body>, ApiError>);
 
+/// Longest request URI accepted; Porter's own URIs are far shorter.
+const MAX_URI_BYTES: usize = 2048;
+/// A request that has not been answered by then gets `503`; its unfinished
+/// work is dropped (an open transaction rolls back).
+const HANDLER_DEADLINE: Duration = Duration::from_secs(30);
+
 async fn dispatch(
     state: &AppState,
     context: &RequestContext,
     request: Request<Incoming>,
 ) -> Handled {
+    if request.uri().to_string().len() > MAX_URI_BYTES {
+        return ("uri_too_long", Err(ApiError::UriTooLong));
+    }
+    match tokio::time::timeout(HANDLER_DEADLINE, route(state, context, request)).await {
+        Ok(handled) => handled,
+        Err(_) => (
+            "deadline",
+            Err(ApiError::Unavailable("handler deadline passed".into())),
+        ),
+    }
+}
+
+async fn route(state: &AppState, context: &RequestContext, request: Request<Incoming>) -> Handled {
     let path = request.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = request.method().clone();
@@ -85,6 +107,7 @@ async fn dispatch(
         (_, ["api", "activate-account", _]) => {
             ("activate", Err(ApiError::MethodNotAllowed("POST")))
         }
+        (&Method::GET | &Method::HEAD, ["api", "openapi.json"]) => ("openapi", Ok(openapi())),
         (&Method::GET | &Method::HEAD, ["healthz"]) => {
             ("healthz", Ok(text_response(StatusCode::OK, "ok\n")))
         }
@@ -92,6 +115,16 @@ async fn dispatch(
         (_, ["healthz" | "readyz"]) => ("health", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
         _ => ("not_found", Err(ApiError::NotFound)),
     }
+}
+
+/// The API description, embedded at build time.
+fn openapi() -> Response<Body> {
+    let mut response = text_response(StatusCode::OK, include_str!("openapi.json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Ready when Postgres and Redis both answer; a load balancer stops sending

@@ -3,21 +3,15 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, new_user, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, TestResponse, new_user, spawn_app};
 
-async fn assert_error(
-    app: &TestApp,
-    response: reqwest::Response,
-    status: u16,
-    code: &str,
-) -> Value {
+async fn assert_error(app: &TestApp, response: TestResponse, status: u16, code: &str) -> Value {
     assert_eq!(response.status(), status);
-    let headers = response.headers().clone();
-    let body: Value = response.json().await.expect("JSON error body");
+    let body: Value = response.json();
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(body["request_id"].is_string(), "{body}");
     assert_eq!(
-        headers["x-request-id"],
+        response.header("x-request-id"),
         body["request_id"].as_str().expect("id")
     );
     assert_eq!(app.total_events().await, 0, "no event written");
@@ -28,13 +22,13 @@ async fn assert_error(
 async fn malformed_json_is_400() {
     let app = spawn_app().await;
     let response = app
-        .client
-        .post(app.url("/api/users"))
-        .header("content-type", "application/json")
-        .body("{\"username\": ")
-        .send()
-        .await
-        .expect("request sent");
+        .send(
+            app.client
+                .post(app.url("/api/users"))
+                .header("content-type", "application/json")
+                .body("{\"username\": "),
+        )
+        .await;
     assert_error(&app, response, 400, "malformed_json").await;
 }
 
@@ -49,13 +43,13 @@ async fn a_json_value_that_is_not_an_object_is_400() {
 async fn wrong_content_type_is_415() {
     let app = spawn_app().await;
     let response = app
-        .client
-        .post(app.url("/api/users"))
-        .header("content-type", "text/plain")
-        .body(new_user().to_string())
-        .send()
-        .await
-        .expect("request sent");
+        .send(
+            app.client
+                .post(app.url("/api/users"))
+                .header("content-type", "text/plain")
+                .body(new_user().to_string()),
+        )
+        .await;
     assert_error(&app, response, 415, "unsupported_media_type").await;
 }
 
@@ -74,13 +68,13 @@ async fn an_oversized_chunked_body_is_413() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..40).map(|_| Ok(vec![b' '; 1024])).collect();
     let response = app
-        .client
-        .post(app.url("/api/users"))
-        .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
-        .send()
-        .await
-        .expect("request sent");
+        .send(
+            app.client
+                .post(app.url("/api/users"))
+                .header("content-type", "application/json")
+                .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks))),
+        )
+        .await;
     assert_error(&app, response, 413, "payload_too_large").await;
 }
 
@@ -135,7 +129,7 @@ async fn each_field_rule_is_enforced() {
         user[field] = value.clone();
         let response = app.sign_up(&user).await;
         assert_eq!(response.status(), 400, "{field} = {value}");
-        let body: Value = response.json().await.expect("JSON body");
+        let body: Value = response.json();
         assert!(
             body["error"]["fields"][field][0].is_string(),
             "{field} = {value}: {body}"
@@ -165,7 +159,7 @@ async fn a_taken_username_is_reported_on_its_field() {
     second["username"] = json!(first["username"].as_str().expect("username").to_uppercase());
     let response = app.sign_up(&second).await;
     assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.expect("JSON body");
+    let body: Value = response.json();
     assert_eq!(body["error"]["fields"]["username"][0], "is already taken");
     assert_eq!(app.count_events("AccountRegistered").await, 1);
 }
@@ -182,7 +176,7 @@ async fn malformed_and_unknown_keys_are_a_uniform_410() {
     ] {
         let response = app.activate(key).await;
         assert_eq!(response.status(), 410, "{key}");
-        let mut body: Value = response.json().await.expect("JSON body");
+        let mut body: Value = response.json();
         body["request_id"] = Value::Null;
         bodies.push(body);
         let page = app.activation_page(key).await;
@@ -198,19 +192,9 @@ async fn malformed_and_unknown_keys_are_a_uniform_410() {
 #[tokio::test]
 async fn unknown_routes_and_wrong_methods() {
     let app = spawn_app().await;
-    let missing = app
-        .client
-        .get(app.url("/nope"))
-        .send()
-        .await
-        .expect("request sent");
+    let missing = app.send(app.client.get(app.url("/nope"))).await;
     assert_error(&app, missing, 404, "not_found").await;
-    let wrong = app
-        .client
-        .get(app.url("/api/users"))
-        .send()
-        .await
-        .expect("request sent");
-    assert_eq!(wrong.headers()["allow"], "POST");
+    let wrong = app.send(app.client.get(app.url("/api/users"))).await;
+    assert_eq!(wrong.header("allow"), "POST");
     assert_error(&app, wrong, 405, "method_not_allowed").await;
 }

@@ -1,7 +1,13 @@
 //! `spawn_app()`: the real web server and worker, in-process, on port 0,
 //! against a fresh database, their own Redis namespace and a real SMTP server.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use porter::web::AppState;
 
 use porter::config::{Config, Limit, LogFormat, RateLimits, RetryPolicy};
 use redis::aio::ConnectionManager;
@@ -11,7 +17,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::smtp::{MailServer, ReceivedMail};
+use crate::{
+    openapi,
+    smtp::{MailServer, ReceivedMail},
+};
 
 pub const PUBLIC_BASE_URL: &str = "https://porter.example/";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -91,12 +100,65 @@ pub struct TestApp {
     pub redis: ConnectionManager,
     pub mail: MailServer,
     pub client: reqwest::Client,
+    /// The web process's state, to look inside (the hasher's counters).
+    pub web: Arc<AppState>,
+    /// Every response seen through [`TestApp::send`], checked against the
+    /// OpenAPI document when the app drops.
+    seen: Mutex<Vec<(String, String, TestResponse)>>,
     shutdown: CancellationToken,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if std::thread::panicking() {
+            return;
+        }
+        let document = openapi::document();
+        let seen = self.seen.lock().expect("lock");
+        let violations: Vec<String> = seen
+            .iter()
+            .filter_map(|(method, path, response)| {
+                openapi::violation(&document, method, path, response)
+            })
+            .collect();
+        assert!(
+            violations.is_empty(),
+            "responses the OpenAPI document does not describe: {violations:#?}"
+        );
+    }
+}
+
+/// A response read in full, so tests and the OpenAPI check can both look.
+#[derive(Debug, Clone)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    pub fn content_type(&self) -> String {
+        self.header("content-type").to_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("a UTF-8 body")
     }
 }
 
@@ -139,9 +201,13 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let address = format!("http://{}", listener.local_addr().expect("local address"));
-    tokio::spawn(porter::startup::run_web(
-        config.clone(),
-        pool.clone(),
+    let web = Arc::new(
+        porter::startup::web_state(config.clone(), pool.clone())
+            .await
+            .expect("web state"),
+    );
+    tokio::spawn(porter::startup::serve_web(
+        web.clone(),
         listener,
         shutdown.clone(),
     ));
@@ -162,6 +228,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         redis,
         mail,
         client: reqwest::Client::new(),
+        web,
+        seen: Mutex::new(Vec::new()),
         shutdown,
     }
 }
@@ -200,33 +268,53 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+    /// Sends `request`, reads the whole response and records it.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> TestResponse {
+        let request = request.build().expect("a valid request");
+        let (method, path) = (
+            request.method().to_string(),
+            request.url().path().to_owned(),
+        );
+        let response = self.client.execute(request).await.expect("request sent");
+        let response = TestResponse {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.bytes().await.expect("body read").to_vec(),
+        };
+        self.seen
+            .lock()
+            .expect("lock")
+            .push((method, path, response.clone()));
+        response
     }
 
-    pub async fn sign_up(&self, body: &Value) -> reqwest::Response {
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> TestResponse {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn sign_up(&self, body: &Value) -> TestResponse {
         self.post_json("/api/users", body).await
     }
 
-    pub async fn activation_page(&self, key: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(&format!("/activate/{key}")))
-            .send()
+    pub async fn resend(&self, email: &str) -> TestResponse {
+        self.post_json("/api/activate-account/resend", &json!({ "email": email }))
             .await
-            .expect("request sent")
     }
 
-    pub async fn activate(&self, key: &str) -> reqwest::Response {
-        self.client
-            .post(self.url(&format!("/api/activate-account/{key}")))
-            .send()
-            .await
-            .expect("request sent")
+    pub async fn activation_page(&self, key: &str) -> TestResponse {
+        self.get(&format!("/activate/{key}")).await
+    }
+
+    pub async fn activate(&self, key: &str) -> TestResponse {
+        self.send(
+            self.client
+                .post(self.url(&format!("/api/activate-account/{key}"))),
+        )
+        .await
     }
 
     /// Waits until exactly `count` messages have arrived, and returns them.

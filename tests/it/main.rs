@@ -6,5 +6,7 @@ mod bad_input;
 mod concurrency;
 mod delivery;
 mod helpers;
+mod openapi;
 mod ordering;
+mod security;
 mod smtp;

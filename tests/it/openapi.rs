@@ -1,0 +1,159 @@
+//! Keeps the OpenAPI document true: every response a test sees through
+//! `TestApp` is checked against it when the app is dropped, and the document
+//! itself must be a well-formed OpenAPI 3.1 description.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestResponse, new_user, spawn_app};
+
+/// The document, as served.
+pub fn document() -> Value {
+    serde_json::from_str(include_str!("../../src/web/openapi.json")).expect("openapi.json is JSON")
+}
+
+/// Why `response` to `method path` does not match the document, if it does not.
+pub fn violation(
+    document: &Value,
+    method: &str,
+    path: &str,
+    response: &TestResponse,
+) -> Option<String> {
+    let Some(template) = template_for(document, path) else {
+        // Answers that do not depend on the route: no such route, URI too long.
+        let routeless = matches!(response.status, 404 | 414);
+        return (!routeless).then(|| format!("{} is not documented", &path[..path.len().min(80)]));
+    };
+    let operation = &document["paths"][&template][method.to_lowercase()];
+    if operation.is_null() {
+        return (response.status != 405).then(|| format!("{method} {template} is not documented"));
+    }
+    let status = response.status.to_string();
+    let mut described = &operation["responses"][&status];
+    if described.is_null() {
+        return Some(format!(
+            "{method} {template} answered {status}, which is not documented"
+        ));
+    }
+    if let Some(reference) = described["$ref"].as_str() {
+        described = resolve(document, reference);
+    }
+    let media_type = response.content_type();
+    let media_type = media_type.split(';').next().unwrap_or_default().trim();
+    let content = &described["content"][media_type];
+    if content.is_null() {
+        return Some(format!(
+            "{method} {template} {status} sent undocumented {media_type}"
+        ));
+    }
+    if media_type != "application/json" {
+        return None;
+    }
+    let body: Value = match serde_json::from_slice(&response.body) {
+        Ok(body) => body,
+        Err(e) => {
+            return Some(format!(
+                "{method} {template} {status}: body is not JSON: {e}"
+            ));
+        }
+    };
+    let mut schema = content["schema"].clone();
+    schema["components"] = document["components"].clone();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| e.to_string())
+        .collect();
+    (!errors.is_empty()).then(|| format!("{method} {template} {status}: {errors:?} in {body}"))
+}
+
+fn resolve<'a>(document: &'a Value, reference: &str) -> &'a Value {
+    document
+        .pointer(reference.trim_start_matches('#'))
+        .unwrap_or(&Value::Null)
+}
+
+/// The documented path template matching `path`; literal segments win over
+/// parameters (`/resend` over `/{key}`).
+fn template_for(document: &Value, path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut candidates: Vec<(&String, usize)> = document["paths"]
+        .as_object()?
+        .keys()
+        .filter_map(|template| {
+            let parts: Vec<&str> = template.split('/').collect();
+            let fits = parts.len() == segments.len()
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(part, segment)| part.starts_with('{') || part == segment);
+            fits.then(|| {
+                (
+                    template,
+                    parts.iter().filter(|p| p.starts_with('{')).count(),
+                )
+            })
+        })
+        .collect();
+    candidates.sort_by_key(|(_, parameters)| *parameters);
+    candidates.first().map(|(template, _)| (*template).clone())
+}
+
+#[test]
+fn the_document_is_openapi_3_1_with_every_route() {
+    let document = document();
+    assert_eq!(document["openapi"], "3.1.0");
+    for path in [
+        "/api/users",
+        "/api/activate-account/resend",
+        "/activate/{key}",
+        "/api/activate-account/{key}",
+        "/healthz",
+        "/readyz",
+        "/api/openapi.json",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} missing");
+    }
+    // Every reference resolves.
+    let text = document.to_string();
+    for reference in text.split("\"$ref\":\"").skip(1) {
+        let reference = reference.split('"').next().expect("a reference");
+        assert!(
+            !resolve(&document, reference).is_null(),
+            "{reference} does not resolve"
+        );
+    }
+}
+
+#[test]
+fn the_checker_catches_a_wrong_body() {
+    let document = document();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().expect("header"));
+    let wrong = TestResponse {
+        status: 202,
+        headers,
+        body: json!({ "status": "accepted" }).to_string().into_bytes(),
+    };
+    assert!(violation(&document, "POST", "/api/users", &wrong).is_some());
+    let undocumented = TestResponse {
+        status: 418,
+        ..wrong
+    };
+    assert!(violation(&document, "POST", "/api/users", &undocumented).is_some());
+}
+
+#[tokio::test]
+async fn the_served_document_is_the_checked_one() {
+    let app = spawn_app().await;
+    let served = app.get("/api/openapi.json").await;
+    assert_eq!(served.json(), document());
+    // A few responses of each kind, all checked when `app` drops.
+    app.sign_up(&new_user()).await;
+    app.post_json(
+        "/api/activate-account/resend",
+        &json!({ "email": "x@example.com" }),
+    )
+    .await;
+    app.activate(&"k".repeat(32)).await;
+    app.get("/readyz").await;
+}
