@@ -69,4 +69,5 @@ CREATE TABLE accounts (
     version       bigint NOT NULL
 );
 
-INSERT INTO checkpoints (name) VALUES ('accounts');
+-- The projector of `accounts` and the outbox relay each keep a checkpoint.
+INSERT INTO checkpoints (name) VALUES ('accounts'), ('relay');

@@ -46,6 +46,8 @@ pub struct Config {
     /// `503` rather than queued.
     pub hash_queue_limit: usize,
     pub rate_limits: RateLimits,
+    /// Finished jobs' data is deleted from Redis after this long.
+    pub job_retention: Duration,
 }
 
 /// At most `max` events per sliding `window`.
@@ -135,6 +137,9 @@ impl Config {
             hash_queue_limit: env
                 .optional("HASH_QUEUE_LIMIT", parse_positive)?
                 .unwrap_or(hash_concurrency * 32),
+            job_retention: env
+                .optional("JOB_RETENTION", parse_duration)?
+                .unwrap_or(Duration::from_secs(24 * 3600)),
             rate_limits: RateLimits {
                 sign_up_per_ip: env
                     .optional("RATE_LIMIT_SIGN_UP_PER_IP", parse_limit)?

@@ -86,12 +86,6 @@ pub fn fold(
     Some(row)
 }
 
-fn account_id_of(stream_id: &str) -> Option<Uuid> {
-    stream_id
-        .strip_prefix("account-")
-        .and_then(|id| Uuid::parse_str(id).ok())
-}
-
 /// Applies `events` (in global order) to `table` inside `tx`.
 pub async fn apply(
     tx: &mut Transaction<'_, Postgres>,
@@ -107,7 +101,7 @@ pub async fn apply(
                 event_type: recorded.event_type.clone(),
                 source,
             })?;
-        if let Some(account_id) = account_id_of(&recorded.stream_id) {
+        if let Some(account_id) = recorded.account_id() {
             decoded.push((account_id, recorded, event));
         }
     }

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 
 use crate::{
     domain::DecodeError,
-    store::{Cursor, RecordedEvent, TxId, read_committed_after},
+    store::{RecordedEvent, lock_checkpoint, read_committed_after, save_checkpoint},
 };
 
 pub mod accounts;
@@ -38,18 +38,8 @@ pub const BATCH_SIZE: i64 = 1000;
 #[tracing::instrument(skip_all, name = "project_accounts")]
 pub async fn project_accounts(pool: &PgPool, batch_size: i64) -> Result<usize, ProjectionError> {
     let mut tx = pool.begin().await?;
-    let checkpoint: Option<(String, i64)> = sqlx::query_as(
-        "SELECT tx_id::text, position FROM checkpoints WHERE name = $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(accounts::CHECKPOINT)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((tx_id, position)) = checkpoint else {
+    let Some(cursor) = lock_checkpoint(&mut tx, accounts::CHECKPOINT).await? else {
         return Ok(0);
-    };
-    let cursor = Cursor {
-        tx_id: TxId(tx_id.parse().unwrap_or_default()),
-        position,
     };
     let events = read_committed_after(&mut *tx, cursor, batch_size).await?;
     let Some(last) = events.last().map(RecordedEvent::cursor) else {
@@ -59,20 +49,4 @@ pub async fn project_accounts(pool: &PgPool, batch_size: i64) -> Result<usize, P
     save_checkpoint(&mut tx, accounts::CHECKPOINT, last).await?;
     tx.commit().await?;
     Ok(events.len())
-}
-
-async fn save_checkpoint(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    name: &str,
-    cursor: Cursor,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE checkpoints SET tx_id = $2::text::xid8, position = $3, updated_at = now() WHERE name = $1",
-    )
-    .bind(name)
-    .bind(cursor.tx_id.0.to_string())
-    .bind(cursor.position)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

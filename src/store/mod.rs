@@ -94,6 +94,13 @@ impl RecordedEvent {
         AccountEvent::decode(&self.event_type, self.schema_version, self.payload.clone())
     }
 
+    /// The account whose stream holds this event.
+    pub fn account_id(&self) -> Option<Uuid> {
+        self.stream_id
+            .strip_prefix("account-")
+            .and_then(|id| Uuid::parse_str(id).ok())
+    }
+
     /// The cursor just past this event.
     pub fn cursor(&self) -> Cursor {
         Cursor {
@@ -259,6 +266,41 @@ pub async fn read_committed_after<'e>(
     .bind(limit)
     .fetch_all(executor)
     .await
+}
+
+/// Takes the checkpoint row `name` for the rest of `tx`, or `None` when
+/// another process holds it (`SKIP LOCKED`): of several workers, one reads
+/// the log at a time and the others try again next round.
+pub async fn lock_checkpoint(
+    tx: &mut Transaction<'_, Postgres>,
+    name: &str,
+) -> Result<Option<Cursor>, sqlx::Error> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT tx_id::text, position FROM checkpoints WHERE name = $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|(tx_id, position)| Cursor {
+        tx_id: TxId(tx_id.parse().unwrap_or_default()),
+        position,
+    }))
+}
+
+/// Moves the checkpoint `name`, in the transaction that did the work it
+/// covers.
+pub async fn save_checkpoint(
+    tx: &mut Transaction<'_, Postgres>,
+    name: &str,
+    cursor: Cursor,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE checkpoints SET tx_id = $2::text::xid8, position = $3, updated_at = now() WHERE name = $1")
+        .bind(name)
+        .bind(cursor.tx_id.0.to_string())
+        .bind(cursor.position)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// The account holding a claim, if any.

@@ -182,13 +182,28 @@ pub(super) fn command_error(error: CommandError) -> ApiError {
     }
 }
 
-/// Postgres being unreachable is a `503` the client can retry, not a `500`.
+/// Postgres being unreachable, restarting or out of connections is a `503`
+/// the client can retry, not a `500`.
 pub(super) fn database_error(error: sqlx::Error) -> ApiError {
-    match error {
+    let unavailable = match &error {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => ApiError::Unavailable(error.to_string()),
-        other => ApiError::Internal(other.into()),
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE classes 08 (connection exception), 53 (insufficient
+        // resources) and 57 (operator intervention: shutdown, restart).
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            ["08", "53", "57"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }),
+        _ => false,
+    };
+    if unavailable {
+        ApiError::Unavailable(error.to_string())
+    } else {
+        ApiError::Internal(error.into())
     }
 }

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use apalis::prelude::{BackendExt, WorkerBuilder, WorkerBuilderExt};
 use apalis_redis::RedisStorage;
 use porter_jobs::SendAccountEmail;
+use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -20,24 +21,27 @@ use crate::{
     config::Config,
     keys::ActivationKeys,
     mail::{MailTransport, Mailer, Templates},
-    queue::email_queue_config,
+    queue::{EmailQueue, email_queue_config},
 };
 
 mod email;
+pub mod housekeeping;
 mod projector;
+mod relay;
 mod retry;
 
 /// How often an idle worker looks for new jobs pushed by another process.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// The supervisor's restart backoff after a worker died.
 const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
-const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-/// What email jobs need.
+/// What the worker's tasks need.
 #[derive(Debug)]
 pub struct WorkerState {
     pub config: Config,
     pub pool: PgPool,
+    pub redis: ConnectionManager,
     pub keys: ActivationKeys,
     pub templates: Templates,
     pub mailer: Mailer,
@@ -52,7 +56,11 @@ impl WorkerState {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let redis = crate::connect_redis(&config.redis_url).await?;
-        let keys = ActivationKeys::new(redis, &config.redis_namespace, config.activation_ttl);
+        let keys = ActivationKeys::new(
+            redis.clone(),
+            &config.redis_namespace,
+            config.activation_ttl,
+        );
         let templates = Templates::load().context("load email templates")?;
         let transport =
             MailTransport::from_config(&config.smtp_url).context("set up the mail transport")?;
@@ -60,6 +68,7 @@ impl WorkerState {
         Ok(Self {
             config,
             pool,
+            redis,
             keys,
             templates,
             mailer,
@@ -68,8 +77,22 @@ impl WorkerState {
     }
 }
 
-/// Runs the email worker and the projector until `shutdown` is cancelled.
+/// Runs the email worker, the projector, the outbox relay and housekeeping
+/// until `shutdown` is cancelled.
 pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    warn_about_eviction(&state.redis).await;
+    let namespace = state.config.redis_namespace.clone();
+    let relay = tokio::spawn(relay::run(
+        state.pool.clone(),
+        EmailQueue::new(state.redis.clone(), &namespace),
+        shutdown.clone(),
+    ));
+    let housekeeping = tokio::spawn(housekeeping::run(
+        state.redis.clone(),
+        namespace,
+        state.config.job_retention,
+        shutdown.clone(),
+    ));
     let projector = tokio::spawn({
         let (pool, shutdown) = (state.pool.clone(), shutdown.clone());
         async move {
@@ -82,10 +105,33 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
         }
     });
     supervise_email_worker(state, shutdown).await;
+    relay.await.context("relay task panicked")?;
+    housekeeping.await.context("housekeeping task panicked")?;
     projector
         .await
         .context("projector task panicked")?
         .context("projector")
+}
+
+/// Activation keys and queued jobs live in Redis; under memory pressure an
+/// evicting policy would drop keys with a TTL (every activation key) first.
+async fn warn_about_eviction(redis: &ConnectionManager) {
+    let policy: Result<Vec<String>, _> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(&mut redis.clone())
+        .await;
+    match policy.as_deref() {
+        Ok([_, policy]) if policy == "noeviction" => {}
+        Ok([_, policy]) => tracing::warn!(
+            policy = %policy,
+            "Redis maxmemory-policy is not noeviction: under memory pressure Redis will evict \
+             activation keys and queued jobs; set `maxmemory-policy noeviction`"
+        ),
+        Ok(_) | Err(_) => {
+            tracing::warn!("could not read Redis maxmemory-policy (CONFIG GET refused?)")
+        }
+    }
 }
 
 async fn supervise_email_worker(state: Arc<WorkerState>, shutdown: CancellationToken) {

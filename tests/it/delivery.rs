@@ -23,6 +23,16 @@ async fn a_permanent_refusal_is_recorded_and_other_mail_still_flows() {
             .expect("failure event");
     assert_eq!(payload["permanent"], true);
     assert_eq!(app.mail.refusals(), 1, "a 5xx is not retried");
+    let dead: i64 = eventually("the job in the dead-letter set", || async {
+        let dead: i64 = redis::cmd("SCARD")
+            .arg(app.queue_key("dead"))
+            .query_async(&mut app.redis.clone())
+            .await
+            .expect("SCARD");
+        (dead > 0).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead, 1);
 
     app.sign_up(&new_user()).await;
     app.wait_for_mail(1).await;

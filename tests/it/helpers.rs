@@ -40,15 +40,20 @@ fn redis_url() -> String {
 /// A fresh, migrated database; its name starts with `porter_test_` so the test
 /// script can drop leftovers.
 pub async fn fresh_database() -> (String, PgPool) {
+    fresh_database_on(&server_url()).await
+}
+
+/// A fresh, migrated database on the Postgres server at `server_url`.
+pub async fn fresh_database_on(server_url: &str) -> (String, PgPool) {
     let name = format!("porter_test_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&server_url())
+    let mut admin = PgConnection::connect(server_url)
         .await
         .expect("connect to Postgres");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await
         .expect("create test database");
-    let mut url = url::Url::parse(&server_url()).expect("DATABASE_URL is a URL");
+    let mut url = url::Url::parse(server_url).expect("DATABASE_URL is a URL");
     url.set_path(&name);
     let pool = porter::connect_postgres(url.as_str())
         .await
@@ -65,7 +70,13 @@ pub struct TestOptions {
     pub rate_limits: RateLimits,
     pub hash_queue_limit: usize,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Run the worker in-process; tests that kill workers run them as
+    /// processes instead ([`TestApp::spawn_process`]).
     pub run_worker: bool,
+    /// Another Redis than the shared one (a private instance to break).
+    pub redis_url: Option<String>,
+    /// Another Postgres server than the shared one.
+    pub postgres_url: Option<String>,
 }
 
 /// A budget no test reaches unless it means to.
@@ -88,6 +99,8 @@ impl Default for TestOptions {
             hash_queue_limit: 1_000,
             trusted_proxies: vec![],
             run_worker: true,
+            redis_url: None,
+            postgres_url: None,
         }
     }
 }
@@ -172,11 +185,12 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let (database_url, pool) = fresh_database().await;
+    let (database_url, pool) =
+        fresh_database_on(&options.postgres_url.clone().unwrap_or_else(server_url)).await;
     let mail = MailServer::start().await;
     let config = Config {
         database_url,
-        redis_url: redis_url(),
+        redis_url: options.redis_url.clone().unwrap_or_else(redis_url),
         redis_namespace: format!("porter-test-{}", Uuid::new_v4().simple()),
         port: 0,
         public_base_url: PUBLIC_BASE_URL.parse().expect("valid URL"),
@@ -197,6 +211,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         email_min_interval: options.email_min_interval,
         hash_queue_limit: options.hash_queue_limit,
         rate_limits: options.rate_limits,
+        job_retention: Duration::from_secs(3600),
     };
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
@@ -234,13 +249,22 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     }
 }
 
-/// Polls `check` until it yields a value or the deadline passes.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// Polls `check` until it yields a value or [`DEADLINE`] passes.
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+    eventually_within(DEADLINE, what, check).await
+}
+
+/// Polls `check` until it yields a value or `limit` passes.
+pub async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
             return value;
@@ -264,6 +288,42 @@ pub fn new_user() -> Value {
 }
 
 impl TestApp {
+    /// Starts `porter <role>` as a separate process with this app's
+    /// configuration, for tests that kill or signal processes.
+    pub fn spawn_process(&self, role: &str, port: u16) -> tokio::process::Child {
+        let config = &self.config;
+        let retry = config.email_retry;
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_porter"))
+            .arg(role)
+            .env("DATABASE_URL", &config.database_url)
+            .env("REDIS_URL", &config.redis_url)
+            .env("REDIS_NAMESPACE", &config.redis_namespace)
+            .env("PORT", port.to_string())
+            .env("PUBLIC_BASE_URL", config.public_base_url.as_str())
+            .env("SMTP_URL", &config.smtp_url)
+            .env("MAIL_FROM", config.mail_from.to_string())
+            .env(
+                "ACTIVATION_TTL",
+                format!("{}s", config.activation_ttl.as_secs()),
+            )
+            .env(
+                "EMAIL_MIN_INTERVAL",
+                format!("{}ms", config.email_min_interval.as_millis().max(1)),
+            )
+            .env("EMAIL_RETRY_ATTEMPTS", retry.attempts.to_string())
+            .env("EMAIL_RETRY_BASE", format!("{}ms", retry.base.as_millis()))
+            .env("EMAIL_RETRY_CAP", format!("{}ms", retry.cap.as_millis()))
+            .env("WORKER_CONCURRENCY", config.worker_concurrency.to_string())
+            .env("RATE_LIMIT_SIGN_UP_PER_IP", "100000/1m")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a porter process")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -334,6 +394,14 @@ impl TestApp {
             .fetch_one(&self.pool)
             .await
             .expect("count events")
+    }
+
+    /// Redis's view of the email queue's `suffix` key (`dead`, `active`, ...).
+    pub fn queue_key(&self, suffix: &str) -> String {
+        format!(
+            "{}:{suffix}",
+            porter::queue::email_queue_name(&self.config.redis_namespace)
+        )
     }
 
     pub async fn total_events(&self) -> i64 {

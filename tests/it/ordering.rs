@@ -74,7 +74,10 @@ async fn transactions_committing_out_of_order_are_both_projected() {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let mut applied = 0;
     while applied < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "only {applied} of 2 projected");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {applied} of 2 projected"
+        );
         applied += project_accounts(&pool, BATCH_SIZE).await.expect("project");
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }

@@ -77,6 +77,9 @@ struct Shared {
     refused_recipients: HashMap<String, u16>,
     /// Each refused or failed delivery, for assertions.
     refusals: usize,
+    /// How long each accepted message takes to acknowledge, to keep jobs in
+    /// flight.
+    delay: std::time::Duration,
 }
 
 /// Handle to the running server.
@@ -118,6 +121,11 @@ impl MailServer {
             .extend(std::iter::repeat_n(code, count));
     }
 
+    /// Each message is acknowledged only after `delay`.
+    pub fn slow_down(&self, delay: std::time::Duration) {
+        self.shared.lock().expect("lock").delay = delay;
+    }
+
     /// Every message to `address` is refused at RCPT with `code`.
     pub fn refuse_recipient(&self, address: &str, code: u16) {
         self.shared
@@ -145,7 +153,7 @@ async fn serve(
     let mut session = builder.build(
         peer,
         Recorder {
-            shared,
+            shared: shared.clone(),
             to: Vec::new(),
             data: Vec::new(),
         },
@@ -158,6 +166,10 @@ async fn serve(
             return Ok(());
         }
         let response = session.process(&line);
+        if line == b".\r\n" {
+            let delay = shared.lock().expect("lock").delay;
+            tokio::time::sleep(delay).await;
+        }
         match response.action {
             Action::NoReply => {}
             Action::Close => {
