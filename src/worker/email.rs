@@ -15,7 +15,7 @@ use std::sync::Arc;
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::Utc;
 use porter_jobs::SendAccountEmail;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{
     WorkerState,
@@ -30,15 +30,24 @@ use crate::{
 /// The product name shown in emails.
 const PRODUCT_NAME: &str = "Porter";
 
+/// The job as apalis hands it over: raw JSON, so a payload that does not
+/// decode is dead-lettered at once instead of being re-run by apalis.
+pub async fn handle(payload: Value, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
+    match serde_json::from_value::<SendAccountEmail>(payload) {
+        Ok(job) => send_account_email(job, &state).await,
+        Err(error) => {
+            tracing::error!(%error, "unreadable email job; dead-lettered");
+            Err(AbortError::new(error).into())
+        }
+    }
+}
+
 #[tracing::instrument(skip_all, fields(account_id = %job.account_id, request_id = %job.request_id))]
-pub async fn send_account_email(
-    job: SendAccountEmail,
-    state: Data<Arc<WorkerState>>,
-) -> Result<(), BoxDynError> {
+async fn send_account_email(job: SendAccountEmail, state: &WorkerState) -> Result<(), BoxDynError> {
     let policy = state.config.email_retry;
     let mut attempt = 1;
     loop {
-        let error = match deliver(&state, &job).await {
+        let error = match deliver(state, &job).await {
             Ok(()) => return Ok(()),
             Err(AttemptError::NotYet(pause)) => {
                 tokio::select! {
@@ -50,7 +59,7 @@ pub async fn send_account_email(
         };
         let permanent = matches!(error, AttemptError::Permanent(_));
         if permanent || attempt >= policy.attempts {
-            record_failure(&state, &job, &error.to_string(), permanent, attempt).await;
+            record_failure(state, &job, &error.to_string(), permanent, attempt).await;
             return Err(AbortError::new(error).into());
         }
         let pause = backoff(&policy, attempt);

@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context as _;
 use apalis::prelude::{BackendExt, WorkerBuilder, WorkerBuilderExt};
 use apalis_redis::RedisStorage;
-use porter_jobs::SendAccountEmail;
+
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -166,14 +166,14 @@ async fn run_email_worker(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let redis = crate::connect_redis(&state.config.redis_url).await?;
-    let storage = RedisStorage::<SendAccountEmail>::new(redis)
+    let storage = RedisStorage::<serde_json::Value>::new(redis)
         .with_config(email_queue_config(&state.config.redis_namespace))
         .poll_with_interval(POLL_INTERVAL);
     let worker = WorkerBuilder::new(name)
         .backend(storage)
         .data(state.clone())
         .concurrency(state.config.worker_concurrency)
-        .build(email::send_account_email);
+        .build(email::handle);
     worker
         .run_until(async move {
             shutdown.cancelled().await;

@@ -52,3 +52,27 @@ async fn transient_failures_are_retried_until_the_email_goes_out() {
     assert_eq!(app.count_events("ActivationEmailFailed").await, 0);
     assert_eq!(app.activate(&mail.activation_key()).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_poison_job_is_dead_lettered_without_blocking_others() {
+    let app = spawn_app().await;
+    let mut poison = apalis_redis::RedisStorage::<serde_json::Value>::new(app.redis.clone())
+        .with_config(porter::queue::email_queue_config(
+            &app.config.redis_namespace,
+        ));
+    apalis::prelude::TaskSink::push(&mut poison, serde_json::json!({ "not": "a job" }))
+        .await
+        .expect("push a malformed job");
+    app.sign_up(&new_user()).await;
+    app.wait_for_mail(1).await;
+    let dead: i64 = eventually("the poison job in the dead-letter set", || async {
+        let dead: i64 = redis::cmd("SCARD")
+            .arg(app.queue_key("dead"))
+            .query_async(&mut app.redis.clone())
+            .await
+            .expect("SCARD");
+        (dead > 0).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead, 1);
+}
