@@ -76,3 +76,54 @@ async fn a_poison_job_is_dead_lettered_without_blocking_others() {
     .await;
     assert_eq!(dead, 1);
 }
+
+#[tokio::test]
+async fn housekeeping_purges_finished_jobs_but_keeps_dead_ones() {
+    let app = spawn_app().await;
+    app.mail.refuse_recipient("dead.letter@example.com", 550);
+    let mut refused = new_user();
+    refused["email"] = serde_json::json!("dead.letter@example.com");
+    app.sign_up(&refused).await;
+    for _ in 0..3 {
+        app.sign_up(&new_user()).await;
+    }
+    app.wait_for_mail(3).await;
+    let mut redis = app.redis.clone();
+    let count = |key: String, command: &'static str| {
+        let mut redis = redis.clone();
+        async move {
+            redis::cmd(command)
+                .arg(key)
+                .query_async::<i64>(&mut redis)
+                .await
+                .expect("count")
+        }
+    };
+    eventually("three done jobs and one dead", || async {
+        let done = count(app.queue_key("done"), "SCARD").await;
+        let dead = count(app.queue_key("dead"), "SCARD").await;
+        (done == 3 && dead == 1).then_some(())
+    })
+    .await;
+
+    let purged = porter::worker::housekeeping::purge_finished_jobs(
+        &app.redis,
+        &app.config.redis_namespace,
+        std::time::Duration::ZERO,
+    )
+    .await
+    .expect("purge");
+    assert_eq!(purged, 3);
+    assert_eq!(count(app.queue_key("done"), "SCARD").await, 0);
+    assert_eq!(
+        count(app.queue_key("dead"), "SCARD").await,
+        1,
+        "dead letters stay"
+    );
+    let payloads: i64 = redis::cmd("HLEN")
+        .arg(app.queue_key("data"))
+        .query_async(&mut redis)
+        .await
+        .expect("HLEN");
+    assert_eq!(payloads, 1, "only the dead job's payload is left");
+}

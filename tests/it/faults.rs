@@ -12,7 +12,9 @@ use futures::future::join_all;
 use serde_json::Value;
 
 use crate::{
-    helpers::{TestApp, TestOptions, eventually, eventually_within, new_user, spawn_app_with},
+    helpers::{
+        CapturedLogs, TestApp, TestOptions, eventually, eventually_within, new_user, spawn_app_with,
+    },
     services::{PrivatePostgres, PrivateRedis, free_port},
 };
 
@@ -359,4 +361,33 @@ async fn sigterm_during_a_burst_keeps_every_acknowledged_sign_up_and_job() {
         stranded.is_empty(),
         "requests neither emailed nor queued: {stranded:?}"
     );
+}
+
+#[tokio::test]
+async fn the_worker_warns_when_redis_may_evict_keys() {
+    let (logs, _guard) = CapturedLogs::install();
+    let redis = PrivateRedis::start().await;
+    let client = redis::Client::open(redis.url()).expect("URL");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut connection)
+        .await
+        .expect("CONFIG SET");
+    let _app = spawn_app_with(TestOptions {
+        redis_url: Some(redis.url()),
+        ..TestOptions::default()
+    })
+    .await;
+    eventually("the eviction warning", || async {
+        logs.text()
+            .contains("maxmemory-policy is not noeviction")
+            .then_some(())
+    })
+    .await;
 }

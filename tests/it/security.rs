@@ -1,19 +1,15 @@
 //! Abuse resistance: enumeration-safe answers, budgets, load shedding,
 //! links that ignore request headers, security headers, clean logs.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
 use futures::future::join_all;
 use porter::config::Limit;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    PASSWORD, PUBLIC_BASE_URL, TestApp, TestOptions, TestResponse, eventually, new_user, spawn_app,
-    spawn_app_with,
+    CapturedLogs, PASSWORD, PUBLIC_BASE_URL, TestApp, TestOptions, TestResponse, eventually,
+    new_user, spawn_app, spawn_app_with,
 };
 
 fn limit(max: u32) -> Limit {
@@ -351,32 +347,10 @@ async fn every_kind_of_response_carries_the_security_headers() {
     assert_security_headers(&long);
 }
 
-/// A log sink for one test: everything the app logs on this thread.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_of_a_full_flow_hold_no_password_key_or_link() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("trace")
-        .with_writer(move || writer.clone())
-        .finish();
     // A current-thread runtime: the app's tasks run here and log here.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = CapturedLogs::install();
 
     let app = spawn_app().await;
     let user = new_user();
@@ -387,7 +361,7 @@ async fn logs_of_a_full_flow_hold_no_password_key_or_link() {
     app.activate(&key).await;
     drop(app);
 
-    let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("UTF-8 logs");
+    let text = logs.text();
     assert!(text.contains("account registered") && text.contains("activation succeeded"));
     for secret in [PASSWORD, key.as_str(), "/activate/"] {
         assert!(!text.contains(secret), "{secret:?} appears in the logs");
