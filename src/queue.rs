@@ -34,6 +34,40 @@ pub fn email_queue_config(namespace: &str) -> QueueConfig {
         .missed_heartbeats(MISSED_HEARTBEATS)
 }
 
+/// Moves every job still claimed by the stopped worker `worker_name` back to
+/// the queue, and wakes the other workers.
+const HAND_BACK: &str = r"
+local jobs = redis.call('SMEMBERS', KEYS[1])
+if #jobs > 0 then
+  redis.call('RPUSH', KEYS[2], unpack(jobs))
+  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[3])
+  redis.call('LPUSH', KEYS[3], 1)
+end
+return #jobs
+";
+
+/// Returns the jobs a stopped worker had fetched to the queue.
+///
+/// apalis-redis unregisters a worker when it stops, but jobs it fetched and
+/// had not started can stay in its in-flight set; unregistered, it is never
+/// treated as dead, so they would never run. Call this once the worker has
+/// stopped. A job that in fact finished just before is re-run harmlessly:
+/// every job is idempotent.
+pub async fn hand_back_inflight(
+    redis: &ConnectionManager,
+    namespace: &str,
+    worker_name: &str,
+) -> Result<usize, redis::RedisError> {
+    let config = email_queue_config(namespace);
+    redis::Script::new(HAND_BACK)
+        .key(format!("{}:{worker_name}", config.inflight_jobs_set()))
+        .key(config.active_jobs_list())
+        .key(config.signal_list())
+        .invoke_async(&mut redis.clone())
+        .await
+}
+
 /// The producer side of the email queue.
 #[derive(Clone)]
 pub struct EmailQueue {

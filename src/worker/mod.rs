@@ -21,7 +21,7 @@ use crate::{
     config::Config,
     keys::ActivationKeys,
     mail::{MailTransport, Mailer, Templates},
-    queue::{EmailQueue, email_queue_config},
+    queue::{EmailQueue, email_queue_config, hand_back_inflight},
 };
 
 mod email;
@@ -136,11 +136,17 @@ async fn warn_about_eviction(redis: &ConnectionManager) {
 
 async fn supervise_email_worker(state: Arc<WorkerState>, shutdown: CancellationToken) {
     let mut backoff = RESTART_BACKOFF_MIN;
+    // Stopped workers whose fetched jobs could not be handed back yet (Redis
+    // was away); retried before every restart.
+    let mut stopped: Vec<String> = Vec::new();
     while !shutdown.is_cancelled() {
         let name = unique_worker_name();
         tracing::info!(worker = %name, "email worker starting");
         let started = std::time::Instant::now();
-        match run_email_worker(&name, state.clone(), shutdown.clone()).await {
+        let outcome = run_email_worker(&name, state.clone(), shutdown.clone()).await;
+        stopped.push(name.clone());
+        hand_back(&state, &mut stopped).await;
+        match outcome {
             Ok(()) if shutdown.is_cancelled() => break,
             Ok(()) => tracing::warn!(worker = %name, "email worker stopped on its own"),
             Err(error) => {
@@ -157,7 +163,27 @@ async fn supervise_email_worker(state: Arc<WorkerState>, shutdown: CancellationT
         }
         backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
     }
+    hand_back(&state, &mut stopped).await;
     tracing::info!("email worker stopped");
+}
+
+/// Hands the fetched jobs of `stopped` workers back to the queue, keeping
+/// the names it could not handle yet.
+async fn hand_back(state: &WorkerState, stopped: &mut Vec<String>) {
+    let mut still_pending = Vec::new();
+    for name in stopped.drain(..) {
+        match hand_back_inflight(&state.redis, &state.config.redis_namespace, &name).await {
+            Ok(0) => {}
+            Ok(count) => {
+                tracing::info!(worker = %name, count, "fetched jobs handed back to the queue")
+            }
+            Err(error) => {
+                tracing::warn!(worker = %name, %error, "could not hand fetched jobs back yet");
+                still_pending.push(name);
+            }
+        }
+    }
+    *stopped = still_pending;
 }
 
 async fn run_email_worker(

@@ -357,9 +357,57 @@ async fn sigterm_during_a_burst_keeps_every_acknowledged_sign_up_and_job() {
         emailed.len(),
         requests.len() - emailed.len()
     );
+    let mut diagnosis = Vec::new();
+    for id in &stranded {
+        let meta: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(app.queue_key(&format!("meta:{id}")))
+            .query_async(&mut redis)
+            .await
+            .expect("meta");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(app.queue_key("*"))
+            .query_async(&mut redis)
+            .await
+            .expect("keys");
+        let mut holders = Vec::new();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await
+                .expect("type");
+            let holds = match kind.as_str() {
+                "set" => redis::cmd("SISMEMBER")
+                    .arg(&key)
+                    .arg(*id)
+                    .query_async::<bool>(&mut redis)
+                    .await
+                    .unwrap_or(false),
+                "zset" => redis::cmd("ZSCORE")
+                    .arg(&key)
+                    .arg(*id)
+                    .query_async::<Option<f64>>(&mut redis)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some(),
+                "hash" => redis::cmd("HEXISTS")
+                    .arg(&key)
+                    .arg(*id)
+                    .query_async::<bool>(&mut redis)
+                    .await
+                    .unwrap_or(false),
+                _ => false,
+            };
+            if holds {
+                holders.push(key);
+            }
+        }
+        diagnosis.push(format!("{id}: meta {meta:?}, held by {holders:?}"));
+    }
     assert!(
         stranded.is_empty(),
-        "requests neither emailed nor queued: {stranded:?}"
+        "requests neither emailed nor queued: {diagnosis:#?}"
     );
 }
 
