@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{AccountEvent, DecodeError, EncodedEvent};
@@ -159,6 +159,18 @@ pub async fn append(
     claims: &[(Claim, Uuid)],
     metadata: &EventMetadata,
 ) -> Result<i64, AppendError> {
+    if claims.is_empty() {
+        // One statement is one transaction: no BEGIN/COMMIT round trips.
+        let mut connection = pool.acquire().await?;
+        return insert_events(
+            &mut connection,
+            stream_id,
+            expected_version,
+            events,
+            metadata,
+        )
+        .await;
+    }
     let mut tx = pool.begin().await?;
     for (claim, account_id) in claims {
         insert_claim(&mut tx, claim, *account_id).await?;
@@ -190,7 +202,7 @@ async fn insert_claim(
 }
 
 async fn insert_events(
-    tx: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     stream_id: &str,
     expected_version: i64,
     events: &[NewEvent],
@@ -215,7 +227,7 @@ async fn insert_events(
     .bind(events.iter().map(|e| e.encoded.event_type).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.encoded.schema_version).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.encoded.payload.clone()).collect::<Vec<_>>())
-    .execute(&mut **tx)
+    .execute(&mut *connection)
     .await;
     match result {
         Ok(_) => Ok(versions.last().copied().unwrap_or(expected_version)),
