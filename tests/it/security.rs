@@ -367,3 +367,20 @@ async fn logs_of_a_full_flow_hold_no_password_key_or_link() {
         assert!(!text.contains(secret), "{secret:?} appears in the logs");
     }
 }
+
+#[tokio::test]
+async fn oversized_headers_are_refused_without_a_500() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-padding", "x".repeat(100 * 1024))
+        .send()
+        .await;
+    assert_eq!(response.expect("an answer").status().as_u16(), 431);
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "the server is still serving"
+    );
+}
