@@ -23,12 +23,8 @@ async fn a_permanent_refusal_is_recorded_and_other_mail_still_flows() {
             .expect("failure event");
     assert_eq!(payload["permanent"], true);
     assert_eq!(app.mail.refusals(), 1, "a 5xx is not retried");
-    let dead: i64 = eventually("the job in the dead-letter set", || async {
-        let dead: i64 = redis::cmd("SCARD")
-            .arg(app.queue_key("dead"))
-            .query_async(&mut app.redis.clone())
-            .await
-            .expect("SCARD");
+    let dead = eventually("the job in the dead-letter set", || async {
+        let dead = app.dead_letters().await;
         (dead > 0).then_some(dead)
     })
     .await;
@@ -65,12 +61,8 @@ async fn a_poison_job_is_dead_lettered_without_blocking_others() {
         .expect("push a malformed job");
     app.sign_up(&new_user()).await;
     app.wait_for_mail(1).await;
-    let dead: i64 = eventually("the poison job in the dead-letter set", || async {
-        let dead: i64 = redis::cmd("SCARD")
-            .arg(app.queue_key("dead"))
-            .query_async(&mut app.redis.clone())
-            .await
-            .expect("SCARD");
+    let dead = eventually("the poison job in the dead-letter set", || async {
+        let dead = app.dead_letters().await;
         (dead > 0).then_some(dead)
     })
     .await;

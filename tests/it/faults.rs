@@ -364,45 +364,13 @@ async fn sigterm_during_a_burst_keeps_every_acknowledged_sign_up_and_job() {
             .query_async(&mut redis)
             .await
             .expect("meta");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(app.queue_key("*"))
-            .query_async(&mut redis)
+        let holders: Vec<String> = app
+            .redis_dump()
             .await
-            .expect("keys");
-        let mut holders = Vec::new();
-        for key in keys {
-            let kind: String = redis::cmd("TYPE")
-                .arg(&key)
-                .query_async(&mut redis)
-                .await
-                .expect("type");
-            let holds = match kind.as_str() {
-                "set" => redis::cmd("SISMEMBER")
-                    .arg(&key)
-                    .arg(*id)
-                    .query_async::<bool>(&mut redis)
-                    .await
-                    .unwrap_or(false),
-                "zset" => redis::cmd("ZSCORE")
-                    .arg(&key)
-                    .arg(*id)
-                    .query_async::<Option<f64>>(&mut redis)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some(),
-                "hash" => redis::cmd("HEXISTS")
-                    .arg(&key)
-                    .arg(*id)
-                    .query_async::<bool>(&mut redis)
-                    .await
-                    .unwrap_or(false),
-                _ => false,
-            };
-            if holds {
-                holders.push(key);
-            }
-        }
+            .into_iter()
+            .filter(|(_, contents)| contents.contains(id.as_str()))
+            .map(|(key, _)| key)
+            .collect();
         diagnosis.push(format!("{id}: meta {meta:?}, held by {holders:?}"));
     }
     assert!(

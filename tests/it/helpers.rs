@@ -435,43 +435,27 @@ impl TestApp {
                 .query_async(&mut redis)
                 .await
                 .expect("type");
-            let contents = match kind.as_str() {
-                "string" => {
-                    redis::cmd("GET")
-                        .arg(&key)
-                        .query_async::<String>(&mut redis)
-                        .await
-                }
-                "hash" => redis::cmd("HGETALL")
-                    .arg(&key)
-                    .query_async::<Vec<String>>(&mut redis)
-                    .await
-                    .map(|fields| fields.join(" ")),
-                "list" => redis::cmd("LRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async::<Vec<String>>(&mut redis)
-                    .await
-                    .map(|items| items.join(" ")),
-                "set" => redis::cmd("SMEMBERS")
-                    .arg(&key)
-                    .query_async::<Vec<String>>(&mut redis)
-                    .await
-                    .map(|items| items.join(" ")),
-                "zset" => redis::cmd("ZRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async::<Vec<String>>(&mut redis)
-                    .await
-                    .map(|items| items.join(" ")),
-                _ => Ok(String::new()),
-            }
-            .unwrap_or_default();
-            dump.push((key, contents));
+            let read = match kind.as_str() {
+                "string" => redis::cmd("GET").arg(&key).clone(),
+                "hash" => redis::cmd("HGETALL").arg(&key).clone(),
+                "set" => redis::cmd("SMEMBERS").arg(&key).clone(),
+                "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).clone(),
+                "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).clone(),
+                _ => continue,
+            };
+            let contents: Vec<String> = read.query_async(&mut redis).await.unwrap_or_default();
+            dump.push((key, contents.join(" ")));
         }
         dump
+    }
+
+    /// How many jobs sit in the email queue's dead-letter set.
+    pub async fn dead_letters(&self) -> i64 {
+        redis::cmd("SCARD")
+            .arg(self.queue_key("dead"))
+            .query_async(&mut self.redis.clone())
+            .await
+            .expect("SCARD")
     }
 }
 
