@@ -122,6 +122,27 @@ pub fn log_format_from_env() -> Result<LogFormat, ConfigError> {
         .unwrap_or(LogFormat::Text))
 }
 
+/// What the operator commands that look at Redis (`deliveries`, `status`)
+/// need, and nothing else.
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    pub database_url: String,
+    pub redis_url: String,
+    pub redis_namespace: String,
+}
+
+/// Reads `DATABASE_URL`, `REDIS_URL` and `REDIS_NAMESPACE`.
+pub fn operator_config_from_env() -> Result<OperatorConfig, ConfigError> {
+    let env = Env(&|name: &str| std::env::var(name).ok());
+    Ok(OperatorConfig {
+        database_url: env.required("DATABASE_URL", parse_database_url)?,
+        redis_url: env.required("REDIS_URL", parse_redis_url)?,
+        redis_namespace: env
+            .optional("REDIS_NAMESPACE", parse_namespace)?
+            .unwrap_or_else(|| "porter".into()),
+    })
+}
+
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
 impl Env<'_> {

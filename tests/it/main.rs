@@ -6,5 +6,6 @@ mod bad_input;
 mod concurrency;
 mod delivery;
 mod helpers;
+mod operators;
 mod ordering;
 mod smtp;
