@@ -5,6 +5,7 @@ use std::io::{IsTerminal as _, Write as _};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
@@ -118,7 +119,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => {
             let config = Config::from_env()?;
             let pool = startup::connect_postgres(&config.database_url).await?;
-            startup::run_worker(config, pool, startup::shutdown_on_signal()?).await
+            let shutdown = startup::shutdown_on_signal()?;
+            serve_worker_metrics(&config, &pool, &shutdown).await?;
+            startup::run_worker(config, pool, shutdown).await
         }
         Command::Dev => {
             let config = Config::from_env()?;
@@ -126,6 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             startup::migrate(&pool).await?;
             let listener = bind(config.port).await?;
             let shutdown = startup::shutdown_on_signal()?;
+            serve_worker_metrics(&config, &pool, &shutdown).await?;
             let web = startup::run_web(config.clone(), pool.clone(), listener, shutdown.clone());
             let worker = startup::run_worker(config, pool, shutdown);
             let (web, worker) = tokio::join!(web, worker);
@@ -244,6 +248,33 @@ fn print(text: &str) -> anyhow::Result<()> {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("write to stdout")
+}
+
+/// Starts the worker's `GET /metrics` listener on `METRICS_PORT`, if set.
+async fn serve_worker_metrics(
+    config: &Config,
+    pool: &sqlx::PgPool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(port) = config.metrics_port else {
+        return Ok(());
+    };
+    let listener = TcpListener::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("bind port {port} (METRICS_PORT)"))?;
+    let sources = crate::metrics::Sources {
+        pool: pool.clone(),
+        redis: crate::connect_redis(&config.redis_url).await?,
+        redis_namespace: config.redis_namespace.clone(),
+        hash_queue_depth: None,
+    };
+    tracing::info!(port, "worker metrics: listening");
+    tokio::spawn(crate::metrics::serve(
+        listener,
+        sources,
+        shutdown.clone().cancelled_owned(),
+    ));
+    Ok(())
 }
 
 async fn bind(port: u16) -> anyhow::Result<TcpListener> {

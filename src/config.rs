@@ -40,6 +40,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     pub log_format: LogFormat,
     pub email_retry: RetryPolicy,
+    /// Where the worker serves `GET /metrics`; no listener when unset.
+    pub metrics_port: Option<u16>,
 }
 
 /// How the worker retries a transient email failure: capped exponential
@@ -105,6 +107,7 @@ impl Config {
                     .optional("EMAIL_RETRY_CAP", parse_duration)?
                     .unwrap_or(Duration::from_secs(300)),
             },
+            metrics_port: env.optional("METRICS_PORT", parse_number)?,
         })
     }
 }

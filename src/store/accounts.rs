@@ -99,10 +99,13 @@ pub async fn register(
     )
     .await
     {
-        Ok(_) => Ok(Executed {
-            account: fold(None, &events, 0).ok_or(DomainError::NoSuchAccount)?,
-            events,
-        }),
+        Ok(_) => {
+            crate::metrics::record_events(&events);
+            Ok(Executed {
+                account: fold(None, &events, 0).ok_or(DomainError::NoSuchAccount)?,
+                events,
+            })
+        }
         Err(AppendError::ClaimTaken(kind)) => Err(CommandError::ClaimTaken(kind)),
         // A fresh random id already in use would be a broken RNG, not a race.
         Err(AppendError::Conflict { stream_id, .. }) => Err(CommandError::Contended(stream_id)),
@@ -130,6 +133,7 @@ pub async fn execute(
         let expected_version = account.version;
         match append(pool, &stream_id, expected_version, &encoded, &[], metadata).await {
             Ok(_) => {
+                crate::metrics::record_events(&events);
                 let account = fold(Some(account), &events, expected_version)
                     .ok_or(DomainError::NoSuchAccount)?;
                 return Ok(Executed { events, account });

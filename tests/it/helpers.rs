@@ -113,6 +113,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
             base: Duration::from_millis(50),
             cap: Duration::from_millis(400),
         },
+        metrics_port: None,
     };
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");

@@ -1,5 +1,7 @@
-//! Operator tools: replay, events, deliveries and status, against
+//! Operator tools: replay, events, deliveries, status and metrics, against
 //! the real app, Postgres, Redis and SMTP.
+
+use std::collections::HashMap;
 
 use porter::{
     ops::{
@@ -461,4 +463,154 @@ async fn a_dead_email_is_listed_and_a_retry_sends_it_once_the_recipient_accepts(
     assert!(all.is_empty());
     assert_eq!(app.count_events("EmailRetryRequested").await, 1);
     assert_eq!(app.mail.received().len(), 1);
+}
+
+/// Every line of an OpenMetrics text exposition, checked strictly.
+fn assert_exposition_format(text: &str) {
+    assert!(text.ends_with("# EOF\n"), "ends with # EOF");
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let kind = comment.split(' ').next().unwrap_or_default();
+            assert!(
+                ["HELP", "TYPE", "UNIT", "EOF"].contains(&kind),
+                "unexpected comment: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample line");
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "unterminated labels: {line}");
+        }
+        assert!(
+            value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value),
+            "bad value: {line}"
+        );
+    }
+}
+
+fn samples(text: &str) -> HashMap<String, f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("parses as Prometheus text");
+    scrape
+        .samples
+        .into_iter()
+        .filter_map(|sample| {
+            let value = match sample.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => return None,
+            };
+            let mut labels: Vec<String> = sample
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            labels.sort();
+            Some((format!("{}{{{}}}", sample.metric, labels.join(",")), value))
+        })
+        .collect()
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(response.status(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    response.text().await.expect("body")
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_count_sign_ups() {
+    let app = spawn_app().await;
+    let before = scrape(&app).await;
+    assert_exposition_format(&before);
+    let before = samples(&before);
+    let signups = |samples: &HashMap<String, f64>| {
+        samples
+            .get("porter_signups_total{}")
+            .copied()
+            .unwrap_or(0.0)
+    };
+
+    assert_eq!(app.sign_up(&new_user()).await.status(), 202);
+    app.wait_for_mail(1).await;
+    let after = scrape(&app).await;
+    assert_exposition_format(&after);
+    let after = samples(&after);
+    // Other tests in this process may sign up too; ours is at least one.
+    assert!(signups(&after) >= signups(&before) + 1.0, "{after:#?}");
+    for series in [
+        "porter_email_queue_depth{state=active}",
+        "porter_email_dead_letters{}",
+        "porter_email_workers_live{}",
+        "porter_projector_lag_events{read_model=accounts}",
+        "porter_projector_lag_seconds{read_model=accounts}",
+        "porter_password_hash_queue_depth{}",
+        "porter_emails_sent_total{}",
+    ] {
+        assert!(
+            after.contains_key(series),
+            "{series} missing from {after:#?}"
+        );
+    }
+    assert!(
+        after.keys().any(
+            |k| k.starts_with("porter_http_request_duration_seconds_count")
+                && k.contains("route=sign_up")
+                && k.contains("status=202")
+        ),
+        "{after:#?}"
+    );
+
+    // The worker's own listener serves the same registry.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(porter::metrics::serve(
+        listener,
+        porter::metrics::Sources {
+            pool: app.pool.clone(),
+            redis: app.redis.clone(),
+            redis_namespace: app.config.redis_namespace.clone(),
+            hash_queue_depth: None,
+        },
+        shutdown.clone().cancelled_owned(),
+    ));
+    let text = app
+        .client
+        .get(format!("http://{address}/metrics"))
+        .send()
+        .await
+        .expect("scrape the worker listener")
+        .text()
+        .await
+        .expect("body");
+    assert_exposition_format(&text);
+    assert!(samples(&text).contains_key("porter_email_dead_letters{}"));
+    shutdown.cancel();
 }
