@@ -94,7 +94,7 @@ pub async fn list(
          WHERE (tx_id, position) > ($1::text::xid8, $2) {settled} \
            AND ($3::text IS NULL OR stream_id = $3) \
            AND ($4::text IS NULL OR event_type = $4) \
-         ORDER BY tx_id, position \
+         ORDER BY events.tx_id, events.position \
          LIMIT $5"
     )))
     .bind(after.tx_id.0.to_string())

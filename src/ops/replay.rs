@@ -311,7 +311,8 @@ async fn drop_shadow(pool: &PgPool) {
 /// The last event in the global order among those committed now.
 async fn last_committed(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
     let last: Option<(String, i64)> = sqlx::query_as(
-        "SELECT tx_id::text, position FROM events ORDER BY tx_id DESC, position DESC LIMIT 1",
+        "SELECT tx_id::text, position FROM events \
+         ORDER BY events.tx_id DESC, events.position DESC LIMIT 1",
     )
     .fetch_optional(pool)
     .await?;
