@@ -38,9 +38,12 @@ use crate::{
 };
 
 /// Events read and applied per shadow transaction. Each batch costs three
-/// statements whatever its size, so bigger batches amortise round trips;
-/// 10 000 keeps a batch's memory to a few megabytes.
-pub const DEFAULT_BATCH_SIZE: i64 = 10_000;
+/// statements whatever its size, and an account's events that fall in one
+/// batch become one row write, so bigger batches are faster: on a 2-core
+/// machine 10 000 gave about 80 000 events/s, 20 000 about 125 000, 50 000
+/// about 135 000. About three batches are in memory at once, roughly 10 KiB
+/// per event with sqlx rows and JSON trees (20 000: about 240 MB resident).
+pub const DEFAULT_BATCH_SIZE: i64 = 20_000;
 
 /// How long the swap waits for its locks (the checkpoint row, then the live
 /// table for the rename) before giving up with the live table untouched. A
@@ -281,6 +284,10 @@ impl ReplayLock {
     }
 }
 
+/// The shadow starts unlogged: rows rewritten batch after batch while it is
+/// built would otherwise each go to the WAL. A crash empties an unlogged
+/// table, which costs nothing here since an interrupted replay starts over.
+/// It becomes a logged table before it is swapped in ([`make_durable`]).
 async fn create_shadow(pool: &PgPool) -> Result<(), sqlx::Error> {
     let shadow = Table::Shadow.name();
     let live = Table::Live.name();
@@ -290,10 +297,21 @@ async fn create_shadow(pool: &PgPool) -> Result<(), sqlx::Error> {
     .execute(pool)
     .await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE {shadow} (LIKE {live} INCLUDING ALL)"
+        "CREATE UNLOGGED TABLE {shadow} (LIKE {live} INCLUDING ALL)"
     )))
     .execute(pool)
     .await?;
+    Ok(())
+}
+
+/// Writes the built shadow to the WAL once, as a whole, so the table that is
+/// swapped in is as durable (and replicated) as any other. It locks only the
+/// shadow, so the live projector keeps running meanwhile.
+async fn make_durable(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let statement = format!("ALTER TABLE {} SET LOGGED", Table::Shadow.name());
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -335,7 +353,9 @@ async fn build(
     progress: &mut dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<(Cursor, u64), ReplayError> {
-    let (sender, mut batches) = mpsc::channel::<Batch>(2);
+    // One batch waiting while one is applied and the next is read: enough to
+    // overlap reads and writes, and memory stays at about three batches.
+    let (sender, mut batches) = mpsc::channel::<Batch>(1);
     let reader = tokio::spawn(read_ahead(pool.clone(), batch_size, target, sender));
     // Dropping the reader's handle would not stop it; abort it on every exit.
     let _reader = AbortOnDrop(reader);
@@ -385,7 +405,13 @@ impl Drop for AbortOnDrop {
 async fn read_ahead(pool: PgPool, batch_size: i64, target: Cursor, sender: mpsc::Sender<Batch>) {
     let mut cursor = Cursor::default();
     loop {
-        let batch = read_committed_after(&pool, cursor, batch_size).await;
+        let mut batch = read_committed_after(&pool, cursor, batch_size).await;
+        if let Ok(events) = &mut batch {
+            // Folding needs no metadata; drop it before the batch waits.
+            for event in events.iter_mut() {
+                event.metadata = serde_json::Value::Null;
+            }
+        }
         let next = match &batch {
             Ok(events) if events.is_empty() && cursor < target => {
                 if sender.is_closed() {
@@ -427,6 +453,9 @@ async fn finish(
     built: u64,
     progress: &mut dyn Progress,
 ) -> Result<Finished, ReplayError> {
+    if !options.dry_run {
+        make_durable(pool).await?;
+    }
     let mut tx = pool.begin().await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"
