@@ -291,11 +291,18 @@ impl ReplayLock {
 async fn create_shadow(pool: &PgPool) -> Result<(), sqlx::Error> {
     let shadow = Table::Shadow.name();
     let live = Table::Live.name();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {shadow}"
-    )))
-    .execute(pool)
-    .await?;
+    // Checked first rather than `DROP ... IF EXISTS`, whose notice would
+    // show in the operator's terminal on every run.
+    let leftover: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(shadow)
+        .fetch_one(pool)
+        .await?;
+    if leftover {
+        tracing::info!("dropping the shadow table an interrupted replay left");
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {shadow}")))
+            .execute(pool)
+            .await?;
+    }
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE UNLOGGED TABLE {shadow} (LIKE {live} INCLUDING ALL)"
     )))
