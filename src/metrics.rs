@@ -79,7 +79,6 @@ pub struct Metrics {
     activations: Counter,
     emails_sent: Counter,
     emails_failed: Family<FailureLabels, Counter>,
-    email_retries: Counter,
     queue_depth: Family<QueueLabels, Gauge>,
     dead_letters: Gauge,
     live_workers: Gauge,
@@ -117,12 +116,6 @@ impl Metrics {
             "emails_failed",
             "Account emails given up (dead-lettered), by whether the failure was permanent",
             emails_failed.clone(),
-        );
-        let email_retries = Counter::default();
-        registry.register(
-            "email_retries",
-            "Failed emails re-driven by an operator",
-            email_retries.clone(),
         );
         let queue_depth = Family::<QueueLabels, Gauge>::default();
         registry.register(
@@ -167,7 +160,6 @@ impl Metrics {
             activations,
             emails_sent,
             emails_failed,
-            email_retries,
             queue_depth,
             dead_letters,
             live_workers,
@@ -217,11 +209,11 @@ pub fn record_events(events: &[AccountEvent]) {
                     .get_or_create(&FailureLabels { permanent })
                     .inc();
             }
-            AccountEvent::EmailRetryRequested(_) => {
-                m.email_retries.inc();
-            }
+            // Retries are appended by `porter deliveries retry`, a process
+            // nobody scrapes; the dead-letter gauge shows their effect.
             AccountEvent::ActivationRequested(_)
-            | AccountEvent::SignUpAttemptedForExistingEmail(_) => {}
+            | AccountEvent::SignUpAttemptedForExistingEmail(_)
+            | AccountEvent::EmailRetryRequested(_) => {}
         }
     }
 }
