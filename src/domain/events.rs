@@ -56,7 +56,7 @@ pub struct ActivationRequested {
 /// side, which could say "a key without an expiry" or "an expiry without a
 /// key"; version 2 nests both in one optional [`IssuedKey`]. Stored v1
 /// payloads stay as they are and are brought up to v2 when read (see
-/// [`upcast`]).
+/// `upcast`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivationEmailSent {
     pub request_id: Uuid,

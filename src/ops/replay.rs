@@ -2,8 +2,8 @@
 //!
 //! The rebuild goes into a shadow table (`accounts_shadow`, created `LIKE
 //! accounts INCLUDING ALL`) through the same batched
-//! [`projection::accounts::apply`] the live projector uses, reading the log
-//! with [`store::read_committed_after`] in `(tx_id, position)` order. The live
+//! [`crate::projection::accounts::apply`] the live projector uses, reading the log
+//! with [`crate::store::read_committed_after`] in `(tx_id, position)` order. The live
 //! table is not touched while the shadow is built, so an interrupted replay
 //! (Ctrl-C, a crash, a dropped future) leaves it as it was; the next replay
 //! drops the leftover shadow and starts over.
