@@ -1,10 +1,21 @@
 //! The `porter` command line: one subcommand per process role or operator task.
 
+use std::io::{IsTerminal as _, Write as _};
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use crate::{config::Config, startup};
+use crate::{
+    config::Config,
+    ops::{
+        self,
+        replay::{DEFAULT_BATCH_SIZE, ReadModel},
+    },
+    startup,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +38,68 @@ pub enum Command {
     Worker,
     /// Migrate, then run web and worker in one process (local use).
     Dev,
+    /// Rebuild a read model from the first event into a shadow table and swap
+    /// it in atomically. No jobs, no Redis writes, no email.
+    Replay {
+        /// The read model to rebuild.
+        #[arg(long, value_enum, default_value = "accounts")]
+        read_model: ReadModel,
+        /// Build the shadow and report how it differs from the live table,
+        /// then drop it without swapping.
+        #[arg(long)]
+        dry_run: bool,
+        /// Events read and applied per batch.
+        #[arg(long, default_value_t = DEFAULT_BATCH_SIZE, value_parser = clap::value_parser!(i64).range(1..))]
+        batch: i64,
+    },
+    /// Print the event log in global order; emails and usernames masked.
+    Events {
+        /// Only this stream (`account-<uuid>` or the account's uuid).
+        #[arg(long)]
+        stream: Option<String>,
+        /// Only events of this type, e.g. `ActivationEmailFailed`.
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        /// Start after the event at this position.
+        #[arg(long, value_name = "POSITION", default_value_t = 0)]
+        after: i64,
+        /// At most this many events (per poll with --follow).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..))]
+        limit: i64,
+        /// Keep printing new events as they commit, until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Show emails and usernames in clear (password hashes never print).
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Show the email queue, its workers and dead letters; retry dead emails.
+    Deliveries {
+        #[command(subcommand)]
+        action: Option<DeliveriesAction>,
+        /// List at most this many dead letters.
+        #[arg(long, default_value_t = ops::deliveries::DEFAULT_LIST_LIMIT)]
+        limit: usize,
+    },
+    /// One screen: projector lag, queue depths, dead letters, live workers
+    /// and Redis persistence settings.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesAction {
+    /// Send a dead email again, as a new request of the same kind.
+    Retry {
+        /// The dead job's id, as `porter deliveries` lists it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        job_id: Option<String>,
+        /// Retry every dead job.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -46,7 +119,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => {
             let config = Config::from_env()?;
             let pool = startup::connect_postgres(&config.database_url).await?;
-            startup::run_worker(config, pool, startup::shutdown_on_signal()?).await
+            let shutdown = startup::shutdown_on_signal()?;
+            serve_worker_metrics(&config, &pool, &shutdown).await?;
+            startup::run_worker(config, pool, shutdown).await
         }
         Command::Dev => {
             let config = Config::from_env()?;
@@ -54,12 +129,152 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             startup::migrate(&pool).await?;
             let listener = bind(config.port).await?;
             let shutdown = startup::shutdown_on_signal()?;
+            serve_worker_metrics(&config, &pool, &shutdown).await?;
             let web = startup::run_web(config.clone(), pool.clone(), listener, shutdown.clone());
             let worker = startup::run_worker(config, pool, shutdown);
             let (web, worker) = tokio::join!(web, worker);
             web.and(worker)
         }
+        Command::Replay {
+            read_model,
+            dry_run,
+            batch,
+        } => {
+            let pool = startup::connect_postgres(&crate::config::database_url_from_env()?).await?;
+            let options = ops::replay::ReplayOptions {
+                read_model,
+                batch_size: batch,
+                dry_run,
+            };
+            let mut progress: Box<dyn ops::replay::Progress> = if std::io::stderr().is_terminal() {
+                Box::new(ops::replay::ProgressBar::new())
+            } else {
+                Box::new(ops::replay::ProgressLines::new(
+                    std::io::stderr(),
+                    std::time::Duration::from_secs(5),
+                ))
+            };
+            let cancel = startup::shutdown_on_signal()?;
+            let report = ops::replay::replay(&pool, &options, progress.as_mut(), &cancel).await?;
+            print(&ops::replay::render_report(&report))
+        }
+        Command::Events {
+            stream,
+            event_type,
+            after,
+            limit,
+            follow,
+            json,
+            reveal,
+        } => {
+            let pool = startup::connect_postgres(&crate::config::database_url_from_env()?).await?;
+            let options = ops::events::ListOptions {
+                filter: ops::events::EventFilter {
+                    stream: stream.map(|s| match Uuid::parse_str(&s) {
+                        Ok(id) => crate::store::account_stream(id),
+                        Err(_) => s,
+                    }),
+                    event_type,
+                },
+                after,
+                limit,
+                follow,
+                format: if json {
+                    ops::events::Format::JsonLines
+                } else {
+                    ops::events::Format::Table
+                },
+                reveal,
+            };
+            let cancel = startup::shutdown_on_signal()?;
+            let mut out = std::io::stdout().lock();
+            Ok(ops::events::run(&pool, &options, &mut out, &cancel).await?)
+        }
+        Command::Deliveries { action, limit } => {
+            let config = crate::config::operator_config_from_env()?;
+            let pool = startup::connect_postgres(&config.database_url).await?;
+            let mut redis = crate::connect_redis(&config.redis_url).await?;
+            let namespace = &config.redis_namespace;
+            match action {
+                None => {
+                    let deliveries =
+                        ops::deliveries::overview(&pool, &mut redis, namespace, limit).await?;
+                    print(&ops::deliveries::render(&deliveries))
+                }
+                Some(DeliveriesAction::Retry {
+                    job_id: Some(job_id),
+                    ..
+                }) => {
+                    let outcome =
+                        ops::deliveries::retry(&pool, &mut redis, namespace, &job_id).await?;
+                    print(&format!("{job_id}: {outcome}\n"))
+                }
+                Some(DeliveriesAction::Retry { job_id: None, .. }) => {
+                    let outcomes = ops::deliveries::retry_all(&pool, &mut redis, namespace).await?;
+                    let mut text = String::new();
+                    let mut failed = 0;
+                    for (job_id, outcome) in &outcomes {
+                        match outcome {
+                            Ok(outcome) => text.push_str(&format!("{job_id}: {outcome}\n")),
+                            Err(error) => {
+                                failed += 1;
+                                text.push_str(&format!("{job_id}: failed: {error}\n"));
+                            }
+                        }
+                    }
+                    text.push_str(&format!(
+                        "{} dead job(s) retried, {failed} failed\n",
+                        outcomes.len() - failed
+                    ));
+                    print(&text)?;
+                    anyhow::ensure!(failed == 0, "{failed} retries failed");
+                    Ok(())
+                }
+            }
+        }
+        Command::Status => {
+            let config = crate::config::operator_config_from_env()?;
+            let pool = startup::connect_postgres(&config.database_url).await?;
+            let mut redis = crate::connect_redis(&config.redis_url).await?;
+            let status = ops::status::gather(&pool, &mut redis, &config.redis_namespace).await?;
+            print(&ops::status::render(&status))
+        }
     }
+}
+
+/// Operator output goes to stdout; logs go to stderr.
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("write to stdout")
+}
+
+/// Starts the worker's `GET /metrics` listener on `METRICS_PORT`, if set.
+async fn serve_worker_metrics(
+    config: &Config,
+    pool: &sqlx::PgPool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(port) = config.metrics_port else {
+        return Ok(());
+    };
+    let listener = TcpListener::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("bind port {port} (METRICS_PORT)"))?;
+    let sources = crate::metrics::Sources {
+        pool: pool.clone(),
+        redis: crate::connect_redis(&config.redis_url).await?,
+        redis_namespace: config.redis_namespace.clone(),
+        hash_queue_depth: None,
+    };
+    tracing::info!(port, "worker metrics: listening");
+    tokio::spawn(crate::metrics::serve(
+        listener,
+        sources,
+        shutdown.clone().cancelled_owned(),
+    ));
+    Ok(())
 }
 
 async fn bind(port: u16) -> anyhow::Result<TcpListener> {

@@ -48,6 +48,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Finished jobs' data is deleted from Redis after this long.
     pub job_retention: Duration,
+    /// Where the worker serves `GET /metrics`; no listener when unset.
+    pub metrics_port: Option<u16>,
 }
 
 /// At most `max` events per sliding `window`.
@@ -154,6 +156,7 @@ impl Config {
                     .optional("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", parse_limit)?
                     .unwrap_or(Limit::per(10, 60)),
             },
+            metrics_port: env.optional("METRICS_PORT", parse_number)?,
         })
     }
 }
@@ -169,6 +172,27 @@ pub fn log_format_from_env() -> Result<LogFormat, ConfigError> {
     Ok(Env(&|name: &str| std::env::var(name).ok())
         .optional("LOG_FORMAT", parse_log_format)?
         .unwrap_or(LogFormat::Text))
+}
+
+/// What the operator commands that look at Redis (`deliveries`, `status`)
+/// need, and nothing else.
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    pub database_url: String,
+    pub redis_url: String,
+    pub redis_namespace: String,
+}
+
+/// Reads `DATABASE_URL`, `REDIS_URL` and `REDIS_NAMESPACE`.
+pub fn operator_config_from_env() -> Result<OperatorConfig, ConfigError> {
+    let env = Env(&|name: &str| std::env::var(name).ok());
+    Ok(OperatorConfig {
+        database_url: env.required("DATABASE_URL", parse_database_url)?,
+        redis_url: env.required("REDIS_URL", parse_redis_url)?,
+        redis_namespace: env
+            .optional("REDIS_NAMESPACE", parse_namespace)?
+            .unwrap_or_else(|| "porter".into()),
+    })
 }
 
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);

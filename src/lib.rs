@@ -10,6 +10,8 @@ pub mod domain;
 pub mod hashing;
 pub mod keys;
 pub mod mail;
+pub mod metrics;
+pub mod ops;
 pub mod projection;
 pub mod queue;
 pub mod startup;

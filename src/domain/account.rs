@@ -14,8 +14,8 @@ use super::{
     EmailAddress, Username,
     events::{
         AccountActivated, AccountEvent, AccountRegistered, ActivationEmailFailed,
-        ActivationEmailSent, ActivationReason, ActivationRequested, PasswordHash,
-        SignUpAttemptedForExistingEmail,
+        ActivationEmailSent, ActivationReason, ActivationRequested, EmailRetryRequested, IssuedKey,
+        PasswordHash, SignUpAttemptedForExistingEmail,
     },
 };
 
@@ -92,9 +92,8 @@ pub enum AccountCommand {
     },
     RecordEmailSent {
         request_id: Uuid,
-        key_fingerprint: Option<String>,
         sent_at: DateTime<Utc>,
-        expires_at: Option<DateTime<Utc>>,
+        key: Option<IssuedKey>,
     },
     RecordEmailFailed {
         request_id: Uuid,
@@ -106,6 +105,12 @@ pub enum AccountCommand {
         request_id: Uuid,
         at: DateTime<Utc>,
     },
+    /// An operator re-drives the email of a request whose delivery failed for
+    /// good, as the new request `request_id`.
+    RetryEmail {
+        failed_request_id: Uuid,
+        request_id: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,6 +121,38 @@ pub enum DomainError {
     NoSuchAccount,
     #[error("request {0} is not in this account's stream")]
     UnknownRequest(Uuid),
+}
+
+/// What `RetryEmail` does for a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryPlan {
+    /// Record a new request of the same kind; its job sends the email.
+    Retry,
+    /// The retry was already recorded (the operator ran it twice); push its
+    /// job again, which is harmless.
+    AlreadyRequested,
+    /// Nothing to send any more.
+    NotNeeded(RetryNotNeeded),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryNotNeeded {
+    /// The email went out after all.
+    AlreadySent,
+    /// An activation email for an account that is active now.
+    AccountActive,
+    /// A newer request carries the account's activation link.
+    Superseded,
+}
+
+impl std::fmt::Display for RetryNotNeeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::AlreadySent => "the email was sent after all",
+            Self::AccountActive => "the account is active now",
+            Self::Superseded => "a newer request carries the activation link",
+        })
+    }
 }
 
 /// What the email worker should do for a request.
@@ -166,9 +203,8 @@ pub fn decide(
         }
         AccountCommand::RecordEmailSent {
             request_id,
-            key_fingerprint,
             sent_at,
-            expires_at,
+            key,
         } => {
             let request = account.request(request_id)?;
             Ok(if request.emailed {
@@ -176,9 +212,8 @@ pub fn decide(
             } else {
                 vec![AccountEvent::ActivationEmailSent(ActivationEmailSent {
                     request_id,
-                    key_fingerprint,
                     sent_at,
-                    expires_at,
+                    key,
                 })]
             })
         }
@@ -206,6 +241,16 @@ pub fn decide(
                 request_id,
                 activated_at: at,
             })],
+        }),
+        AccountCommand::RetryEmail {
+            failed_request_id,
+            request_id,
+        } => Ok(match account.retry_plan(failed_request_id, request_id)? {
+            RetryPlan::Retry => vec![AccountEvent::EmailRetryRequested(EmailRetryRequested {
+                request_id,
+                retry_of: failed_request_id,
+            })],
+            RetryPlan::AlreadyRequested | RetryPlan::NotNeeded(_) => vec![],
         }),
     }
 }
@@ -277,6 +322,16 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
             }
         }
         AccountEvent::AccountActivated(_) => account.status = AccountStatus::Active,
+        AccountEvent::EmailRetryRequested(e) => {
+            let kind = account
+                .requests
+                .get(&e.retry_of)
+                .map_or(RequestKind::Activation, |original| original.kind);
+            account.add_request(e.request_id, kind, version);
+            if kind == RequestKind::Activation || account.status == AccountStatus::Pending {
+                account.newest_key_request = version;
+            }
+        }
     }
     Some(account)
 }
@@ -318,6 +373,34 @@ impl Account {
     /// least `min_interval` between two emails to one address.
     pub fn next_email_allowed_at(&self, min_interval: chrono::Duration) -> Option<DateTime<Utc>> {
         self.last_email_at.map(|last| last + min_interval)
+    }
+
+    /// Whether the email of `failed_request_id` should be sent again as the
+    /// new request `retry_id`. Only a request that never went out is retried,
+    /// and an activation email only while it would still be the account's
+    /// newest link; a notice to the owner of an existing account is always
+    /// worth sending.
+    pub fn retry_plan(
+        &self,
+        failed_request_id: Uuid,
+        retry_id: Uuid,
+    ) -> Result<RetryPlan, DomainError> {
+        let request = self.request(failed_request_id)?;
+        if self.requests.contains_key(&retry_id) {
+            return Ok(RetryPlan::AlreadyRequested);
+        }
+        if request.emailed {
+            return Ok(RetryPlan::NotNeeded(RetryNotNeeded::AlreadySent));
+        }
+        if request.kind == RequestKind::Activation {
+            if self.status == AccountStatus::Active {
+                return Ok(RetryPlan::NotNeeded(RetryNotNeeded::AccountActive));
+            }
+            if request.sequence < self.newest_key_request {
+                return Ok(RetryPlan::NotNeeded(RetryNotNeeded::Superseded));
+            }
+        }
+        Ok(RetryPlan::Retry)
     }
 
     /// Decides what the email worker should send for `request_id`.
@@ -378,9 +461,38 @@ mod tests {
     fn sent(request: u128) -> AccountEvent {
         AccountEvent::ActivationEmailSent(ActivationEmailSent {
             request_id: id(request),
-            key_fingerprint: Some("fp".into()),
             sent_at: at(1),
-            expires_at: Some(at(901)),
+            key: Some(key("fp", 901)),
+        })
+    }
+
+    fn key(fingerprint: &str, expires: i64) -> IssuedKey {
+        IssuedKey {
+            fingerprint: fingerprint.into(),
+            expires_at: at(expires),
+        }
+    }
+
+    fn failed(request: u128) -> AccountEvent {
+        AccountEvent::ActivationEmailFailed(ActivationEmailFailed {
+            request_id: id(request),
+            reason: "550 no such mailbox".into(),
+            permanent: true,
+            attempts: 1,
+        })
+    }
+
+    fn retry(failed_request: u128, request: u128) -> AccountCommand {
+        AccountCommand::RetryEmail {
+            failed_request_id: id(failed_request),
+            request_id: id(request),
+        }
+    }
+
+    fn retried(failed_request: u128, request: u128) -> AccountEvent {
+        AccountEvent::EmailRetryRequested(EmailRetryRequested {
+            request_id: id(request),
+            retry_of: id(failed_request),
         })
     }
 
@@ -472,9 +584,8 @@ mod tests {
             registered(),
             AccountCommand::RecordEmailSent {
                 request_id: id(2),
-                key_fingerprint: Some("fp".into()),
                 sent_at: at(1),
-                expires_at: Some(at(901)),
+                key: Some(key("fp", 901)),
             },
             Ok(vec![sent(2)]),
         );
@@ -484,9 +595,8 @@ mod tests {
             history,
             AccountCommand::RecordEmailSent {
                 request_id: id(2),
-                key_fingerprint: Some("other".into()),
                 sent_at: at(2),
-                expires_at: Some(at(902)),
+                key: Some(key("other", 902)),
             },
             Ok(vec![]),
         );
@@ -633,5 +743,74 @@ mod tests {
         assert_eq!(account.version, 4);
         assert_eq!(account.status, AccountStatus::Active);
         assert_eq!(account.last_email_at, Some(at(1)));
+    }
+
+    #[test]
+    fn a_failed_activation_email_is_retried_as_a_new_request_that_sends_the_link() {
+        let mut history = registered();
+        history.push(failed(2));
+        let account = replay(&history).expect("account exists");
+        assert_eq!(account.email_plan(id(2)), Ok(EmailPlan::Nothing));
+        check(history.clone(), retry(2, 3), Ok(vec![retried(2, 3)]));
+
+        history.push(retried(2, 3));
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.email_plan(id(3)),
+            Ok(EmailPlan::Activation { sequence: 4 })
+        );
+        check(history.clone(), retry(2, 3), Ok(vec![]));
+        assert_eq!(
+            account.retry_plan(id(2), id(3)),
+            Ok(RetryPlan::AlreadyRequested)
+        );
+    }
+
+    #[test]
+    fn a_retry_is_not_needed_once_the_email_is_moot() {
+        let mut history = registered();
+        history.extend([failed(2), activated()]);
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.retry_plan(id(2), id(3)),
+            Ok(RetryPlan::NotNeeded(RetryNotNeeded::AccountActive))
+        );
+        check(history, retry(2, 3), Ok(vec![]));
+
+        let mut history = registered();
+        history.extend([failed(2), resend(4)]);
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.retry_plan(id(2), id(5)),
+            Ok(RetryPlan::NotNeeded(RetryNotNeeded::Superseded))
+        );
+
+        let mut history = registered();
+        history.push(sent(2));
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.retry_plan(id(2), id(5)),
+            Ok(RetryPlan::NotNeeded(RetryNotNeeded::AlreadySent))
+        );
+        check(
+            history,
+            retry(9, 5),
+            Err(DomainError::UnknownRequest(id(9))),
+        );
+    }
+
+    #[test]
+    fn a_failed_notice_is_retried_as_a_notice() {
+        let notice =
+            AccountEvent::SignUpAttemptedForExistingEmail(SignUpAttemptedForExistingEmail {
+                request_id: id(4),
+            });
+        let mut history = registered();
+        history.extend([activated(), notice, failed(4), retried(4, 5)]);
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.email_plan(id(5)),
+            Ok(EmailPlan::AlreadyRegistered { activation: None })
+        );
     }
 }

@@ -49,15 +49,30 @@ pub struct ActivationRequested {
     pub reason: ActivationReason,
 }
 
+/// An activation email went out.
+///
+/// Schema version 2. Version 1 (stored until the first operator release) kept
+/// `key_fingerprint: Option<String>` and `expires_at: Option<DateTime>` side by
+/// side, which could say "a key without an expiry" or "an expiry without a
+/// key"; version 2 nests both in one optional [`IssuedKey`]. Stored v1
+/// payloads stay as they are and are brought up to v2 when read (see
+/// `upcast`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivationEmailSent {
     pub request_id: Uuid,
-    /// The first 16 hex digits of SHA-256(key): enough to correlate with Redis
-    /// and logs, useless for guessing the key. `None` for a notice to an
-    /// active account, which carries no link.
-    pub key_fingerprint: Option<String>,
     pub sent_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
+    /// The key the email carried; `None` for a notice to an active account,
+    /// which carries no link.
+    pub key: Option<IssuedKey>,
+}
+
+/// What the log keeps about a key that went out in an email: never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedKey {
+    /// The first 16 hex digits of SHA-256(key): enough to correlate with Redis
+    /// and logs, useless for guessing the key.
+    pub fingerprint: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +95,17 @@ pub struct SignUpAttemptedForExistingEmail {
     pub request_id: Uuid,
 }
 
+/// An operator asked to send again an email whose delivery failed for good
+/// (`porter deliveries retry`). It is a new request of the same kind as the
+/// failed one, so the email job handles it like any other request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailRetryRequested {
+    /// The new request; its id is the event id and so the new job's id.
+    pub request_id: Uuid,
+    /// The failed request this one sends again.
+    pub retry_of: Uuid,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountEvent {
     AccountRegistered(AccountRegistered),
@@ -88,6 +114,7 @@ pub enum AccountEvent {
     ActivationEmailFailed(ActivationEmailFailed),
     AccountActivated(AccountActivated),
     SignUpAttemptedForExistingEmail(SignUpAttemptedForExistingEmail),
+    EmailRetryRequested(EmailRetryRequested),
 }
 
 /// An event in its stored shape.
@@ -116,10 +143,23 @@ pub enum DecodeError {
     },
 }
 
-impl AccountEvent {
-    /// The current schema version of every event type.
-    pub const SCHEMA_VERSION: i32 = 1;
+/// The current schema version of each event type: what [`AccountEvent::encode`]
+/// writes and what [`AccountEvent::decode`] parses after upcasting. `None` for
+/// a type this version of Porter does not know.
+pub fn current_schema_version(event_type: &str) -> Option<i32> {
+    match event_type {
+        "ActivationEmailSent" => Some(2),
+        "AccountRegistered"
+        | "ActivationRequested"
+        | "ActivationEmailFailed"
+        | "AccountActivated"
+        | "SignUpAttemptedForExistingEmail"
+        | "EmailRetryRequested" => Some(1),
+        _ => None,
+    }
+}
 
+impl AccountEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             Self::AccountRegistered(_) => "AccountRegistered",
@@ -128,7 +168,13 @@ impl AccountEvent {
             Self::ActivationEmailFailed(_) => "ActivationEmailFailed",
             Self::AccountActivated(_) => "AccountActivated",
             Self::SignUpAttemptedForExistingEmail(_) => "SignUpAttemptedForExistingEmail",
+            Self::EmailRetryRequested(_) => "EmailRetryRequested",
         }
+    }
+
+    /// The schema version [`Self::encode`] writes for this event.
+    pub fn schema_version(&self) -> i32 {
+        current_schema_version(self.event_type()).unwrap_or(1)
     }
 
     /// Events that ask for an email carry their request id, which becomes
@@ -137,6 +183,7 @@ impl AccountEvent {
         match self {
             Self::ActivationRequested(e) => Some(e.request_id),
             Self::SignUpAttemptedForExistingEmail(e) => Some(e.request_id),
+            Self::EmailRetryRequested(e) => Some(e.request_id),
             _ => None,
         }
     }
@@ -149,12 +196,13 @@ impl AccountEvent {
             Self::ActivationEmailFailed(e) => serde_json::to_value(e),
             Self::AccountActivated(e) => serde_json::to_value(e),
             Self::SignUpAttemptedForExistingEmail(e) => serde_json::to_value(e),
+            Self::EmailRetryRequested(e) => serde_json::to_value(e),
         }
         // Plain structs of strings, numbers and ids always serialize.
         .unwrap_or(Value::Null);
         EncodedEvent {
             event_type: self.event_type(),
-            schema_version: Self::SCHEMA_VERSION,
+            schema_version: self.schema_version(),
             payload,
         }
     }
@@ -175,8 +223,12 @@ impl AccountEvent {
                 source,
             })
         }
+        let Some(v) = current_schema_version(event_type) else {
+            return Err(DecodeError::UnknownType {
+                event_type: event_type.to_owned(),
+            });
+        };
         let payload = upcast(event_type, schema_version, payload)?;
-        let v = Self::SCHEMA_VERSION;
         Ok(match event_type {
             "AccountRegistered" => Self::AccountRegistered(parse(event_type, v, payload)?),
             "ActivationRequested" => Self::ActivationRequested(parse(event_type, v, payload)?),
@@ -186,6 +238,7 @@ impl AccountEvent {
             "SignUpAttemptedForExistingEmail" => {
                 Self::SignUpAttemptedForExistingEmail(parse(event_type, v, payload)?)
             }
+            "EmailRetryRequested" => Self::EmailRetryRequested(parse(event_type, v, payload)?),
             other => {
                 return Err(DecodeError::UnknownType {
                     event_type: other.to_owned(),
@@ -195,18 +248,65 @@ impl AccountEvent {
     }
 }
 
-/// Brings an older payload up to the current schema version. Every event is at
-/// version 1 today, so only the current version is accepted; the first change
-/// of a payload adds its `(type, old version)` arm here.
+/// Brings a stored payload up to its type's current schema version, one
+/// version at a time, so each change is written once as a `(type, version)`
+/// step and old events pass through every later step. A version newer than
+/// this Porter knows is an error, never a guess.
 fn upcast(event_type: &str, schema_version: i32, payload: Value) -> Result<Value, DecodeError> {
-    if schema_version == AccountEvent::SCHEMA_VERSION {
-        Ok(payload)
-    } else {
-        Err(DecodeError::UnknownVersion {
-            event_type: event_type.to_owned(),
-            schema_version,
-        })
+    let unknown = || DecodeError::UnknownVersion {
+        event_type: event_type.to_owned(),
+        schema_version,
+    };
+    let current = current_schema_version(event_type).ok_or_else(unknown)?;
+    if !(1..=current).contains(&schema_version) {
+        return Err(unknown());
     }
+    let mut payload = payload;
+    for version in schema_version..current {
+        payload = match (event_type, version) {
+            ("ActivationEmailSent", 1) => activation_email_sent_v1_to_v2(payload)?,
+            _ => return Err(unknown()),
+        };
+    }
+    Ok(payload)
+}
+
+/// `ActivationEmailSent` v1 → v2: the flat optional fingerprint and expiry
+/// become one optional `key`. The worker only ever wrote both or neither; a
+/// v1 payload with just one of them is reported as malformed rather than
+/// half-read.
+fn activation_email_sent_v1_to_v2(payload: Value) -> Result<Value, DecodeError> {
+    #[derive(Deserialize)]
+    struct V1 {
+        request_id: Uuid,
+        key_fingerprint: Option<String>,
+        sent_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    }
+    let malformed = |source| DecodeError::MalformedPayload {
+        event_type: "ActivationEmailSent".into(),
+        schema_version: 1,
+        source,
+    };
+    let v1: V1 = serde_json::from_value(payload).map_err(malformed)?;
+    let key = match (v1.key_fingerprint, v1.expires_at) {
+        (Some(fingerprint), Some(expires_at)) => Some(IssuedKey {
+            fingerprint,
+            expires_at,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(malformed(serde::de::Error::custom(
+                "key_fingerprint and expires_at must be both set or both null",
+            )));
+        }
+    };
+    let v2 = ActivationEmailSent {
+        request_id: v1.request_id,
+        sent_at: v1.sent_at,
+        key,
+    };
+    serde_json::to_value(v2).map_err(malformed)
 }
 
 #[cfg(test)]
@@ -232,9 +332,16 @@ mod tests {
             }),
             AccountEvent::ActivationEmailSent(ActivationEmailSent {
                 request_id: id,
-                key_fingerprint: Some("0123456789abcdef".into()),
                 sent_at: at,
-                expires_at: Some(at),
+                key: Some(IssuedKey {
+                    fingerprint: "0123456789abcdef".into(),
+                    expires_at: at,
+                }),
+            }),
+            AccountEvent::ActivationEmailSent(ActivationEmailSent {
+                request_id: id,
+                sent_at: at,
+                key: None,
             }),
             AccountEvent::ActivationEmailFailed(ActivationEmailFailed {
                 request_id: id,
@@ -248,6 +355,10 @@ mod tests {
             }),
             AccountEvent::SignUpAttemptedForExistingEmail(SignUpAttemptedForExistingEmail {
                 request_id: id,
+            }),
+            AccountEvent::EmailRetryRequested(EmailRetryRequested {
+                request_id: Uuid::from_u128(8),
+                retry_of: id,
             }),
         ]
     }
@@ -274,6 +385,72 @@ mod tests {
         let malformed = AccountEvent::decode("AccountActivated", 1, serde_json::json!({"x": 1}))
             .expect_err("malformed");
         assert!(matches!(malformed, DecodeError::MalformedPayload { .. }));
+    }
+
+    #[test]
+    fn activation_email_sent_v1_is_upcast_to_the_nested_key_of_v2() {
+        let with_key = serde_json::json!({
+            "request_id": "00000000-0000-0000-0000-000000000007",
+            "key_fingerprint": "0123456789abcdef",
+            "sent_at": "2027-01-15T08:00:00Z",
+            "expires_at": "2027-01-15T08:15:00Z",
+        });
+        let decoded = AccountEvent::decode("ActivationEmailSent", 1, with_key).expect("v1 decodes");
+        let at = |s: &str| s.parse::<DateTime<Utc>>().expect("timestamp");
+        assert_eq!(
+            decoded,
+            AccountEvent::ActivationEmailSent(ActivationEmailSent {
+                request_id: Uuid::from_u128(7),
+                sent_at: at("2027-01-15T08:00:00Z"),
+                key: Some(IssuedKey {
+                    fingerprint: "0123456789abcdef".into(),
+                    expires_at: at("2027-01-15T08:15:00Z"),
+                }),
+            })
+        );
+
+        let notice = serde_json::json!({
+            "request_id": "00000000-0000-0000-0000-000000000007",
+            "key_fingerprint": null,
+            "sent_at": "2027-01-15T08:00:00Z",
+            "expires_at": null,
+        });
+        let decoded = AccountEvent::decode("ActivationEmailSent", 1, notice).expect("v1 decodes");
+        assert!(matches!(
+            decoded,
+            AccountEvent::ActivationEmailSent(ActivationEmailSent { key: None, .. })
+        ));
+
+        let half = serde_json::json!({
+            "request_id": "00000000-0000-0000-0000-000000000007",
+            "key_fingerprint": "0123456789abcdef",
+            "sent_at": "2027-01-15T08:00:00Z",
+            "expires_at": null,
+        });
+        let error = AccountEvent::decode("ActivationEmailSent", 1, half).expect_err("half a key");
+        assert!(
+            error.to_string().contains("ActivationEmailSent v1"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn new_events_are_written_at_their_current_version() {
+        for event in samples() {
+            let stored = event.encode();
+            assert_eq!(
+                Some(stored.schema_version),
+                current_schema_version(stored.event_type)
+            );
+        }
+        let sent = samples().remove(2).encode();
+        assert_eq!(sent.schema_version, 2);
+        assert!(sent.payload.get("key_fingerprint").is_none());
+        assert!(
+            AccountEvent::decode("ActivationEmailSent", 0, sent.payload.clone()).is_err(),
+            "no version 0"
+        );
+        assert!(AccountEvent::decode("ActivationEmailSent", 3, sent.payload).is_err());
     }
 
     #[test]

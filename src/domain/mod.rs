@@ -12,7 +12,8 @@ mod password;
 mod username;
 
 pub use account::{
-    Account, AccountCommand, AccountStatus, DomainError, EmailPlan, Registration, decide,
+    Account, AccountCommand, AccountStatus, DomainError, EmailPlan, Registration, RetryNotNeeded,
+    RetryPlan, decide,
 };
 pub use activation_key::{ActivationKey, ActivationKeyError};
 pub use email::{EmailAddress, EmailError};

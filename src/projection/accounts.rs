@@ -81,7 +81,8 @@ pub fn fold(
         AccountEvent::AccountRegistered(_)
         | AccountEvent::ActivationRequested(_)
         | AccountEvent::ActivationEmailFailed(_)
-        | AccountEvent::SignUpAttemptedForExistingEmail(_) => {}
+        | AccountEvent::SignUpAttemptedForExistingEmail(_)
+        | AccountEvent::EmailRetryRequested(_) => {}
     }
     Some(row)
 }

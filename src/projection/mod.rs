@@ -6,11 +6,12 @@
 //! checkpoint row is taken with `FOR UPDATE SKIP LOCKED`: when several worker
 //! processes run, one projects and the others wait for the next round.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::{
     domain::DecodeError,
-    store::{RecordedEvent, lock_checkpoint, read_committed_after, save_checkpoint},
+    store::{Cursor, RecordedEvent, TxId, lock_checkpoint, read_committed_after, save_checkpoint},
 };
 
 pub mod accounts;
@@ -49,4 +50,44 @@ pub async fn project_accounts(pool: &PgPool, batch_size: i64) -> Result<usize, P
     save_checkpoint(&mut tx, accounts::CHECKPOINT, last).await?;
     tx.commit().await?;
     Ok(events.len())
+}
+
+/// How far a read model is behind the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lag {
+    pub checkpoint: Cursor,
+    pub checkpoint_updated_at: DateTime<Utc>,
+    /// Committed events after the checkpoint.
+    pub events_behind: i64,
+    /// Age of the oldest of them; 0 when caught up.
+    pub seconds_behind: f64,
+}
+
+/// The lag of the read model whose checkpoint is `name`; `None` when there is
+/// no such checkpoint.
+pub async fn lag(pool: &PgPool, name: &str) -> Result<Option<Lag>, sqlx::Error> {
+    let row: Option<(String, i64, DateTime<Utc>, i64, f64)> = sqlx::query_as(
+        "SELECT c.tx_id::text, c.position, c.updated_at, behind.events, \
+                COALESCE(EXTRACT(EPOCH FROM now() - behind.oldest), 0)::float8 \
+         FROM checkpoints c \
+         CROSS JOIN LATERAL ( \
+             SELECT count(*) AS events, min(e.recorded_at) AS oldest FROM events e \
+             WHERE (e.tx_id, e.position) > (c.tx_id, c.position) \
+         ) behind \
+         WHERE c.name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    Ok(
+        row.map(|(tx_id, position, updated_at, events, seconds)| Lag {
+            checkpoint: Cursor {
+                tx_id: TxId(tx_id.parse().unwrap_or_default()),
+                position,
+            },
+            checkpoint_updated_at: updated_at,
+            events_behind: events,
+            seconds_behind: seconds.max(0.0),
+        }),
+    )
 }

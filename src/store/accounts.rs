@@ -4,6 +4,9 @@
 //! This is the one place web handlers and workers change an account, so the
 //! optimistic-concurrency loop is written once.
 
+use std::time::Duration;
+
+use rand::RngExt as _;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -15,10 +18,13 @@ use crate::domain::{
     decide,
 };
 
-/// How many times a command is re-decided after losing a race before giving up.
-/// Contention on one account is rare (a double click, a duplicate job), so a
-/// few rounds always suffice in practice.
-const MAX_ATTEMPTS: usize = 8;
+/// How many times a command is re-decided after losing a race before giving
+/// up. Contention on one account is rare (a double click, a duplicate job),
+/// but a burst of sign-ups with one address can put dozens of writers on one
+/// stream; with the jittered pause below they settle well within this.
+const MAX_ATTEMPTS: u32 = 16;
+/// The longest pause between two rounds.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -99,10 +105,13 @@ pub async fn register(
     )
     .await
     {
-        Ok(_) => Ok(Executed {
-            account: fold(None, &events, 0).ok_or(DomainError::NoSuchAccount)?,
-            events,
-        }),
+        Ok(_) => {
+            crate::metrics::record_events(&events);
+            Ok(Executed {
+                account: fold(None, &events, 0).ok_or(DomainError::NoSuchAccount)?,
+                events,
+            })
+        }
         Err(AppendError::ClaimTaken(kind)) => Err(CommandError::ClaimTaken(kind)),
         // A fresh random id already in use would be a broken RNG, not a race.
         Err(AppendError::Conflict { stream_id, .. }) => Err(CommandError::Contended(stream_id)),
@@ -118,7 +127,14 @@ pub async fn execute(
     metadata: &EventMetadata,
 ) -> Result<Executed, CommandError> {
     let stream_id = account_stream(account_id);
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            // Losers of a race retry at random moments, so they do not all
+            // collide again on the next version.
+            let ceiling = Duration::from_millis(1 << attempt.min(6)).min(MAX_PAUSE);
+            let pause = ceiling.mul_f64(rand::rng().random::<f64>());
+            tokio::time::sleep(pause).await;
+        }
         let Some(account) = load(pool, account_id).await? else {
             return Err(DomainError::NoSuchAccount.into());
         };
@@ -130,6 +146,7 @@ pub async fn execute(
         let expected_version = account.version;
         match append(pool, &stream_id, expected_version, &encoded, &[], metadata).await {
             Ok(_) => {
+                crate::metrics::record_events(&events);
                 let account = fold(Some(account), &events, expected_version)
                     .ok_or(DomainError::NoSuchAccount)?;
                 return Ok(Executed { events, account });

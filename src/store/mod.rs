@@ -257,6 +257,14 @@ pub async fn load_stream(
 
 /// Up to `limit` committed events after `cursor`, in `(tx_id, position)` order.
 ///
+/// The `ORDER BY` names the table's columns (`events.tx_id`): a bare `tx_id`
+/// would mean the `tx_id::text` output column, ordering transaction ids as
+/// strings ("100000" before "99999") while the `WHERE` compares them as
+/// numbers, so a batch ending in a higher-sorting string would move the
+/// cursor past events it never returned. Ordering by the indexed columns
+/// also lets Postgres read the index in order instead of sorting the rest
+/// of the log for every batch.
+///
 /// Only transactions older than every transaction still running are read
 /// (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`): a transaction that took
 /// a lower position but has not committed yet would otherwise be skipped for
@@ -270,7 +278,7 @@ pub async fn read_committed_after<'e>(
         "SELECT {EVENT_COLUMNS} FROM events \
          WHERE (tx_id, position) > ($1::text::xid8, $2) \
            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY tx_id, position \
+         ORDER BY events.tx_id, events.position \
          LIMIT $3"
     )))
     .bind(cursor.tx_id.0.to_string())

@@ -41,6 +41,7 @@ pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) 
         }
     };
     add_standard_headers(&mut response, &context.request_id);
+    crate::metrics::record_request(route, response.status(), started.elapsed());
     // The route name, never the raw path: paths carry activation keys.
     tracing::info!(
         request_id = %context.request_id,
@@ -113,6 +114,7 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
         }
         (&Method::GET | &Method::HEAD, ["readyz"]) => ("readyz", readiness(state).await),
         (_, ["healthz" | "readyz"]) => ("health", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
+        (&Method::GET, ["metrics"]) => ("metrics", Ok(crate::metrics::scrape_web(state).await)),
         _ => ("not_found", Err(ApiError::NotFound)),
     }
 }

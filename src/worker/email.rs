@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use porter_jobs::SendAccountEmail;
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ use super::{
     retry::{AttemptError, backoff},
 };
 use crate::{
-    domain::{Account, AccountCommand, ActivationKey, DomainError, EmailPlan},
+    domain::{Account, AccountCommand, ActivationKey, DomainError, EmailPlan, events::IssuedKey},
     mail::{EmailKind, RenderedEmail, SendError},
     store::{EventMetadata, accounts, accounts::CommandError},
 };
@@ -122,15 +122,18 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
             SendError::Permanent(_) => AttemptError::permanent(e),
             SendError::Transient(_) => AttemptError::transient(e),
         })?;
-    let expires_at = key
-        .as_ref()
-        .and_then(|_| chrono::Duration::from_std(state.keys.ttl()).ok())
-        .map(|ttl| sent_at + ttl);
+    let key = key.as_ref().map(|key| IssuedKey {
+        fingerprint: key.fingerprint(),
+        // A TTL too long to represent never expires in practice.
+        expires_at: chrono::Duration::from_std(state.keys.ttl())
+            .ok()
+            .and_then(|ttl| sent_at.checked_add_signed(ttl))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    });
     let command = AccountCommand::RecordEmailSent {
         request_id: job.request_id,
-        key_fingerprint: key.as_ref().map(ActivationKey::fingerprint),
         sent_at,
-        expires_at,
+        key,
     };
     // The email is out: if recording fails now, a retry sends one more email
     // (with a working link) rather than losing the record.

@@ -212,6 +212,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         hash_queue_limit: options.hash_queue_limit,
         rate_limits: options.rate_limits,
         job_retention: Duration::from_secs(3600),
+        metrics_port: None,
     };
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");

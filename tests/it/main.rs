@@ -8,6 +8,7 @@ mod delivery;
 mod faults;
 mod helpers;
 mod openapi;
+mod operators;
 mod ordering;
 mod security;
 mod services;

@@ -134,6 +134,15 @@ impl MailServer {
             .refused_recipients
             .insert(address.to_lowercase(), code);
     }
+
+    /// Messages to `address` are accepted again.
+    pub fn accept_recipient(&self, address: &str) {
+        self.shared
+            .lock()
+            .expect("lock")
+            .refused_recipients
+            .remove(&address.to_lowercase());
+    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Mutex<Shared>>) {

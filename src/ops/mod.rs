@@ -1,0 +1,14 @@
+//! Operator tasks behind `porter replay`, `events`, `deliveries` and `status`,
+//! plus the synthetic history generator used by benchmarks.
+//!
+//! Each module does its work through library functions that tests call
+//! directly and renders plain text for the terminal separately, so what an
+//! operator sees is tested as text and what it does is tested against the
+//! real Postgres and Redis.
+
+pub mod deliveries;
+pub mod events;
+pub mod generate;
+pub mod queue;
+pub mod replay;
+pub mod status;
