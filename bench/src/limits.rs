@@ -18,6 +18,8 @@ use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, Version};
 use serde::Serialize;
 use sqlx::{Connection as _, PgConnection};
 
+use crate::cpu::{CpuMeter, PhaseCpu};
+
 /// Porter's Argon2id parameters (`src/hashing.rs`): 19 MiB, 2 passes, 1 lane.
 const ARGON2_MEMORY_KIB: u32 = 19_456;
 const ARGON2_PASSES: u32 = 2;
@@ -86,12 +88,14 @@ pub struct CommitRate {
 
 /// Single-row `INSERT`s, each its own transaction (autocommit, so one commit
 /// and one WAL flush each), from `clients` connections for `duration`, into
-/// a scratch table of the database at `url`.
+/// a scratch table of the database at `url`. The CPU it took is measured
+/// while the connections are open, so their backends are counted.
 pub async fn postgres_commits(
     url: &str,
     clients: usize,
     duration: Duration,
-) -> anyhow::Result<CommitRate> {
+    meter: &CpuMeter,
+) -> anyhow::Result<(CommitRate, PhaseCpu)> {
     let mut connections = Vec::with_capacity(clients);
     for _ in 0..clients {
         connections.push(
@@ -101,6 +105,7 @@ pub async fn postgres_commits(
         );
     }
     let commits = Arc::new(AtomicU64::new(0));
+    let phase = meter.start(format!("limit: Postgres commits @{clients}"));
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::with_capacity(clients);
@@ -115,21 +120,28 @@ pub async fn postgres_commits(
                     .await?;
                 commits.fetch_add(1, Ordering::Relaxed);
             }
-            connection.close().await?;
-            Ok::<_, sqlx::Error>(())
+            Ok::<_, sqlx::Error>(connection)
         }));
     }
+    let mut connections = Vec::with_capacity(clients);
     for task in tasks {
-        task.await.context("commit task panicked")??;
+        connections.push(task.await.context("commit task panicked")??);
     }
     let seconds = started.elapsed().as_secs_f64();
     let commits = commits.load(Ordering::Relaxed);
-    Ok(CommitRate {
-        clients,
-        commits,
-        seconds,
-        commits_per_second: commits as f64 / seconds,
-    })
+    let cpu = phase.end(commits as usize);
+    for connection in connections {
+        connection.close().await?;
+    }
+    Ok((
+        CommitRate {
+            clients,
+            commits,
+            seconds,
+            commits_per_second: commits as f64 / seconds,
+        },
+        cpu,
+    ))
 }
 
 pub async fn create_scratch_table(url: &str) -> anyhow::Result<()> {

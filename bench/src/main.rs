@@ -27,6 +27,7 @@ use clap::Parser;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::{
+    cpu::{CpuMeter, PhaseCpu, Profiler},
     load::{Api, Run, SignUp},
     processes::{PorterEnv, PorterProcess},
     replay::Replayer,
@@ -38,6 +39,7 @@ use crate::{
     stats::{Latency, millis},
 };
 
+mod cpu;
 mod limits;
 mod load;
 mod processes;
@@ -54,6 +56,8 @@ const WORKER_CONCURRENCY: usize = 16;
 const OVERLOAD_DEADLINE: Duration = Duration::from_secs(2);
 /// How long to wait for emails, a server or a read model before giving up.
 const WAIT_DEADLINE: Duration = Duration::from_secs(60);
+/// Other work on the machine below this many cores counts as quiet.
+const QUIET_CORES: f64 = 0.33;
 /// Drop leftover bench databases (from killed runs) older than this.
 const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
@@ -83,16 +87,41 @@ struct Args {
     /// What rebuilds the read model in the replay measurement.
     #[arg(long, value_enum, default_value_t = Replayer::Projector)]
     replay_with: Replayer,
-    /// Events in the generated log for the replay measurement.
-    #[arg(long, default_value_t = 1_000_000)]
-    replay_events: u64,
+    /// Events in the generated log for the replay measurement [default:
+    /// 1 000 000, or 100 000 with --quick].
+    #[arg(long)]
+    replay_events: Option<u64>,
     /// Short phases and a small replay, to check that the bench works; the
     /// figures are not comparable with a full run.
     #[arg(long)]
     quick: bool,
+    /// Seconds to wait, before measuring, for other work on the machine to
+    /// fall below a third of a core (a run starts anyway afterwards, and
+    /// says how busy the machine was).
+    #[arg(long, default_value_t = 90)]
+    wait_quiet: u64,
+    /// A `perf record --control fifo:FIFO -D -1` control FIFO: the bench
+    /// enables recording for `--perf-phase` only.
+    #[arg(long, requires = "perf_phase")]
+    perf_control: Option<PathBuf>,
+    /// The phase to profile, named as in the CPU table (e.g. "activation @32",
+    /// "replay").
+    #[arg(long, requires = "perf_control")]
+    perf_phase: Option<String>,
     /// Keep the bench databases instead of dropping them at the end.
     #[arg(long)]
     keep: bool,
+    /// An extra `NAME=VALUE` for the porter processes' environment, for
+    /// experiments (e.g. `MALLOC_ARENA_MAX=2`); may be repeated.
+    #[arg(long = "porter-env", value_parser = parse_env_pair)]
+    porter_env: Vec<(String, String)>,
+}
+
+fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{raw:?} is not NAME=VALUE")),
+    }
 }
 
 /// How long each phase runs.
@@ -245,23 +274,39 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     )
     .await?;
     let machine = machine(&setup.database_url, &setup.args.redis_url).await?;
+    let profiler = match (&setup.args.perf_control, &setup.args.perf_phase) {
+        (Some(fifo), Some(phase)) => Some(Profiler {
+            fifo: fifo.clone(),
+            phase: phase.clone(),
+        }),
+        _ => None,
+    };
+    let meter = CpuMeter::new(&setup.database, profiler);
+    let mut cpu: Vec<PhaseCpu> = vec![wait_for_quiet(&meter, setup.args.wait_quiet).await];
 
     // 1. The machine's limits, before Porter runs.
     let cpus = machine.cpus;
     say!("limit: Argon2id on {cpus} threads");
     let argon2_time = plan.argon2;
+    let phase = meter.start("limit: Argon2id");
     let argon2 = tokio::task::spawn_blocking(move || limits::argon2(cpus, argon2_time))
         .await
         .context("argon2 limit panicked")??;
+    cpu.push(phase.end(argon2.hashes as usize));
     say!("limit: Postgres single-row commits");
     limits::create_scratch_table(&setup.database_url).await?;
     let mut postgres = Vec::new();
     for clients in [1, 8, 32] {
-        postgres.push(limits::postgres_commits(&setup.database_url, clients, plan.commits).await?);
+        let (rate, usage) =
+            limits::postgres_commits(&setup.database_url, clients, plan.commits, &meter).await?;
+        cpu.push(usage);
+        postgres.push(rate);
     }
     limits::drop_scratch_table(&setup.database_url).await?;
     say!("limit: Redis PING");
+    let phase = meter.start("limit: Redis PING");
     let redis = limits::redis_pings(&setup.args.redis_url, 50, plan.pings).await?;
+    cpu.push(phase.end(redis.round_trips as usize));
     let limits = report::Limits {
         argon2,
         postgres,
@@ -272,8 +317,8 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     let sink = SmtpSink::start().await?;
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
-    let env = PorterEnv {
-        vars: vec![
+    let mut env = PorterEnv {
+        vars: [
             ("DATABASE_URL", setup.database_url.clone()),
             ("REDIS_URL", setup.args.redis_url.clone()),
             ("REDIS_NAMESPACE", setup.namespace.clone()),
@@ -285,13 +330,21 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
             ("HASH_CONCURRENCY", cpus.to_string()),
             ("LOG_FORMAT", "json".into()),
             ("RUST_LOG", "info".into()),
-        ],
+        ]
+        .map(|(name, value)| (name.to_owned(), value))
+        .to_vec(),
     };
+    for (name, value) in &setup.args.porter_env {
+        say!("porter env: {name}={value}");
+        env.vars.retain(|(k, _)| k != name);
+        env.vars.push((name.clone(), value.clone()));
+    }
     let mut web = PorterProcess::spawn(porter, "web", &env, &setup.log_dir.join("web.log"))?;
     let mut worker =
         PorterProcess::spawn(porter, "worker", &env, &setup.log_dir.join("worker.log"))?;
     let api = Api::new(&base, &setup.stamp.to_lowercase())?;
     wait_until_ready(&api, &mut web, &mut worker).await?;
+    let meter = meter.with_porter(web.pid, worker.pid);
     let mut phases = Vec::new();
     let mut all_accepted: Vec<String> = Vec::new();
 
@@ -314,7 +367,9 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     let mut sign_up = Vec::new();
     for (concurrency, duration) in plan.sign_up {
         say!("sign-up @{concurrency} for {duration:?}");
+        let phase = meter.start(format!("sign-up @{concurrency}"));
         let run = sign_ups(&api, concurrency, duration, plan.sign_up_max).await;
+        cpu.push(phase.end(run.count(SignUp::accepted)));
         sign_up.push(LoadSummary::of(concurrency, &run, SignUp::accepted, |s| {
             &s.status
         }));
@@ -332,6 +387,7 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     let count = (rate * plan.email.as_secs_f64()).round().max(10.0) as u64;
     say!("sign-up → email: {count} sign-ups at {rate:.1}/s");
     let duplicates_before = sink.duplicates();
+    let phase = meter.start("sign-up → email");
     let run = {
         let api = api.clone();
         load::open_loop(rate, count, move |_| {
@@ -342,6 +398,7 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     };
     let accepted = accepted_emails(&run);
     let arrived = sink.wait_for(&accepted, WAIT_DEADLINE).await;
+    cpu.push(phase.end(accepted.len()));
     let mut email_latencies = Vec::new();
     let mut early = 0;
     for sample in run.samples.iter().filter(|s| s.value.accepted()) {
@@ -367,7 +424,9 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
 
     // 5. Overload: many more clients than the hashing queue holds.
     say!("overload @256 for {:?}", plan.overload);
+    let phase = meter.start("overload @256");
     let run = sign_ups(&api, 256, plan.overload, plan.overload_max).await;
+    cpu.push(phase.end(run.samples.len()));
     let overload = OverloadSummary {
         concurrency: 256,
         seconds: run.elapsed.as_secs_f64(),
@@ -407,6 +466,7 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     for (concurrency, slice) in [(8, &keyed[..split]), (32, &keyed[split..])] {
         say!("activation @{concurrency}: {} keys", slice.len());
         let keys: Arc<Vec<(String, String)>> = Arc::new(slice.to_vec());
+        let phase = meter.start(format!("activation @{concurrency}"));
         let run = {
             let (api, keys) = (api.clone(), keys.clone());
             load::closed_loop(
@@ -420,6 +480,7 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
             )
             .await
         };
+        cpu.push(phase.end(run.count(|(_, a)| a.activated())));
         activation.push(LoadSummary::of(
             concurrency,
             &run,
@@ -445,10 +506,13 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     // 7. Peak memory, then a graceful stop.
     let web_memory = web.memory()?;
     let worker_memory = worker.memory()?;
+    let (web_pid, worker_pid) = (web.pid, worker.pid);
     say!("stopping porter web and worker");
     let web_drain = web.stop().await?;
     let worker_drain = worker.stop().await?;
     let memory = MemorySummary {
+        web_pid,
+        worker_pid,
         web: web_memory,
         worker: worker_memory,
         phases,
@@ -457,23 +521,26 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     };
 
     // 8. Replay, in its own database, with nothing else running.
-    let events = if setup.args.quick {
-        setup.args.replay_events.min(100_000)
-    } else {
-        setup.args.replay_events
-    };
+    let events =
+        setup
+            .args
+            .replay_events
+            .unwrap_or(if setup.args.quick { 100_000 } else { 1_000_000 });
     say!(
         "replay: generating {events} events, then rebuilding accounts with {:?}",
         setup.args.replay_with
     );
-    let replay = replay::run(
+    let replay_meter = meter.for_database(&setup.replay_database);
+    let (replay, replay_cpu) = replay::run(
         &setup.replay_database_url,
         events,
         setup.args.replay_with,
         porter,
         &setup.log_dir,
+        &replay_meter,
     )
     .await?;
+    cpu.push(replay_cpu);
 
     Ok(Report {
         started_at: setup.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
@@ -483,8 +550,8 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
         porter_env: env
             .vars
             .iter()
-            .filter(|(k, _)| !k.ends_with("_URL") || *k == "PUBLIC_BASE_URL")
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .filter(|(k, _)| !k.ends_with("_URL") || k == "PUBLIC_BASE_URL")
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<BTreeMap<_, _>>(),
         limits,
         sign_up,
@@ -494,8 +561,37 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
         activation_check,
         memory,
         replay,
+        cpu,
         targets: Vec::new(),
     })
+}
+
+/// Samples the machine's load each second until nothing else is using
+/// more than [`QUIET_CORES`] or `max_wait_seconds` have passed; returns the
+/// last second's sample.
+async fn wait_for_quiet(meter: &CpuMeter, max_wait_seconds: u64) -> PhaseCpu {
+    let started = Instant::now();
+    loop {
+        let before = meter.snapshot();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let sample = meter.usage("idle, before the run", &before, &meter.snapshot(), 0);
+        if sample.rest < QUIET_CORES {
+            return sample;
+        }
+        if started.elapsed() >= Duration::from_secs(max_wait_seconds) {
+            say!(
+                "warning: the machine is busy ({:.2} cores used by other work); measuring anyway",
+                sample.rest
+            );
+            return sample;
+        }
+        if started.elapsed() < Duration::from_millis(1500) {
+            say!(
+                "other work uses {:.2} cores; waiting up to {max_wait_seconds} s for it to calm down",
+                sample.rest
+            );
+        }
+    }
 }
 
 async fn sign_ups(api: &Api, concurrency: usize, duration: Duration, max: u64) -> Run<SignUp> {

@@ -17,7 +17,7 @@ const STOP_DEADLINE: Duration = Duration::from_secs(15);
 /// deployment would set, with `SMTP_URL` pointing at the bench's sink.
 #[derive(Debug, Clone)]
 pub struct PorterEnv {
-    pub vars: Vec<(&'static str, String)>,
+    pub vars: Vec<(String, String)>,
 }
 
 /// A running `porter <role>` process.
@@ -43,7 +43,7 @@ impl PorterProcess {
         command
             .arg(role)
             .env_clear()
-            .envs(env.vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::from(
                 log_file.try_clone().context("duplicate the log file")?,

@@ -18,9 +18,12 @@ use std::{
 
 use anyhow::Context as _;
 use serde::Serialize;
-use sqlx::{Connection as _, PgConnection, postgres::PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool, postgres::PgPoolOptions};
 
-use crate::processes;
+use crate::{
+    cpu::{CpuMeter, PhaseCpu},
+    processes,
+};
 
 /// Events per generated account.
 const EVENTS_PER_ACCOUNT: u64 = 4;
@@ -66,15 +69,24 @@ pub async fn run(
     replayer: Replayer,
     porter: &Path,
     log_dir: &Path,
-) -> anyhow::Result<ReplayResult> {
+    meter: &CpuMeter,
+) -> anyhow::Result<(ReplayResult, PhaseCpu)> {
     let accounts = events / EVENTS_PER_ACCOUNT;
     let started = Instant::now();
     generate(url, accounts).await?;
     let generate_seconds = started.elapsed().as_secs_f64();
 
+    // Connected before the clock starts, and closed after the CPU is read,
+    // so the measurement holds replay work only and sees its backends.
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .context("connect for replay")?;
+    let phase = meter.start("replay");
     let started = Instant::now();
     let (batch_size, replayed) = match replayer {
-        Replayer::Projector => (Some(REPLAY_BATCH), replay_with_projector(url).await?),
+        Replayer::Projector => (Some(REPLAY_BATCH), replay_with_projector(&pool).await?),
         Replayer::PorterReplay => {
             processes::run_to_completion(
                 porter,
@@ -87,6 +99,8 @@ pub async fn run(
         }
     };
     let replay_seconds = started.elapsed().as_secs_f64();
+    let cpu = phase.end(replayed as usize);
+    pool.close().await;
 
     let mut connection = PgConnection::connect(url).await?;
     let (rows, active_rows): (i64, i64) = sqlx::query_as(
@@ -95,7 +109,7 @@ pub async fn run(
     .fetch_one(&mut connection)
     .await
     .context("check the rebuilt read model")?;
-    Ok(ReplayResult {
+    let result = ReplayResult {
         replayer,
         batch_size,
         events: replayed,
@@ -106,19 +120,15 @@ pub async fn run(
         rows,
         active_rows,
         verified: rows == accounts as i64 && active_rows == accounts as i64,
-    })
+    };
+    Ok((result, cpu))
 }
 
 /// Projects batches until the projector reports it has caught up.
-async fn replay_with_projector(url: &str) -> anyhow::Result<u64> {
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(url)
-        .await
-        .context("connect for replay")?;
+async fn replay_with_projector(pool: &PgPool) -> anyhow::Result<u64> {
     let mut applied = 0u64;
     loop {
-        let batch = porter::projection::project_accounts(&pool, REPLAY_BATCH)
+        let batch = porter::projection::project_accounts(pool, REPLAY_BATCH)
             .await
             .context("project a batch")?;
         if batch == 0 {
@@ -126,7 +136,6 @@ async fn replay_with_projector(url: &str) -> anyhow::Result<u64> {
         }
         applied += batch as u64;
     }
-    pool.close().await;
     Ok(applied)
 }
 

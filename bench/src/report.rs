@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use serde::Serialize;
 
 use crate::{
+    cpu::PhaseCpu,
     limits::{Argon2Limit, CommitRate, RedisRate},
     load::{Run, Status},
     processes::Memory,
@@ -19,6 +20,10 @@ pub const ACTIVATION_VS_COMMITS: f64 = 0.5;
 pub const REPLAY_EVENTS_PER_SECOND: f64 = 100_000.0;
 pub const WEB_PEAK_MIB: f64 = 40.0;
 pub const WORKER_PEAK_MIB: f64 = 60.0;
+
+/// "Rest of machine" CPU above this in any phase means a neighbour skewed
+/// the run (Postgres's own background work and the kernel stay well below).
+const NEIGHBOUR_WARNING_CORES: f64 = 0.3;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -35,6 +40,7 @@ pub struct Report {
     pub activation_check: ActivationCheck,
     pub memory: MemorySummary,
     pub replay: ReplayResult,
+    pub cpu: Vec<PhaseCpu>,
     pub targets: Vec<Target>,
 }
 
@@ -180,6 +186,9 @@ pub struct PhaseMemory {
 
 #[derive(Debug, Serialize)]
 pub struct MemorySummary {
+    /// The processes' ids, to pick them out of a system-wide profile.
+    pub web_pid: u32,
+    pub worker_pid: u32,
     pub web: Memory,
     pub worker: Memory,
     pub phases: Vec<PhaseMemory>,
@@ -456,23 +465,6 @@ pub fn table(report: &Report) -> String {
     );
 
     let header = ["measurement", "result", "× limit", "target", "verdict"].map(str::to_owned);
-    let widths: Vec<usize> = (0..5)
-        .map(|i| {
-            rows.iter()
-                .chain(std::iter::once(&header))
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String; 5]| {
-        let mut text = String::from("|");
-        for (cell, width) in cells.iter().zip(&widths) {
-            let pad = width - cell.chars().count();
-            let _ = write!(text, " {cell}{} |", " ".repeat(pad));
-        }
-        text
-    };
     let mut out = String::new();
     let m = &report.machine;
     let _ = writeln!(
@@ -498,16 +490,21 @@ pub fn table(report: &Report) -> String {
         env.get("WORKER_CONCURRENCY").map_or("?", String::as_str),
         env.get("LOG_FORMAT").map_or("?", String::as_str),
     );
-    let _ = writeln!(out, "{}", line(&header));
-    let separator = widths
+    out.push_str(&markdown(&header, &rows));
+    if let Some(busiest) = report
+        .cpu
         .iter()
-        .map(|w| "-".repeat(w + 2))
-        .collect::<Vec<_>>()
-        .join("|");
-    let _ = writeln!(out, "|{separator}|");
-    for r in &rows {
-        let _ = writeln!(out, "{}", line(r));
+        .max_by(|a, b| a.rest.total_cmp(&b.rest))
+        .filter(|p| p.rest > NEIGHBOUR_WARNING_CORES)
+    {
+        let _ = writeln!(
+            out,
+            "\nWARNING: other work on this machine used up to {:.2} cores (during {}); \
+             throughput figures from this run are low, CPU per operation is still comparable.",
+            busiest.rest, busiest.phase
+        );
     }
+    let _ = writeln!(out, "\n{}", cpu_table(&report.cpu));
     let missed: Vec<&str> = report
         .targets
         .iter()
@@ -525,5 +522,82 @@ pub fn table(report: &Report) -> String {
             format!("; missed: {}", missed.join("; "))
         }
     );
+    out
+}
+
+/// Cores busy on average in each phase, with CPU milliseconds per
+/// successful operation for Porter's processes and its Postgres backends.
+fn cpu_table(phases: &[PhaseCpu]) -> String {
+    let per_op = |cores: f64, ms: Option<f64>| match ms {
+        Some(ms) => format!("{cores:.2} ({ms:.2} ms/op)"),
+        None => format!("{cores:.2}"),
+    };
+    let header = [
+        "phase",
+        "ops/s",
+        "web",
+        "worker",
+        "postgres",
+        "redis",
+        "bench",
+        "rest of machine",
+    ]
+    .map(str::to_owned);
+    let rows: Vec<[String; 8]> = phases
+        .iter()
+        .map(|p| {
+            [
+                p.phase.clone(),
+                if p.operations == 0 {
+                    String::new()
+                } else {
+                    per_second(p.operations as f64 / p.seconds)
+                },
+                per_op(p.web, p.web_ms_per_op),
+                per_op(p.worker, p.worker_ms_per_op),
+                per_op(p.postgres, p.postgres_ms_per_op),
+                format!("{:.2}", p.redis),
+                format!("{:.2}", p.bench),
+                format!("{:.2}", p.rest),
+            ]
+        })
+        .collect();
+    let mut out = String::from(
+        "CPU, in cores busy on average (of all CPUs), and ms of CPU per successful operation:\n",
+    );
+    out.push_str(&markdown(&header, &rows));
+    out
+}
+
+/// A Markdown table with padded columns.
+fn markdown<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| {
+            rows.iter()
+                .chain(std::iter::once(header))
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String; N]| {
+        let mut text = String::from("|");
+        for (cell, width) in cells.iter().zip(&widths) {
+            let pad = width - cell.chars().count();
+            let _ = write!(text, " {cell}{} |", " ".repeat(pad));
+        }
+        text
+    };
+    let separator = widths
+        .iter()
+        .map(|w| "-".repeat(w + 2))
+        .collect::<Vec<_>>()
+        .join("|");
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", line(header));
+    let _ = writeln!(out, "|{separator}|");
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row));
+    }
     out
 }
