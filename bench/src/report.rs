@@ -558,7 +558,11 @@ fn cpu_table(phases: &[PhaseCpu]) -> String {
                 per_op(p.postgres, p.postgres_ms_per_op),
                 format!("{:.2}", p.redis),
                 format!("{:.2}", p.bench),
-                format!("{:.2}", p.rest),
+                if p.rest > NEIGHBOUR_WARNING_CORES {
+                    format!("{:.2} (skewed)", p.rest)
+                } else {
+                    format!("{:.2}", p.rest)
+                },
             ]
         })
         .collect();
