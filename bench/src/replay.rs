@@ -32,8 +32,9 @@ const EVENTS_PER_ACCOUNT: u64 = 4;
 const ACCOUNTS_PER_CHUNK: u64 = 25_000;
 /// Events per projector round in a replay: large, as a rebuild would use.
 pub const REPLAY_BATCH: i64 = 10_000;
-/// `porter replay`'s command line, for [`Replayer::PorterReplay`].
-const PORTER_REPLAY_ARGS: &[&str] = &["replay", "accounts"];
+/// `porter replay`'s command line, for [`Replayer::PorterReplay`] (as the
+/// command is shaped on the `ops` branch today).
+const PORTER_REPLAY_ARGS: &[&str] = &["replay", "--read-model", "accounts"];
 
 /// What rebuilds the read model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
