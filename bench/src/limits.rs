@@ -1,0 +1,230 @@
+//! What this machine can do at best, measured the same way Porter does the
+//! work: Argon2id with Porter's parameters on every core, single-row
+//! insert-and-commit into Postgres, and Redis round trips.
+//!
+//! Porter's figures are reported as fractions of these, so a result reads
+//! the same on a laptop and on a server.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, Version};
+use serde::Serialize;
+use sqlx::{Connection as _, PgConnection};
+
+use crate::cpu::{CpuMeter, PhaseCpu};
+
+/// Porter's Argon2id parameters (`src/hashing.rs`): 19 MiB, 2 passes, 1 lane.
+const ARGON2_MEMORY_KIB: u32 = 19_456;
+const ARGON2_PASSES: u32 = 2;
+const ARGON2_LANES: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Argon2Limit {
+    pub threads: usize,
+    pub hashes: u64,
+    pub seconds: f64,
+    pub hashes_per_second: f64,
+    /// One hash on one thread with the others idle (best of three, warm).
+    pub single_hash_ms: f64,
+}
+
+/// Hashes on `threads` OS threads for `duration`, the way Porter's web
+/// process does (`hash_password`, which draws a salt each time).
+pub fn argon2(threads: usize, duration: Duration) -> anyhow::Result<Argon2Limit> {
+    let hasher = argon2_hasher()?;
+    let mut single_hash_ms = f64::INFINITY;
+    for _ in 0..4 {
+        let started = Instant::now();
+        hasher
+            .hash_password(b"warm up the allocator and caches")
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+        // The first hash also pays for faulting its memory in.
+        single_hash_ms = single_hash_ms.min(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let hashes = AtomicU64::new(0);
+    let started = Instant::now();
+    let deadline = started + duration;
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while Instant::now() < deadline {
+                    if hasher
+                        .hash_password(b"correct horse battery staple")
+                        .is_ok()
+                    {
+                        hashes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let hashes = hashes.into_inner();
+    Ok(Argon2Limit {
+        threads,
+        hashes,
+        seconds,
+        hashes_per_second: hashes as f64 / seconds,
+        single_hash_ms,
+    })
+}
+
+fn argon2_hasher() -> anyhow::Result<Argon2<'static>> {
+    let params = Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, None)
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitRate {
+    pub clients: usize,
+    pub commits: u64,
+    pub seconds: f64,
+    pub commits_per_second: f64,
+}
+
+/// Single-row `INSERT`s, each its own transaction (autocommit, so one commit
+/// and one WAL flush each), from `clients` connections for `duration`, into
+/// a scratch table of the database at `url`. The CPU it took is measured
+/// while the connections are open, so their backends are counted.
+pub async fn postgres_commits(
+    url: &str,
+    clients: usize,
+    duration: Duration,
+    meter: &CpuMeter,
+) -> anyhow::Result<(CommitRate, PhaseCpu)> {
+    let mut connections = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connections.push(
+            PgConnection::connect(url)
+                .await
+                .context("connect for the commit limit")?,
+        );
+    }
+    let commits = Arc::new(AtomicU64::new(0));
+    let phase = meter.start(format!("limit: Postgres commits @{clients}"));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::with_capacity(clients);
+    for (client, mut connection) in connections.into_iter().enumerate() {
+        let commits = commits.clone();
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                sqlx::query("INSERT INTO bench_scratch (client, payload) VALUES ($1, $2)")
+                    .bind(client as i32)
+                    .bind("a single row, committed on its own")
+                    .execute(&mut connection)
+                    .await?;
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, sqlx::Error>(connection)
+        }));
+    }
+    let mut connections = Vec::with_capacity(clients);
+    for task in tasks {
+        connections.push(task.await.context("commit task panicked")??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let commits = commits.load(Ordering::Relaxed);
+    let cpu = phase.end(commits as usize);
+    for connection in connections {
+        connection.close().await?;
+    }
+    Ok((
+        CommitRate {
+            clients,
+            commits,
+            seconds,
+            commits_per_second: commits as f64 / seconds,
+        },
+        cpu,
+    ))
+}
+
+pub async fn create_scratch_table(url: &str) -> anyhow::Result<()> {
+    let mut connection = PgConnection::connect(url).await?;
+    sqlx::query(
+        "CREATE TABLE bench_scratch (\
+             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+             client integer NOT NULL, \
+             payload text NOT NULL, \
+             at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&mut connection)
+    .await
+    .context("create the scratch table")?;
+    Ok(())
+}
+
+pub async fn drop_scratch_table(url: &str) -> anyhow::Result<()> {
+    let mut connection = PgConnection::connect(url).await?;
+    sqlx::query("DROP TABLE IF EXISTS bench_scratch")
+        .execute(&mut connection)
+        .await
+        .context("drop the scratch table")?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisRate {
+    pub clients: usize,
+    pub round_trips: u64,
+    pub seconds: f64,
+    pub round_trips_per_second: f64,
+}
+
+/// `PING` round trips from `clients` connections, each waiting for its
+/// answer before sending the next, for `duration`.
+pub async fn redis_pings(
+    url: &str,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<RedisRate> {
+    let client = redis::Client::open(url).context("parse REDIS_URL")?;
+    let mut connections = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connections.push(
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .context("connect to Redis")?,
+        );
+    }
+    let round_trips = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::with_capacity(clients);
+    for mut connection in connections {
+        let (round_trips, failed) = (round_trips.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
+                if pong.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                    return;
+                }
+                round_trips.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("ping task panicked")?;
+    }
+    anyhow::ensure!(!failed.load(Ordering::Relaxed), "a Redis PING failed");
+    let seconds = started.elapsed().as_secs_f64();
+    let round_trips = round_trips.load(Ordering::Relaxed);
+    Ok(RedisRate {
+        clients,
+        round_trips,
+        seconds,
+        round_trips_per_second: round_trips as f64 / seconds,
+    })
+}

@@ -1,0 +1,817 @@
+//! `porter-bench`: measures Porter against this machine's limits and its
+//! performance targets in one run, and reports without judging the build:
+//! it exits 0 when a target is missed and non-zero only when the bench
+//! itself breaks. `scripts/bench` builds Porter in release mode and runs it.
+//!
+//! The run, in order: the machine's limits (Argon2id, Postgres commits,
+//! Redis round trips); then the real `porter web` and `porter worker`
+//! release binaries, started as child processes against a fresh database,
+//! their own Redis namespace and an SMTP sink in this process; sign-up at
+//! concurrency 1, 8 and 32; sign-up → email at half the peak sign-up rate;
+//! overload at concurrency 256; activation at 8 and 32 with the keys from
+//! the captured emails; the processes' peak memory; and replay of a
+//! generated log into another fresh database. All traffic goes to
+//! 127.0.0.1, and every loop is bounded in count and time.
+
+use std::{
+    collections::BTreeMap,
+    net::TcpListener,
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use clap::Parser;
+use sqlx::{Connection as _, PgConnection};
+
+use crate::{
+    cpu::{CpuMeter, PhaseCpu, Profiler},
+    load::{Api, Run, SignUp},
+    processes::{PorterEnv, PorterProcess},
+    replay::Replayer,
+    report::{
+        ActivationCheck, EmailSummary, LoadSummary, Machine, MemorySummary, OverloadSummary,
+        PhaseMemory, Report,
+    },
+    sink::SmtpSink,
+    stats::{Latency, millis},
+};
+
+mod cpu;
+mod limits;
+mod load;
+mod processes;
+mod replay;
+mod report;
+mod sink;
+mod stats;
+
+/// Email jobs run at once in the worker (Porter's default).
+const WORKER_CONCURRENCY: usize = 16;
+/// Sign-ups at or above this latency during overload count as waiting too long:
+/// the hashing queue holds 32 sign-ups per hashing thread, under a second
+/// of work at the Argon2 limit, so a bounded queue answers well within it.
+const OVERLOAD_DEADLINE: Duration = Duration::from_secs(2);
+/// How long to wait for emails, a server or a read model before giving up.
+const WAIT_DEADLINE: Duration = Duration::from_secs(60);
+/// Other work on the machine below this many cores counts as quiet.
+const QUIET_CORES: f64 = 0.33;
+/// Drop leftover bench databases (from killed runs) older than this.
+const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "porter-bench",
+    about = "Benchmark Porter's release binaries against this machine's limits and Porter's targets"
+)]
+struct Args {
+    /// Postgres server to use; the bench creates (and drops) its own
+    /// `porter_bench_*` databases there.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Redis to use; the bench's keys live under their own namespace.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// The `porter` release binary (default: next to this one).
+    #[arg(long)]
+    porter: Option<PathBuf>,
+    /// Where the JSON report and the processes' logs go.
+    #[arg(long, default_value = "var/bench")]
+    out: PathBuf,
+    /// What rebuilds the read model in the replay measurement.
+    #[arg(long, value_enum, default_value_t = Replayer::Projector)]
+    replay_with: Replayer,
+    /// Events in the generated log for the replay measurement [default:
+    /// 1 000 000, or 100 000 with --quick].
+    #[arg(long)]
+    replay_events: Option<u64>,
+    /// Short phases and a small replay, to check that the bench works; the
+    /// figures are not comparable with a full run.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds to wait, before measuring, for other work on the machine to
+    /// fall below a third of a core (a run starts anyway afterwards, and
+    /// says how busy the machine was).
+    #[arg(long, default_value_t = 90)]
+    wait_quiet: u64,
+    /// A `perf record --control fifo:FIFO -D -1` control FIFO: the bench
+    /// enables recording for `--perf-phase` only.
+    #[arg(long, requires = "perf_phase")]
+    perf_control: Option<PathBuf>,
+    /// The phase to profile, named as in the CPU table (e.g. "activation @32",
+    /// "replay").
+    #[arg(long, requires = "perf_control")]
+    perf_phase: Option<String>,
+    /// Keep the bench databases instead of dropping them at the end.
+    #[arg(long)]
+    keep: bool,
+    /// An extra `NAME=VALUE` for the porter processes' environment, for
+    /// experiments (e.g. `MALLOC_ARENA_MAX=2`); may be repeated.
+    #[arg(long = "porter-env", value_parser = parse_env_pair)]
+    porter_env: Vec<(String, String)>,
+}
+
+fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{raw:?} is not NAME=VALUE")),
+    }
+}
+
+/// How long each phase runs.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    argon2: Duration,
+    commits: Duration,
+    pings: Duration,
+    sign_up: [(usize, Duration); 3],
+    sign_up_max: u64,
+    email: Duration,
+    overload: Duration,
+    overload_max: u64,
+    activation_max: Duration,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        let s = Duration::from_secs;
+        let scale = |d: Duration| if quick { d / 4 } else { d };
+        Self {
+            argon2: scale(s(4)),
+            commits: scale(s(3)),
+            pings: scale(s(3)),
+            sign_up: [(1, scale(s(5))), (8, scale(s(6))), (32, scale(s(8)))],
+            sign_up_max: 5_000,
+            email: scale(s(12)),
+            overload: scale(s(5)),
+            overload_max: 100_000,
+            activation_max: s(30),
+        }
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        #[allow(clippy::print_stderr)]
+        { eprintln!("bench: {}", format!($($arg)*)); }
+    }};
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            say!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What one run uses, and cleans up.
+#[derive(Debug)]
+struct Setup {
+    args: Args,
+    plan: Plan,
+    started_at: chrono::DateTime<chrono::Utc>,
+    stamp: String,
+    porter: PathBuf,
+    log_dir: PathBuf,
+    database: String,
+    database_url: String,
+    replay_database: String,
+    replay_database_url: String,
+    namespace: String,
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let stamp = started_at.format("%Y%m%dT%H%M%SZ").to_string();
+    let porter = match &args.porter {
+        Some(path) => path.clone(),
+        None => processes::default_porter_binary().context("locate the porter binary")?,
+    };
+    anyhow::ensure!(
+        porter.is_file(),
+        "{} not found: build it with `cargo build --release --bin porter` (scripts/bench does)",
+        porter.display()
+    );
+    let log_dir = args.out.join(&stamp);
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("create {}", log_dir.display()))?;
+    let database = format!("porter_bench_{}", stamp.to_lowercase());
+    let replay_database = format!("{database}_replay");
+    let setup = Setup {
+        plan: Plan::new(args.quick),
+        database_url: database_url(&args.database_url, &database)?,
+        replay_database_url: database_url(&args.database_url, &replay_database)?,
+        database,
+        replay_database,
+        namespace: format!("porter-bench-{}", stamp.to_lowercase()),
+        started_at,
+        stamp,
+        porter,
+        log_dir,
+        args,
+    };
+    say!("run {} (logs in {})", setup.stamp, setup.log_dir.display());
+    let mut admin = PgConnection::connect(&setup.args.database_url)
+        .await
+        .context("connect to Postgres (DATABASE_URL)")?;
+    drop_leftover_databases(&mut admin).await;
+    for name in [&setup.database, &setup.replay_database] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("create database {name}"))?;
+    }
+    let measured = Box::pin(measure(&setup)).await;
+    cleanup(&setup, &mut admin).await;
+    let mut report = measured?;
+    report.seconds = started.elapsed().as_secs_f64();
+    report.targets = report::targets(&report);
+
+    let json_path = setup.args.out.join(format!("{}.json", setup.stamp));
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("write {}", json_path.display()))?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("\n{}", report::table(&report));
+        println!("JSON: {}", json_path.display());
+    }
+    say!("finished in {:.0} s", report.seconds);
+    Ok(())
+}
+
+fn database_url(server: &str, name: &str) -> anyhow::Result<String> {
+    let mut url = url::Url::parse(server).context("DATABASE_URL is not a URL")?;
+    url.set_path(name);
+    Ok(url.to_string())
+}
+
+/// Everything measured while the databases exist.
+async fn measure(setup: &Setup) -> anyhow::Result<Report> {
+    let plan = setup.plan;
+    let porter = &setup.porter;
+    say!("migrating {}", setup.database);
+    processes::migrate(
+        porter,
+        &setup.database_url,
+        &setup.log_dir.join("migrate.log"),
+    )
+    .await?;
+    processes::migrate(
+        porter,
+        &setup.replay_database_url,
+        &setup.log_dir.join("migrate-replay.log"),
+    )
+    .await?;
+    let machine = machine(&setup.database_url, &setup.args.redis_url).await?;
+    let profiler = match (&setup.args.perf_control, &setup.args.perf_phase) {
+        (Some(fifo), Some(phase)) => Some(Profiler {
+            fifo: fifo.clone(),
+            phase: phase.clone(),
+        }),
+        _ => None,
+    };
+    let meter = CpuMeter::new(&setup.database, profiler);
+    let mut cpu: Vec<PhaseCpu> = vec![wait_for_quiet(&meter, setup.args.wait_quiet).await];
+
+    // 1. The machine's limits, before Porter runs.
+    let cpus = machine.cpus;
+    say!("limit: Argon2id on {cpus} threads");
+    let argon2_time = plan.argon2;
+    let phase = meter.start("limit: Argon2id");
+    let argon2 = tokio::task::spawn_blocking(move || limits::argon2(cpus, argon2_time))
+        .await
+        .context("argon2 limit panicked")??;
+    cpu.push(phase.end(argon2.hashes as usize));
+    say!("limit: Postgres single-row commits");
+    limits::create_scratch_table(&setup.database_url).await?;
+    let mut postgres = Vec::new();
+    for clients in [1, 8, 32] {
+        let (rate, usage) =
+            limits::postgres_commits(&setup.database_url, clients, plan.commits, &meter).await?;
+        cpu.push(usage);
+        postgres.push(rate);
+    }
+    limits::drop_scratch_table(&setup.database_url).await?;
+    say!("limit: Redis PING");
+    let phase = meter.start("limit: Redis PING");
+    let redis = limits::redis_pings(&setup.args.redis_url, 50, plan.pings).await?;
+    cpu.push(phase.end(redis.round_trips as usize));
+    let limits = report::Limits {
+        argon2,
+        postgres,
+        redis,
+    };
+
+    // 2. Porter, as production runs it, with the sink as its SMTP server.
+    let sink = SmtpSink::start().await?;
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let mut env = PorterEnv {
+        vars: [
+            ("DATABASE_URL", setup.database_url.clone()),
+            ("REDIS_URL", setup.args.redis_url.clone()),
+            ("REDIS_NAMESPACE", setup.namespace.clone()),
+            ("PORT", port.to_string()),
+            ("PUBLIC_BASE_URL", format!("{base}/")),
+            ("SMTP_URL", sink.url()),
+            ("MAIL_FROM", "Porter <no-reply@porter.example>".into()),
+            ("WORKER_CONCURRENCY", WORKER_CONCURRENCY.to_string()),
+            ("HASH_CONCURRENCY", cpus.to_string()),
+            ("LOG_FORMAT", "json".into()),
+            ("RUST_LOG", "info".into()),
+        ]
+        .map(|(name, value)| (name.to_owned(), value))
+        .to_vec(),
+    };
+    for (name, value) in &setup.args.porter_env {
+        say!("porter env: {name}={value}");
+        env.vars.retain(|(k, _)| k != name);
+        env.vars.push((name.clone(), value.clone()));
+    }
+    let mut web = PorterProcess::spawn(porter, "web", &env, &setup.log_dir.join("web.log"))?;
+    let mut worker =
+        PorterProcess::spawn(porter, "worker", &env, &setup.log_dir.join("worker.log"))?;
+    let api = Api::new(&base, &setup.stamp.to_lowercase())?;
+    wait_until_ready(&api, &mut web, &mut worker).await?;
+    let meter = meter.with_porter(web.pid, worker.pid);
+    let mut phases = Vec::new();
+    let mut all_accepted: Vec<String> = Vec::new();
+
+    say!("warm-up");
+    let warm_up = sign_ups(&api, 2, Duration::from_secs(10), 8).await;
+    let warm_emails = accepted_emails(&warm_up);
+    anyhow::ensure!(
+        warm_emails.len() == 8,
+        "warm-up sign-ups failed: {:?}",
+        report::status_counts(warm_up.samples.iter().map(|s| &s.value.status))
+    );
+    anyhow::ensure!(
+        sink.wait_for(&warm_emails, WAIT_DEADLINE).await == warm_emails.len(),
+        "warm-up emails did not arrive; see {}",
+        setup.log_dir.display()
+    );
+    all_accepted.extend(warm_emails);
+
+    // 3. Sign-up at 1, 8 and 32.
+    let mut sign_up = Vec::new();
+    for (concurrency, duration) in plan.sign_up {
+        say!("sign-up @{concurrency} for {duration:?}");
+        let phase = meter.start(format!("sign-up @{concurrency}"));
+        let run = sign_ups(&api, concurrency, duration, plan.sign_up_max).await;
+        cpu.push(phase.end(run.count(SignUp::accepted)));
+        sign_up.push(LoadSummary::of(concurrency, &run, SignUp::accepted, |s| {
+            &s.status
+        }));
+        let accepted = accepted_emails(&run);
+        drain_emails(&sink, &accepted).await;
+        all_accepted.extend(accepted);
+        web.check_running()?;
+        worker.check_running()?;
+    }
+    phases.push(phase_memory("sign-up", &web, &worker)?);
+
+    // 4. Sign-up → email at half the peak sign-up rate, open loop.
+    let peak = sign_up.iter().map(|s| s.ok_per_second).fold(0.0, f64::max);
+    let rate = (peak / 2.0).max(1.0);
+    let count = (rate * plan.email.as_secs_f64()).round().max(10.0) as u64;
+    say!("sign-up → email: {count} sign-ups at {rate:.1}/s");
+    let duplicates_before = sink.duplicates();
+    let phase = meter.start("sign-up → email");
+    let run = {
+        let api = api.clone();
+        load::open_loop(rate, count, move |_| {
+            let api = api.clone();
+            async move { api.sign_up().await }
+        })
+        .await
+    };
+    let accepted = accepted_emails(&run);
+    let arrived = sink.wait_for(&accepted, WAIT_DEADLINE).await;
+    cpu.push(phase.end(accepted.len()));
+    let mut email_latencies = Vec::new();
+    let mut early = 0;
+    for sample in run.samples.iter().filter(|s| s.value.accepted()) {
+        if let Some(arrival) = sink.arrival(&sample.value.email) {
+            if arrival.at < sample.finished {
+                early += 1;
+            }
+            email_latencies.push(arrival.at.saturating_duration_since(sample.finished));
+        }
+    }
+    let sign_up_to_email = EmailSummary {
+        rate_per_second: rate,
+        sent: run.samples.len(),
+        accepted: accepted.len(),
+        arrived,
+        arrived_before_response: early,
+        duplicates_in_run: sink.duplicates() - duplicates_before,
+        sign_up_latency: Latency::of(&run.latencies(SignUp::accepted)),
+        latency: Latency::of(&email_latencies),
+    };
+    all_accepted.extend(accepted);
+    phases.push(phase_memory("sign-up → email", &web, &worker)?);
+
+    // 5. Overload: many more clients than the hashing queue holds.
+    say!("overload @256 for {:?}", plan.overload);
+    let phase = meter.start("overload @256");
+    let run = sign_ups(&api, 256, plan.overload, plan.overload_max).await;
+    cpu.push(phase.end(run.samples.len()));
+    let overload = OverloadSummary {
+        concurrency: 256,
+        seconds: run.elapsed.as_secs_f64(),
+        requests: run.samples.len(),
+        statuses: report::status_counts(run.samples.iter().map(|s| &s.value.status)),
+        accepted_per_second: run.rate(SignUp::accepted),
+        latency_all: Latency::of(&run.latencies(|_| true)),
+        deadline_ms: millis(OVERLOAD_DEADLINE),
+        over_deadline: run
+            .samples
+            .iter()
+            .filter(|s| s.latency > OVERLOAD_DEADLINE)
+            .count(),
+    };
+    let accepted = accepted_emails(&run);
+    drain_emails(&sink, &accepted).await;
+    all_accepted.extend(accepted);
+    web.check_running()?;
+    worker.check_running()?;
+    phases.push(phase_memory("overload", &web, &worker)?);
+
+    // 6. Activation with the keys the sink captured.
+    let mut keyed: Vec<(String, String)> = Vec::new();
+    let mut emails_without_key = 0;
+    for email in &all_accepted {
+        match sink
+            .arrival(email)
+            .and_then(|arrival| sink::activation_key(&arrival.data))
+        {
+            Some(key) => keyed.push((email.clone(), key)),
+            None => emails_without_key += 1,
+        }
+    }
+    let split = keyed.len() * 2 / 5;
+    let mut activation = Vec::new();
+    let mut activated_emails = Vec::new();
+    for (concurrency, slice) in [(8, &keyed[..split]), (32, &keyed[split..])] {
+        say!("activation @{concurrency}: {} keys", slice.len());
+        let keys: Arc<Vec<(String, String)>> = Arc::new(slice.to_vec());
+        let phase = meter.start(format!("activation @{concurrency}"));
+        let run = {
+            let (api, keys) = (api.clone(), keys.clone());
+            load::closed_loop(
+                concurrency,
+                plan.activation_max,
+                keys.len() as u64,
+                move |i| {
+                    let (api, keys) = (api.clone(), keys.clone());
+                    async move { (i, api.activate(&keys[i as usize].1).await) }
+                },
+            )
+            .await
+        };
+        cpu.push(phase.end(run.count(|(_, a)| a.activated())));
+        activation.push(LoadSummary::of(
+            concurrency,
+            &run,
+            |(_, a)| a.activated(),
+            |(_, a)| &a.status,
+        ));
+        activated_emails.extend(
+            run.samples
+                .iter()
+                .filter(|s| s.value.1.activated())
+                .map(|s| keys[s.value.0 as usize].0.clone()),
+        );
+    }
+    let activation_check = check_activations(
+        &setup.database_url,
+        keyed.len(),
+        emails_without_key,
+        &activated_emails,
+    )
+    .await?;
+    phases.push(phase_memory("activation", &web, &worker)?);
+
+    // 7. Peak memory, then a graceful stop.
+    let web_memory = web.memory()?;
+    let worker_memory = worker.memory()?;
+    let (web_pid, worker_pid) = (web.pid, worker.pid);
+    say!("stopping porter web and worker");
+    let web_drain = web.stop().await?;
+    let worker_drain = worker.stop().await?;
+    let memory = MemorySummary {
+        web_pid,
+        worker_pid,
+        web: web_memory,
+        worker: worker_memory,
+        phases,
+        web_drain_ms: millis(web_drain),
+        worker_drain_ms: millis(worker_drain),
+    };
+
+    // 8. Replay, in its own database, with nothing else running.
+    let events =
+        setup
+            .args
+            .replay_events
+            .unwrap_or(if setup.args.quick { 100_000 } else { 1_000_000 });
+    say!(
+        "replay: generating {events} events, then rebuilding accounts with {:?}",
+        setup.args.replay_with
+    );
+    let replay_meter = meter.for_database(&setup.replay_database);
+    let (replay, replay_cpu) = replay::run(
+        &setup.replay_database_url,
+        events,
+        setup.args.replay_with,
+        porter,
+        &setup.log_dir,
+        &replay_meter,
+    )
+    .await?;
+    cpu.push(replay_cpu);
+
+    Ok(Report {
+        started_at: setup.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        seconds: 0.0,
+        quick: setup.args.quick,
+        machine,
+        porter_env: env
+            .vars
+            .iter()
+            .filter(|(k, _)| !k.ends_with("_URL") || k == "PUBLIC_BASE_URL")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        limits,
+        sign_up,
+        sign_up_to_email,
+        overload,
+        activation,
+        activation_check,
+        memory,
+        replay,
+        cpu,
+        targets: Vec::new(),
+    })
+}
+
+/// Samples the machine's load each second until nothing else is using
+/// more than [`QUIET_CORES`] or `max_wait_seconds` have passed; returns the
+/// last second's sample.
+async fn wait_for_quiet(meter: &CpuMeter, max_wait_seconds: u64) -> PhaseCpu {
+    let started = Instant::now();
+    loop {
+        let before = meter.snapshot();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let sample = meter.usage("idle, before the run", &before, &meter.snapshot(), 0);
+        if sample.rest < QUIET_CORES {
+            return sample;
+        }
+        if started.elapsed() >= Duration::from_secs(max_wait_seconds) {
+            say!(
+                "warning: the machine is busy ({:.2} cores used by other work); measuring anyway",
+                sample.rest
+            );
+            return sample;
+        }
+        if started.elapsed() < Duration::from_millis(1500) {
+            say!(
+                "other work uses {:.2} cores; waiting up to {max_wait_seconds} s for it to calm down",
+                sample.rest
+            );
+        }
+    }
+}
+
+async fn sign_ups(api: &Api, concurrency: usize, duration: Duration, max: u64) -> Run<SignUp> {
+    let api = api.clone();
+    load::closed_loop(concurrency, duration, max, move |_| {
+        let api = api.clone();
+        async move { api.sign_up().await }
+    })
+    .await
+}
+
+fn accepted_emails(run: &Run<SignUp>) -> Vec<String> {
+    run.samples
+        .iter()
+        .filter(|s| s.value.accepted())
+        .map(|s| s.value.email.clone())
+        .collect()
+}
+
+/// Waits for a phase's emails so the next phase starts with an idle worker.
+async fn drain_emails(sink: &SmtpSink, recipients: &[String]) {
+    let arrived = sink.wait_for(recipients, WAIT_DEADLINE).await;
+    if arrived < recipients.len() {
+        say!(
+            "warning: {} of {} emails did not arrive within {WAIT_DEADLINE:?}",
+            recipients.len() - arrived,
+            recipients.len()
+        );
+    }
+}
+
+fn phase_memory(
+    after: &'static str,
+    web: &PorterProcess,
+    worker: &PorterProcess,
+) -> anyhow::Result<PhaseMemory> {
+    Ok(PhaseMemory {
+        after,
+        web: web.memory()?,
+        worker: worker.memory()?,
+    })
+}
+
+/// Every activated account must be active in the log at once, and in the
+/// `accounts` read model once the worker's projector has caught up.
+async fn check_activations(
+    url: &str,
+    keys: usize,
+    emails_without_key: usize,
+    activated: &[String],
+) -> anyhow::Result<ActivationCheck> {
+    let mut connection = PgConnection::connect(url).await?;
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'AccountActivated'")
+            .fetch_one(&mut connection)
+            .await?;
+    let started = Instant::now();
+    let mut caught_up = None;
+    let mut read_model_active = 0;
+    while started.elapsed() < WAIT_DEADLINE {
+        read_model_active = sqlx::query_scalar(
+            "SELECT count(*) FROM accounts WHERE status = 'active' AND email = ANY($1)",
+        )
+        .bind(activated)
+        .fetch_one(&mut connection)
+        .await?;
+        if read_model_active == activated.len() as i64 {
+            caught_up = Some(millis(started.elapsed()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(ActivationCheck {
+        keys,
+        emails_without_key,
+        activated: activated.len(),
+        events,
+        read_model_active,
+        read_model_catch_up_ms: caught_up,
+    })
+}
+
+async fn wait_until_ready(
+    api: &Api,
+    web: &mut PorterProcess,
+    worker: &mut PorterProcess,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        web.check_running()?;
+        worker.check_running()?;
+        if api.ready().await {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < WAIT_DEADLINE,
+            "porter web did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A port that was free a moment ago, for `PORT`.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+async fn machine(database_url: &str, redis_url: &str) -> anyhow::Result<Machine> {
+    let mut connection = PgConnection::connect(database_url).await?;
+    let mut setting = async |name: &str| -> anyhow::Result<String> {
+        Ok(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {name}")))
+                .fetch_one(&mut connection)
+                .await?,
+        )
+    };
+    let postgres = format!("PostgreSQL {}", setting("server_version").await?);
+    let postgres_fsync = setting("fsync").await?;
+    let postgres_synchronous_commit = setting("synchronous_commit").await?;
+    let client = redis::Client::open(redis_url)?;
+    let mut redis = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut redis)
+        .await?;
+    let redis = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .unwrap_or("?")
+        .trim()
+        .to_owned();
+    Ok(Machine {
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        postgres,
+        postgres_fsync,
+        postgres_synchronous_commit,
+        redis,
+    })
+}
+
+/// Drops the run's databases and Redis keys; failures are reported, not fatal.
+async fn cleanup(setup: &Setup, admin: &mut PgConnection) {
+    if let Err(error) = delete_redis_namespace(&setup.args.redis_url, &setup.namespace).await {
+        say!("warning: Redis keys of {} left: {error:#}", setup.namespace);
+    }
+    if setup.args.keep {
+        say!(
+            "kept databases {} and {}",
+            setup.database,
+            setup.replay_database
+        );
+        return;
+    }
+    for name in [&setup.database, &setup.replay_database] {
+        let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut *admin)
+        .await;
+        if let Err(error) = dropped {
+            say!("warning: database {name} not dropped: {error}");
+        }
+    }
+}
+
+async fn delete_redis_namespace(url: &str, namespace: &str) -> anyhow::Result<()> {
+    let client = redis::Client::open(url)?;
+    let mut redis = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{namespace}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut redis)
+            .await?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut redis)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// Drops `porter_bench_*` databases that killed runs left, once they are
+/// old enough that no run can still be using them.
+async fn drop_leftover_databases(admin: &mut PgConnection) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'porter\\_bench\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap_or_default();
+    let now = chrono::Utc::now().naive_utc();
+    for name in names {
+        let stamp = name.trim_start_matches("porter_bench_");
+        let old = stamp
+            .get(..15)
+            .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dt%H%M%S").ok())
+            .and_then(|at| (now - at).to_std().ok())
+            .is_some_and(|age| age > LEFTOVER_AGE);
+        if old {
+            say!("dropping leftover database {name}");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut *admin)
+            .await;
+        }
+    }
+}

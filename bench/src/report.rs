@@ -1,0 +1,607 @@
+//! The run's results: one JSON document, and the table a person reads.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::Serialize;
+
+use crate::{
+    cpu::PhaseCpu,
+    limits::{Argon2Limit, CommitRate, RedisRate},
+    load::{Run, Status},
+    processes::Memory,
+    replay::ReplayResult,
+    stats::{Latency, count, ms, per_second},
+};
+
+/// Porter's performance targets (issue 6).
+pub const SIGN_UP_VS_ARGON2: f64 = 0.85;
+pub const EMAIL_P99_MS: f64 = 250.0;
+pub const ACTIVATION_VS_COMMITS: f64 = 0.5;
+pub const REPLAY_EVENTS_PER_SECOND: f64 = 100_000.0;
+pub const WEB_PEAK_MIB: f64 = 40.0;
+pub const WORKER_PEAK_MIB: f64 = 60.0;
+
+/// "Rest of machine" CPU above this in any phase means a neighbour skewed
+/// the run (Postgres's own background work and the kernel stay well below).
+const NEIGHBOUR_WARNING_CORES: f64 = 0.3;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub started_at: String,
+    pub seconds: f64,
+    pub quick: bool,
+    pub machine: Machine,
+    pub porter_env: BTreeMap<String, String>,
+    pub limits: Limits,
+    pub sign_up: Vec<LoadSummary>,
+    pub sign_up_to_email: EmailSummary,
+    pub overload: OverloadSummary,
+    pub activation: Vec<LoadSummary>,
+    pub activation_check: ActivationCheck,
+    pub memory: MemorySummary,
+    pub replay: ReplayResult,
+    pub cpu: Vec<PhaseCpu>,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub kernel: String,
+    pub postgres: String,
+    pub postgres_fsync: String,
+    pub postgres_synchronous_commit: String,
+    pub redis: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Limits {
+    pub argon2: Argon2Limit,
+    pub postgres: Vec<CommitRate>,
+    pub redis: RedisRate,
+}
+
+impl Limits {
+    pub fn commits_at(&self, clients: usize) -> f64 {
+        self.postgres
+            .iter()
+            .find(|rate| rate.clients == clients)
+            .map_or(0.0, |rate| rate.commits_per_second)
+    }
+}
+
+/// A closed loop at one concurrency.
+#[derive(Debug, Serialize)]
+pub struct LoadSummary {
+    pub concurrency: usize,
+    pub requests: usize,
+    /// Requests answered as expected (`202` for a sign-up, a first `200`
+    /// for an activation).
+    pub ok: usize,
+    pub statuses: BTreeMap<String, usize>,
+    pub seconds: f64,
+    pub ok_per_second: f64,
+    /// Latency of the requests that were answered as expected.
+    pub latency: Latency,
+}
+
+impl LoadSummary {
+    pub fn of<T>(
+        concurrency: usize,
+        run: &Run<T>,
+        ok: impl Fn(&T) -> bool + Copy,
+        status: impl Fn(&T) -> &Status,
+    ) -> Self {
+        Self {
+            concurrency,
+            requests: run.samples.len(),
+            ok: run.count(ok),
+            statuses: status_counts(run.samples.iter().map(|s| status(&s.value))),
+            seconds: run.elapsed.as_secs_f64(),
+            ok_per_second: run.rate(ok),
+            latency: Latency::of(&run.latencies(ok)),
+        }
+    }
+
+    fn row(&self) -> String {
+        let failed = self.requests - self.ok;
+        let failures = if failed == 0 {
+            String::new()
+        } else {
+            format!(", {failed} NOT OK {:?}", self.statuses)
+        };
+        format!(
+            "{}, {} ({} ok{failures})",
+            per_second(self.ok_per_second),
+            self.latency.short(),
+            self.ok
+        )
+    }
+}
+
+pub fn status_counts<'a>(statuses: impl Iterator<Item = &'a Status>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for status in statuses {
+        let key = match status {
+            Status::Code(code) => code.to_string(),
+            Status::Transport(_) => "transport error".to_owned(),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmailSummary {
+    pub rate_per_second: f64,
+    pub sent: usize,
+    pub accepted: usize,
+    pub arrived: usize,
+    /// Emails that reached the sink before the client had read its `202`
+    /// (counted as zero latency).
+    pub arrived_before_response: usize,
+    pub duplicates_in_run: usize,
+    pub sign_up_latency: Latency,
+    /// From the `202` to the email's arrival at the sink.
+    pub latency: Latency,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OverloadSummary {
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub requests: usize,
+    pub statuses: BTreeMap<String, usize>,
+    pub accepted_per_second: f64,
+    pub latency_all: Latency,
+    pub deadline_ms: f64,
+    pub over_deadline: usize,
+}
+
+impl OverloadSummary {
+    fn count(&self, status: &str) -> usize {
+        self.statuses.get(status).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActivationCheck {
+    pub keys: usize,
+    pub emails_without_key: usize,
+    pub activated: usize,
+    /// `AccountActivated` events in the log.
+    pub events: i64,
+    /// Of the activated accounts, how many the `accounts` read model shows
+    /// active, and how long after the last activation it caught up.
+    pub read_model_active: i64,
+    pub read_model_catch_up_ms: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PhaseMemory {
+    pub after: &'static str,
+    pub web: Memory,
+    pub worker: Memory,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemorySummary {
+    /// The processes' ids, to pick them out of a system-wide profile.
+    pub web_pid: u32,
+    pub worker_pid: u32,
+    pub web: Memory,
+    pub worker: Memory,
+    pub phases: Vec<PhaseMemory>,
+    pub web_drain_ms: f64,
+    pub worker_drain_ms: f64,
+}
+
+/// One target and whether this run met it.
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub name: &'static str,
+    pub measured: f64,
+    pub unit: &'static str,
+    pub goal: String,
+    /// `measured / limit` where the target is relative to a machine limit.
+    pub vs_limit: Option<f64>,
+    /// `measured / target value` (for a ceiling, above 1 means missed).
+    pub vs_target: f64,
+    pub met: bool,
+}
+
+impl Report {
+    pub fn sign_up_at(&self, concurrency: usize) -> Option<&LoadSummary> {
+        self.sign_up.iter().find(|s| s.concurrency == concurrency)
+    }
+
+    pub fn activation_at(&self, concurrency: usize) -> Option<&LoadSummary> {
+        self.activation
+            .iter()
+            .find(|s| s.concurrency == concurrency)
+    }
+}
+
+/// Evaluates every target against the measurements.
+pub fn targets(report: &Report) -> Vec<Target> {
+    let argon2 = report.limits.argon2.hashes_per_second;
+    let commits32 = report.limits.commits_at(32);
+    let sign_up32 = report.sign_up_at(32).map_or(0.0, |s| s.ok_per_second);
+    let activation32 = report.activation_at(32).map_or(0.0, |s| s.ok_per_second);
+    let email_p99 = report.sign_up_to_email.latency.p99_ms;
+    let email_complete = report.sign_up_to_email.arrived == report.sign_up_to_email.accepted;
+    let replay = &report.replay;
+    let web = report.memory.web.peak_mib();
+    let worker = report.memory.worker.peak_mib();
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    vec![
+        Target {
+            name: "sign-up @32 vs Argon2 limit",
+            measured: sign_up32,
+            unit: "sign-ups/s",
+            goal: format!("≥ {SIGN_UP_VS_ARGON2} × {}", per_second(argon2)),
+            vs_limit: Some(ratio(sign_up32, argon2)),
+            vs_target: ratio(ratio(sign_up32, argon2), SIGN_UP_VS_ARGON2),
+            met: sign_up32 >= SIGN_UP_VS_ARGON2 * argon2,
+        },
+        Target {
+            name: "sign-up → email p99 at half peak",
+            measured: email_p99,
+            unit: "ms",
+            goal: format!("p99 ≤ {EMAIL_P99_MS} ms, every email"),
+            vs_limit: None,
+            vs_target: ratio(email_p99, EMAIL_P99_MS),
+            met: email_p99 <= EMAIL_P99_MS && email_complete,
+        },
+        Target {
+            name: "activation @32 vs Postgres commits @32",
+            measured: activation32,
+            unit: "activations/s",
+            goal: format!("≥ {ACTIVATION_VS_COMMITS} × {}", per_second(commits32)),
+            vs_limit: Some(ratio(activation32, commits32)),
+            vs_target: ratio(ratio(activation32, commits32), ACTIVATION_VS_COMMITS),
+            met: activation32 >= ACTIVATION_VS_COMMITS * commits32
+                && report.activation_check.read_model_active
+                    == report.activation_check.activated as i64,
+        },
+        Target {
+            name: "replay",
+            measured: replay.events_per_second,
+            unit: "events/s",
+            goal: format!("≥ {}", per_second(REPLAY_EVENTS_PER_SECOND)),
+            vs_limit: None,
+            vs_target: ratio(replay.events_per_second, REPLAY_EVENTS_PER_SECOND),
+            met: replay.events_per_second >= REPLAY_EVENTS_PER_SECOND && replay.verified,
+        },
+        Target {
+            name: "web peak RSS",
+            measured: web,
+            unit: "MiB",
+            goal: format!("< {WEB_PEAK_MIB} MiB"),
+            vs_limit: None,
+            vs_target: ratio(web, WEB_PEAK_MIB),
+            met: web < WEB_PEAK_MIB,
+        },
+        Target {
+            name: "worker peak RSS",
+            measured: worker,
+            unit: "MiB",
+            goal: format!("< {WORKER_PEAK_MIB} MiB"),
+            vs_limit: None,
+            vs_target: ratio(worker, WORKER_PEAK_MIB),
+            met: worker < WORKER_PEAK_MIB,
+        },
+        Target {
+            name: "overload: no request past the deadline",
+            measured: report.overload.over_deadline as f64,
+            unit: "requests",
+            goal: format!("0 over {:.0} ms", report.overload.deadline_ms),
+            vs_limit: None,
+            vs_target: report.overload.over_deadline as f64,
+            met: report.overload.over_deadline == 0
+                && report.overload.count("transport error") == 0
+                && report.overload.count("500") == 0,
+        },
+    ]
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+/// The table printed at the end of a run (Markdown, so it pastes into the
+/// README as it is).
+pub fn table(report: &Report) -> String {
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut row = |what: String, result: String, vs_limit: String, target: String, v: &str| {
+        rows.push([what, result, vs_limit, target, v.to_owned()]);
+    };
+    let limits = &report.limits;
+    let argon2 = limits.argon2.hashes_per_second;
+    let target = |name: &str| report.targets.iter().find(|t| t.name == name);
+    row(
+        format!("limit: Argon2id, {} threads", limits.argon2.threads),
+        format!(
+            "{} (one hash {})",
+            per_second(argon2),
+            ms(limits.argon2.single_hash_ms)
+        ),
+        String::new(),
+        String::new(),
+        "",
+    );
+    row(
+        "limit: Postgres commits @1 / 8 / 32".into(),
+        limits
+            .postgres
+            .iter()
+            .map(|r| per_second(r.commits_per_second))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        String::new(),
+        String::new(),
+        "",
+    );
+    row(
+        format!("limit: Redis PING, {} clients", limits.redis.clients),
+        per_second(limits.redis.round_trips_per_second),
+        String::new(),
+        String::new(),
+        "",
+    );
+    for summary in &report.sign_up {
+        let t = (summary.concurrency == 32)
+            .then(|| target("sign-up @32 vs Argon2 limit"))
+            .flatten();
+        row(
+            format!("sign-up @{}", summary.concurrency),
+            summary.row(),
+            format!("{:.2}", summary.ok_per_second / argon2.max(f64::EPSILON)),
+            t.map(|t| t.goal.clone()).unwrap_or_default(),
+            t.map_or("", |t| verdict(t.met)),
+        );
+    }
+    let email = &report.sign_up_to_email;
+    let t = target("sign-up → email p99 at half peak");
+    row(
+        format!("sign-up → email @ {}", per_second(email.rate_per_second)),
+        format!(
+            "{} ({}/{} arrived)",
+            email.latency.short(),
+            email.arrived,
+            email.accepted
+        ),
+        String::new(),
+        t.map(|t| t.goal.clone()).unwrap_or_default(),
+        t.map_or("", |t| verdict(t.met)),
+    );
+    for summary in &report.activation {
+        let t = (summary.concurrency == 32)
+            .then(|| target("activation @32 vs Postgres commits @32"))
+            .flatten();
+        let commits = limits.commits_at(summary.concurrency);
+        row(
+            format!("activation @{}", summary.concurrency),
+            summary.row(),
+            format!("{:.2}", summary.ok_per_second / commits.max(f64::EPSILON)),
+            t.map(|t| t.goal.clone()).unwrap_or_default(),
+            t.map_or("", |t| verdict(t.met)),
+        );
+    }
+    let check = &report.activation_check;
+    row(
+        "activated accounts active".into(),
+        format!(
+            "log {} / read model {} of {} (caught up in {})",
+            check.events,
+            check.read_model_active,
+            check.activated,
+            check.read_model_catch_up_ms.map_or("never".into(), ms)
+        ),
+        String::new(),
+        "all".into(),
+        verdict(
+            check.events == check.activated as i64
+                && check.read_model_active == check.activated as i64,
+        ),
+    );
+    let replay = &report.replay;
+    let t = target("replay");
+    row(
+        format!("replay, {} events", count(replay.events)),
+        format!(
+            "{} events/s ({:.1} s{})",
+            per_second(replay.events_per_second).trim_end_matches("/s"),
+            replay.replay_seconds,
+            if replay.verified {
+                ""
+            } else {
+                ", WRONG RESULT"
+            }
+        ),
+        String::new(),
+        t.map(|t| t.goal.clone()).unwrap_or_default(),
+        t.map_or("", |t| verdict(t.met)),
+    );
+    for (name, memory) in [
+        ("web peak RSS", &report.memory.web),
+        ("worker peak RSS", &report.memory.worker),
+    ] {
+        let t = target(name);
+        row(
+            name.into(),
+            format!("{:.1} MiB", memory.peak_mib()),
+            String::new(),
+            t.map(|t| t.goal.clone()).unwrap_or_default(),
+            t.map_or("", |t| verdict(t.met)),
+        );
+    }
+    let overload = &report.overload;
+    let t = target("overload: no request past the deadline");
+    row(
+        format!(
+            "overload @{}, {:.0} s",
+            overload.concurrency, overload.seconds
+        ),
+        format!(
+            "202: {}, 503: {}, 429: {}, other: {}; max {}; {} over {}",
+            overload.count("202"),
+            overload.count("503"),
+            overload.count("429"),
+            overload.requests
+                - overload.count("202")
+                - overload.count("503")
+                - overload.count("429"),
+            ms(overload.latency_all.max_ms),
+            overload.over_deadline,
+            ms(overload.deadline_ms),
+        ),
+        format!(
+            "{:.2}",
+            overload.accepted_per_second / argon2.max(f64::EPSILON)
+        ),
+        t.map(|t| t.goal.clone()).unwrap_or_default(),
+        t.map_or("", |t| verdict(t.met)),
+    );
+
+    let header = ["measurement", "result", "× limit", "target", "verdict"].map(str::to_owned);
+    let mut out = String::new();
+    let m = &report.machine;
+    let _ = writeln!(
+        out,
+        "Porter benchmark {}{} — {} CPUs, {} (fsync {}, synchronous_commit {}), Redis {}",
+        report.started_at,
+        if report.quick {
+            " (QUICK: not comparable)"
+        } else {
+            ""
+        },
+        m.cpus,
+        m.postgres,
+        m.postgres_fsync,
+        m.postgres_synchronous_commit,
+        m.redis
+    );
+    let env = &report.porter_env;
+    let _ = writeln!(
+        out,
+        "porter web + worker (release): HASH_CONCURRENCY={} WORKER_CONCURRENCY={} LOG_FORMAT={}; “× limit” is the result over the machine limit it is held to\n",
+        env.get("HASH_CONCURRENCY").map_or("?", String::as_str),
+        env.get("WORKER_CONCURRENCY").map_or("?", String::as_str),
+        env.get("LOG_FORMAT").map_or("?", String::as_str),
+    );
+    out.push_str(&markdown(&header, &rows));
+    if let Some(busiest) = report
+        .cpu
+        .iter()
+        .max_by(|a, b| a.rest.total_cmp(&b.rest))
+        .filter(|p| p.rest > NEIGHBOUR_WARNING_CORES)
+    {
+        let _ = writeln!(
+            out,
+            "\nWARNING: other work on this machine used up to {:.2} cores (during {}); \
+             throughput figures from this run are low, CPU per operation is still comparable.",
+            busiest.rest, busiest.phase
+        );
+    }
+    let _ = writeln!(out, "\n{}", cpu_table(&report.cpu));
+    let missed: Vec<&str> = report
+        .targets
+        .iter()
+        .filter(|t| !t.met)
+        .map(|t| t.name)
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n{} of {} targets met{}",
+        report.targets.len() - missed.len(),
+        report.targets.len(),
+        if missed.is_empty() {
+            String::new()
+        } else {
+            format!("; missed: {}", missed.join("; "))
+        }
+    );
+    out
+}
+
+/// Cores busy on average in each phase, with CPU milliseconds per
+/// successful operation for Porter's processes and its Postgres backends.
+fn cpu_table(phases: &[PhaseCpu]) -> String {
+    let per_op = |cores: f64, ms: Option<f64>| match ms {
+        Some(ms) => format!("{cores:.2} ({ms:.2} ms/op)"),
+        None => format!("{cores:.2}"),
+    };
+    let header = [
+        "phase",
+        "ops/s",
+        "web",
+        "worker",
+        "postgres",
+        "redis",
+        "bench",
+        "rest of machine",
+    ]
+    .map(str::to_owned);
+    let rows: Vec<[String; 8]> = phases
+        .iter()
+        .map(|p| {
+            [
+                p.phase.clone(),
+                if p.operations == 0 {
+                    String::new()
+                } else {
+                    per_second(p.operations as f64 / p.seconds)
+                },
+                per_op(p.web, p.web_ms_per_op),
+                per_op(p.worker, p.worker_ms_per_op),
+                per_op(p.postgres, p.postgres_ms_per_op),
+                format!("{:.2}", p.redis),
+                format!("{:.2}", p.bench),
+                if p.rest > NEIGHBOUR_WARNING_CORES {
+                    format!("{:.2} (skewed)", p.rest)
+                } else {
+                    format!("{:.2}", p.rest)
+                },
+            ]
+        })
+        .collect();
+    let mut out = String::from(
+        "CPU, in cores busy on average (of all CPUs), and ms of CPU per successful operation:\n",
+    );
+    out.push_str(&markdown(&header, &rows));
+    out
+}
+
+/// A Markdown table with padded columns.
+fn markdown<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| {
+            rows.iter()
+                .chain(std::iter::once(header))
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String; N]| {
+        let mut text = String::from("|");
+        for (cell, width) in cells.iter().zip(&widths) {
+            let pad = width - cell.chars().count();
+            let _ = write!(text, " {cell}{} |", " ".repeat(pad));
+        }
+        text
+    };
+    let separator = widths
+        .iter()
+        .map(|w| "-".repeat(w + 2))
+        .collect::<Vec<_>>()
+        .join("|");
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", line(header));
+    let _ = writeln!(out, "|{separator}|");
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row));
+    }
+    out
+}
