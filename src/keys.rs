@@ -55,6 +55,7 @@ pub struct ActivationKeys {
     namespace: String,
     ttl: Duration,
     issue_script: Script,
+    retire_script: Script,
 }
 
 impl std::fmt::Debug for ActivationKeys {
@@ -73,6 +74,11 @@ impl ActivationKeys {
             namespace: namespace.to_owned(),
             ttl,
             issue_script: Script::new(ISSUE_SCRIPT),
+            // HSET on an expired entry would recreate it without a TTL; only
+            // touch an entry that still exists.
+            retire_script: Script::new(
+                "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'used', '1') end return 1",
+            ),
         }
     }
 
@@ -136,12 +142,8 @@ impl ActivationKeys {
     /// Marks `key` as used after it activated its account. It keeps its TTL so
     /// a second click can still be told "already active".
     pub async fn retire(&self, key: &ActivationKey) -> Result<(), redis::RedisError> {
-        // HSET on an expired entry would recreate it without a TTL; only touch
-        // an entry that still exists.
-        let script = Script::new(
-            "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'used', '1') end return 1",
-        );
-        let _: i64 = script
+        let _: i64 = self
+            .retire_script
             .key(self.entry(key))
             .invoke_async(&mut self.redis.clone())
             .await?;

@@ -29,6 +29,9 @@ pub async fn connect_postgres(url: &str) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(20)
         .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+        // No ping before every use: a dead connection fails its query, which
+        // the caller maps to 503 or retries, and the pool replaces it.
+        .test_before_acquire(false)
         .connect(url)
         .await
         .context("connect to Postgres")
@@ -67,7 +70,8 @@ pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState>
         ),
         templates: Templates::load().context("load templates")?,
         rate_limiter: RateLimiter::new(redis.clone(), &config.redis_namespace),
-        hasher: PasswordHasher::new(config.hash_concurrency, config.hash_queue_limit),
+        hasher: PasswordHasher::new(config.hash_concurrency, config.hash_queue_limit)
+            .context("start the password hashing threads")?,
         redis,
         pool,
         config,

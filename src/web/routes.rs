@@ -34,8 +34,14 @@ pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) 
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
-            if error.status().is_server_error() {
-                tracing::error!(request_id = %context.request_id, route, error = %error, "request failed");
+            match &error {
+                ApiError::Internal(_) => {
+                    tracing::error!(request_id = %context.request_id, route, error = %error, "request failed")
+                }
+                ApiError::Unavailable(_) => {
+                    tracing::warn!(request_id = %context.request_id, route, error = %error, "dependency unavailable")
+                }
+                _ => {}
             }
             error.into_response(&context.request_id)
         }
