@@ -112,10 +112,31 @@ impl EmailQueue {
         }
         let task = task.build();
         let mut storage = self.storage.clone();
-        match tokio::time::timeout(PUSH_TIMEOUT, storage.push_task(task)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(PushError::Redis(e.to_string())),
-            Err(_) => Err(PushError::Timeout),
+        within_timeout(storage.push_task(task)).await
+    }
+
+    /// Enqueues many jobs in one round trip (the relay's batches); like
+    /// [`Self::push`], a job whose request id is already queued is skipped.
+    pub async fn push_many(&self, jobs: Vec<SendAccountEmail>) -> Result<(), PushError> {
+        if jobs.is_empty() {
+            return Ok(());
         }
+        let tasks = jobs.into_iter().map(|job| {
+            let id = TaskId::from_string(job.job_id());
+            TaskBuilder::new(job).task_id(id).build()
+        });
+        let mut storage = self.storage.clone();
+        within_timeout(storage.push_all(futures::stream::iter(tasks))).await
+    }
+}
+
+/// Gives up on a push that Redis does not answer within [`PUSH_TIMEOUT`].
+async fn within_timeout<E: std::fmt::Display>(
+    push: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), PushError> {
+    match tokio::time::timeout(PUSH_TIMEOUT, push).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(PushError::Redis(e.to_string())),
+        Err(_) => Err(PushError::Timeout),
     }
 }

@@ -172,33 +172,53 @@ pub async fn append(
         .await;
     }
     let mut tx = pool.begin().await?;
-    for (claim, account_id) in claims {
-        insert_claim(&mut tx, claim, *account_id).await?;
-    }
+    insert_claims(&mut tx, claims).await?;
     let version = insert_events(&mut tx, stream_id, expected_version, events, metadata).await?;
     tx.commit().await?;
     Ok(version)
 }
 
-async fn insert_claim(
+/// Inserts all `claims` in one statement; the first one (in the given
+/// order) that another account holds is reported.
+async fn insert_claims(
     tx: &mut Transaction<'_, Postgres>,
-    claim: &Claim,
-    account_id: Uuid,
+    claims: &[(Claim, Uuid)],
 ) -> Result<(), AppendError> {
     // ON CONFLICT waits for a concurrent claimant to commit or roll back, so of
-    // two racing sign-ups exactly one gets the row.
-    let inserted = sqlx::query(
-        "INSERT INTO unique_claims (kind, value, account_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    // two racing sign-ups exactly one gets the row. Rows are inserted in the
+    // given order (username before email), so racing sign-ups cannot deadlock.
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO unique_claims (kind, value, account_id) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[]) \
+         ON CONFLICT DO NOTHING RETURNING kind",
     )
-    .bind(claim.kind.as_str())
-    .bind(&claim.value)
-    .bind(account_id)
-    .execute(&mut **tx)
+    .bind(
+        claims
+            .iter()
+            .map(|(claim, _)| claim.kind.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        claims
+            .iter()
+            .map(|(claim, _)| claim.value.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        claims
+            .iter()
+            .map(|(_, account_id)| *account_id)
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut **tx)
     .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(AppendError::ClaimTaken(claim.kind));
+    match claims
+        .iter()
+        .find(|(claim, _)| !inserted.iter().any(|kind| kind == claim.kind.as_str()))
+    {
+        Some((taken, _)) => Err(AppendError::ClaimTaken(taken.kind)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 async fn insert_events(

@@ -73,9 +73,9 @@ async fn relay_batch(pool: &PgPool, queue: &EmailQueue) -> Result<usize, RelayEr
     let Some(last) = events.last().map(RecordedEvent::cursor) else {
         return Ok(0);
     };
-    for job in events.iter().filter_map(email_request) {
-        queue.push(job, None).await?;
-    }
+    queue
+        .push_many(events.iter().filter_map(email_request).collect())
+        .await?;
     save_checkpoint(&mut tx, CHECKPOINT, last).await?;
     tx.commit().await?;
     Ok(events.len())
