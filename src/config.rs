@@ -50,6 +50,21 @@ pub struct Config {
     pub job_retention: Duration,
     /// Where the worker serves `GET /metrics`; no listener when unset.
     pub metrics_port: Option<u16>,
+    pub argon2: Argon2Cost,
+}
+
+/// Argon2id cost. The default is OWASP's m=19456 KiB, t=2; OWASP lists
+/// equivalent pairs that trade memory for passes (m=9216 t=4, m=7168 t=5),
+/// which a memory-tight deployment may choose. Anything cheaper than the
+/// cheapest of them (m × t below 35 840) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Cost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+impl Argon2Cost {
+    const OWASP_FLOOR: u64 = 7168 * 5;
 }
 
 /// At most `max` events per sliding `window`.
@@ -157,6 +172,12 @@ impl Config {
                     .unwrap_or(Limit::per(10, 60)),
             },
             metrics_port: env.optional("METRICS_PORT", parse_number)?,
+            argon2: parse_argon2_cost(
+                env.optional("ARGON2_MEMORY_KIB", parse_number)?
+                    .unwrap_or(19_456),
+                env.optional("ARGON2_ITERATIONS", parse_number)?
+                    .unwrap_or(2),
+            )?,
         })
     }
 }
@@ -321,6 +342,23 @@ impl Limit {
     }
 }
 
+fn parse_argon2_cost(memory_kib: u32, iterations: u32) -> Result<Argon2Cost, ConfigError> {
+    if u64::from(memory_kib) * u64::from(iterations) < Argon2Cost::OWASP_FLOOR || iterations == 0 {
+        return Err(ConfigError {
+            variable: "ARGON2_MEMORY_KIB",
+            problem: format!(
+                "{memory_kib} KiB × {iterations} passes is below OWASP's floor for Argon2id \
+                 (m × t ≥ {}; e.g. 19456 × 2, 9216 × 4, 7168 × 5)",
+                Argon2Cost::OWASP_FLOOR
+            ),
+        });
+    }
+    Ok(Argon2Cost {
+        memory_kib,
+        iterations,
+    })
+}
+
 /// `30/5m`: at most 30 per five minutes.
 fn parse_limit(raw: &str) -> Result<Limit, String> {
     let (max, window) = raw
@@ -433,6 +471,26 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn argon2_cost_defaults_to_owasp_and_refuses_weaker() {
+        assert_eq!(
+            load(&complete()).expect("loads").argon2,
+            Argon2Cost {
+                memory_kib: 19_456,
+                iterations: 2
+            }
+        );
+        let mut vars = complete();
+        vars.insert("ARGON2_MEMORY_KIB", "9216".into());
+        vars.insert("ARGON2_ITERATIONS", "4".into());
+        assert_eq!(load(&vars).expect("an OWASP pair").argon2.memory_kib, 9216);
+        vars.insert("ARGON2_ITERATIONS", "1".into());
+        assert_eq!(
+            load(&vars).expect_err("too cheap").variable,
+            "ARGON2_MEMORY_KIB"
+        );
     }
 
     #[test]

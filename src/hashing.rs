@@ -25,11 +25,12 @@ use argon2::{
 use rand::RngExt as _;
 use tokio::sync::oneshot;
 
-use crate::domain::{Password, PasswordHash};
+use crate::{
+    config::Argon2Cost,
+    domain::{Password, PasswordHash},
+};
 
-/// OWASP's recommended Argon2id parameters: 19 MiB, 2 passes, 1 lane.
-const MEMORY_KIB: u32 = 19_456;
-const PASSES: u32 = 2;
+/// One lane: the threads, not the lanes, give parallelism.
 const LANES: u32 = 1;
 const SALT_BYTES: usize = 16;
 const OUTPUT_BYTES: usize = 32;
@@ -83,7 +84,7 @@ impl Drop for InFlight {
 impl PasswordHasher {
     /// Starts `threads` hashing threads; up to `queue_limit` hashes may run or
     /// wait. The threads end when the last clone of the hasher is dropped.
-    pub fn new(threads: usize, queue_limit: usize) -> std::io::Result<Self> {
+    pub fn new(threads: usize, queue_limit: usize, cost: Argon2Cost) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         let computed = Arc::new(AtomicU64::new(0));
@@ -91,7 +92,7 @@ impl PasswordHasher {
             let (queue, computed) = (queue.clone(), computed.clone());
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || hash_loop(&queue, &computed))?;
+                .spawn(move || hash_loop(&queue, &computed, cost))?;
         }
         Ok(Self {
             jobs,
@@ -134,8 +135,8 @@ impl PasswordHasher {
 
 /// One hashing thread: takes jobs until the hasher is dropped, reusing one
 /// Argon2 memory buffer.
-fn hash_loop(queue: &Mutex<mpsc::Receiver<Job>>, computed: &AtomicU64) {
-    let params = match Params::new(MEMORY_KIB, PASSES, LANES, Some(OUTPUT_BYTES)) {
+fn hash_loop(queue: &Mutex<mpsc::Receiver<Job>>, computed: &AtomicU64, cost: Argon2Cost) {
+    let params = match Params::new(cost.memory_kib, cost.iterations, LANES, Some(OUTPUT_BYTES)) {
         Ok(params) => params,
         Err(error) => {
             tracing::error!(%error, "invalid Argon2 parameters; hashing thread stopped");
@@ -194,9 +195,14 @@ mod tests {
 
     use super::*;
 
+    const OWASP: Argon2Cost = Argon2Cost {
+        memory_kib: 19_456,
+        iterations: 2,
+    };
+
     #[tokio::test]
     async fn hashes_are_argon2id_phc_strings_that_verify() {
-        let hasher = PasswordHasher::new(1, 1).expect("threads");
+        let hasher = PasswordHasher::new(1, 1, OWASP).expect("threads");
         let password =
             Password::parse("correct horse battery staple", None).expect("valid password");
         let hash = hasher.hash(password).await.expect("hashes");
@@ -222,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn salts_differ_between_hashes_of_one_password() {
-        let hasher = PasswordHasher::new(2, 2).expect("threads");
+        let hasher = PasswordHasher::new(2, 2, OWASP).expect("threads");
         let parse =
             || Password::parse("correct horse battery staple", None).expect("valid password");
         let (a, b) = tokio::join!(hasher.hash(parse()), hasher.hash(parse()));
@@ -231,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_sheds_instead_of_waiting() {
-        let hasher = PasswordHasher::new(1, 1).expect("threads");
+        let hasher = PasswordHasher::new(1, 1, OWASP).expect("threads");
         let first = Password::parse("correct horse battery staple", None).expect("valid password");
         let second = Password::parse("another long passphrase", None).expect("valid password");
         let (a, b) = tokio::join!(hasher.hash(first), hasher.hash(second));

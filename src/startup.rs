@@ -70,8 +70,12 @@ pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState>
         ),
         templates: Templates::load().context("load templates")?,
         rate_limiter: RateLimiter::new(redis.clone(), &config.redis_namespace),
-        hasher: PasswordHasher::new(config.hash_concurrency, config.hash_queue_limit)
-            .context("start the password hashing threads")?,
+        hasher: PasswordHasher::new(
+            config.hash_concurrency,
+            config.hash_queue_limit,
+            config.argon2,
+        )
+        .context("start the password hashing threads")?,
         redis,
         pool,
         config,

@@ -20,10 +20,17 @@ use sqlx::{Connection as _, PgConnection};
 
 use crate::cpu::{CpuMeter, PhaseCpu};
 
-/// Porter's Argon2id parameters (`src/hashing.rs`): 19 MiB, 2 passes, 1 lane.
-const ARGON2_MEMORY_KIB: u32 = 19_456;
-const ARGON2_PASSES: u32 = 2;
+/// Porter's Argon2id lanes (`src/hashing.rs`); memory and passes are
+/// Porter's `ARGON2_MEMORY_KIB` and `ARGON2_ITERATIONS`.
 const ARGON2_LANES: u32 = 1;
+
+/// The Argon2id cost the porter processes run with, so the limit is measured
+/// with the same work per hash.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Argon2Cost {
+    pub memory_kib: u32,
+    pub passes: u32,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Argon2Limit {
@@ -37,8 +44,8 @@ pub struct Argon2Limit {
 
 /// Hashes on `threads` OS threads for `duration`, the way Porter's web
 /// process does (`hash_password`, which draws a salt each time).
-pub fn argon2(threads: usize, duration: Duration) -> anyhow::Result<Argon2Limit> {
-    let hasher = argon2_hasher()?;
+pub fn argon2(threads: usize, duration: Duration, cost: Argon2Cost) -> anyhow::Result<Argon2Limit> {
+    let hasher = argon2_hasher(cost)?;
     let mut single_hash_ms = f64::INFINITY;
     for _ in 0..4 {
         let started = Instant::now();
@@ -76,8 +83,8 @@ pub fn argon2(threads: usize, duration: Duration) -> anyhow::Result<Argon2Limit>
     })
 }
 
-fn argon2_hasher() -> anyhow::Result<Argon2<'static>> {
-    let params = Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, None)
+fn argon2_hasher(cost: Argon2Cost) -> anyhow::Result<Argon2<'static>> {
+    let params = Params::new(cost.memory_kib, cost.passes, ARGON2_LANES, None)
         .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }

@@ -289,7 +289,20 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     say!("limit: Argon2id on {cpus} threads");
     let argon2_time = plan.argon2;
     let phase = meter.start("limit: Argon2id");
-    let argon2 = tokio::task::spawn_blocking(move || limits::argon2(cpus, argon2_time))
+    let setting = |name: &str, default: u32| {
+        setup
+            .args
+            .porter_env
+            .iter()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(default)
+    };
+    let cost = limits::Argon2Cost {
+        memory_kib: setting("ARGON2_MEMORY_KIB", 19_456),
+        passes: setting("ARGON2_ITERATIONS", 2),
+    };
+    let argon2 = tokio::task::spawn_blocking(move || limits::argon2(cpus, argon2_time, cost))
         .await
         .context("argon2 limit panicked")??;
     cpu.push(phase.end(argon2.hashes as usize));

@@ -213,6 +213,10 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         rate_limits: options.rate_limits,
         job_retention: Duration::from_secs(3600),
         metrics_port: None,
+        argon2: porter::config::Argon2Cost {
+            memory_kib: 19_456,
+            iterations: 2,
+        },
     };
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
