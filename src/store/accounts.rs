@@ -126,6 +126,27 @@ pub async fn execute(
     command: AccountCommand,
     metadata: &EventMetadata,
 ) -> Result<Executed, CommandError> {
+    execute_from(pool, account_id, None, command, metadata).await
+}
+
+/// Like [`execute`], starting from `known`, a state the caller has just
+/// loaded; the stream is read again only if another writer got there first.
+pub async fn execute_on(
+    pool: &PgPool,
+    known: Account,
+    command: AccountCommand,
+    metadata: &EventMetadata,
+) -> Result<Executed, CommandError> {
+    execute_from(pool, known.id, Some(known), command, metadata).await
+}
+
+async fn execute_from(
+    pool: &PgPool,
+    account_id: Uuid,
+    mut known: Option<Account>,
+    command: AccountCommand,
+    metadata: &EventMetadata,
+) -> Result<Executed, CommandError> {
     let stream_id = account_stream(account_id);
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
@@ -135,7 +156,11 @@ pub async fn execute(
             let pause = ceiling.mul_f64(rand::rng().random::<f64>());
             tokio::time::sleep(pause).await;
         }
-        let Some(account) = load(pool, account_id).await? else {
+        let current = match known.take() {
+            Some(account) => Some(account),
+            None => load(pool, account_id).await?,
+        };
+        let Some(account) = current else {
             return Err(DomainError::NoSuchAccount.into());
         };
         let events = decide(Some(&account), command.clone())?;

@@ -137,7 +137,7 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
     };
     // The email is out: if recording fails now, a retry sends one more email
     // (with a working link) rather than losing the record.
-    accounts::execute(&state.pool, job.account_id, command, &caused_by(job))
+    accounts::execute_on(&state.pool, account, command, &caused_by(job))
         .await
         .map_err(classify_command_error)?;
     tracing::info!(kind = ?kind, "email sent");
