@@ -35,7 +35,7 @@ pub struct Config {
     pub mail_from: Mailbox,
     pub activation_ttl: Duration,
     pub worker_concurrency: usize,
-    /// How many Argon2 hashes may run at once (CPU-bound, on blocking threads).
+    /// How many Argon2 hashing threads run (CPU-bound, one hash each at a time).
     pub hash_concurrency: usize,
     pub trusted_proxies: Vec<IpAddr>,
     pub log_format: LogFormat,

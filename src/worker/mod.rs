@@ -1,11 +1,13 @@
-//! The worker process: sends account emails from the Redis queue and keeps
-//! the read models up to date.
+//! The worker process: sends account emails from the Redis queue, keeps the
+//! read models up to date, relays requests the web process could not enqueue,
+//! and cleans up finished jobs.
 //!
 //! apalis-redis drops a worker for good when its Redis connection breaks, so
 //! the email worker runs under a small supervisor that rebuilds it with a
-//! fresh, unique name and a capped backoff. The projector runs beside it as a
-//! plain loop. Both stop on the shutdown token: running jobs finish, fetched
-//! ones go back to the queue.
+//! fresh, unique name and a capped backoff, and hands the stopped worker's
+//! fetched jobs back to the queue. The projector, the outbox relay and
+//! housekeeping run beside it as plain loops. All stop on the shutdown token:
+//! running jobs finish, fetched ones go back to the queue.
 
 use std::{sync::Arc, time::Duration};
 
