@@ -190,7 +190,7 @@ impl Progress for SignalFirstBatch {
 
 #[tokio::test]
 async fn an_interrupted_replay_leaves_the_live_table_intact_and_usable() {
-    let (_, pool) = fresh_database().await;
+    let (url, pool) = fresh_database().await;
     ops::generate::events(&pool, 300).await.expect("generate");
     project_all(&pool).await;
     let live = accounts(&pool).await;
@@ -217,16 +217,20 @@ async fn an_interrupted_replay_leaves_the_live_table_intact_and_usable() {
     assert!(!shadow_exists(&pool).await);
 
     // Dropped mid-way, as a killed process would be: the shadow stays
-    // behind, the live table does not change.
+    // behind, the live table does not change. The replay gets connections
+    // of its own, closed afterwards as a dying process's would be (a
+    // dropped future alone leaves its open transaction in the pool).
+    let doomed = porter::connect_postgres(&url).await.expect("connect");
     let (signal, first_batch) = tokio::sync::oneshot::channel();
     let mut progress = SignalFirstBatch(Some(signal));
     let never = CancellationToken::new();
     tokio::select! {
-        result = ops::replay::replay(&pool, &options, &mut progress, &never) => {
+        result = ops::replay::replay(&doomed, &options, &mut progress, &never) => {
             panic!("the replay finished before it was dropped: {result:?}")
         }
         _ = first_batch => {}
     }
+    doomed.close().await;
     assert_eq!(accounts(&pool).await, live);
 
     // The live table still takes new events...
