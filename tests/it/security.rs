@@ -384,3 +384,24 @@ async fn oversized_headers_are_refused_without_a_500() {
         "the server is still serving"
     );
 }
+
+#[tokio::test]
+async fn request_text_cannot_forge_a_log_line() {
+    let (logs, _guard) = CapturedLogs::install();
+    let app = spawn_app().await;
+    app.get("/nope%0A%7B%22level%22%3A%22ERROR%22%7D%0Aforged")
+        .await;
+    let mut user = new_user();
+    user["username"] = json!("mallory\n{\"level\":\"ERROR\",\"fields\":{\"message\":\"forged\"}}");
+    app.sign_up(&user).await;
+    drop(app);
+    let text = logs.text();
+    assert!(text.lines().count() > 2, "the app logged");
+    for line in text.lines() {
+        let parsed: Value = serde_json::from_str(line).expect("every line is one JSON object");
+        assert!(
+            !line.contains("forged"),
+            "request text reached the log: {parsed}"
+        );
+    }
+}
