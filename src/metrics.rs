@@ -13,8 +13,8 @@
 //! answers with the last values instead of hanging.
 
 use std::{
-    convert::Infallible,
     future::Future,
+    net::IpAddr,
     sync::{LazyLock, atomic::AtomicU64},
     time::Duration,
 };
@@ -22,8 +22,7 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::{Request, body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::{Request, body::Incoming};
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -313,44 +312,17 @@ pub async fn scrape_web(state: &crate::web::AppState) -> Response<Full<Bytes>> {
 /// Serves `GET /metrics` alone on `listener` until `shutdown` resolves: the
 /// worker's metrics listener (`METRICS_PORT`), which has no other HTTP.
 pub async fn serve(listener: TcpListener, sources: Sources, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "metrics: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    let handler = move |_peer: IpAddr, request: Request<Incoming>| {
         let sources = sources.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let sources = sources.clone();
-            async move {
-                let response = match (request.method(), request.uri().path()) {
-                    (&http::Method::GET, "/metrics") => scrape(&sources).await,
-                    _ => {
-                        let mut response = Response::new(Full::new(Bytes::from_static(
-                            b"only GET /metrics here\n",
-                        )));
-                        *response.status_mut() = StatusCode::NOT_FOUND;
-                        response
-                    }
-                };
-                Ok::<_, Infallible>(response)
+        async move {
+            if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
+                return scrape(&sources).await;
             }
-        });
-        tokio::spawn(async move {
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, "metrics connection ended with an error");
-            }
-        });
-    }
+            let mut response =
+                Response::new(Full::new(Bytes::from_static(b"only GET /metrics here\n")));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response
+        }
+    };
+    crate::web::serve_http(listener, handler, shutdown).await;
 }

@@ -4,9 +4,15 @@
 //! 0 and the binary binds `PORT`. On shutdown it stops accepting and lets
 //! in-flight requests finish, up to a deadline.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
-use hyper::{Request, body::Incoming, service::service_fn};
+use hyper::{Request, Response, body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
@@ -25,6 +31,8 @@ mod rate_limit;
 mod request;
 mod resend;
 pub mod response;
+
+use response::Body;
 mod routes;
 mod signup;
 
@@ -48,12 +56,27 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
 }
 
-/// Serves HTTP on `listener` until `shutdown` resolves, then drains.
+/// Serves the API on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let handler = move |peer: IpAddr, request: Request<Incoming>| {
+        let state = state.clone();
+        async move { routes::handle(&state, peer, request).await }
+    };
+    serve_http(listener, handler, shutdown).await;
+}
+
+/// Serves `handler` on `listener` with Porter's connection limits until
+/// `shutdown` resolves, then lets in-flight requests finish up to a deadline.
+/// The API and the worker's metrics listener both run on it.
+pub async fn serve_http<H, F>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
+where
+    H: Fn(IpAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -75,10 +98,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let state = state.clone();
+        let handler = handler.clone();
         let service = service_fn(move |request: Request<Incoming>| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(routes::handle(&state, peer_ip(peer), request).await) }
+            let response = handler(peer_ip(peer), request);
+            async move { Ok::<_, Infallible>(response.await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -91,13 +114,13 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tracing::info!("web: draining in-flight requests");
+    tracing::info!("http: draining in-flight requests");
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("web: drained"),
-        () = tokio::time::sleep(DRAIN_DEADLINE) => tracing::warn!("web: drain deadline passed; closing"),
+        () = graceful.shutdown() => tracing::info!("http: drained"),
+        () = tokio::time::sleep(DRAIN_DEADLINE) => tracing::warn!("http: drain deadline passed; closing"),
     }
 }
 
-fn peer_ip(peer: SocketAddr) -> std::net::IpAddr {
+fn peer_ip(peer: SocketAddr) -> IpAddr {
     peer.ip().to_canonical()
 }
