@@ -22,55 +22,54 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use porter_jobs::SendAccountEmail;
 use redis::aio::ConnectionManager;
 
-use crate::queue::{HEARTBEAT_INTERVAL, MISSED_HEARTBEATS, email_queue_name};
+use crate::queue::{HEARTBEAT_INTERVAL, MISSED_HEARTBEATS, email_queue_config, email_queue_name};
 
-/// The Redis key names of one queue.
+/// The Redis key names of one queue, as apalis-redis's own `Config` names
+/// them (the same source the worker and the producer use).
 #[derive(Debug, Clone)]
 pub struct QueueKeys {
     pub queue: String,
+    config: apalis_redis::Config,
 }
 
 impl QueueKeys {
     pub fn email(namespace: &str) -> Self {
         Self {
             queue: email_queue_name(namespace),
+            config: email_queue_config(namespace),
         }
     }
 
-    fn key(&self, suffix: &str) -> String {
-        format!("{}:{suffix}", self.queue)
-    }
-
     pub fn active(&self) -> String {
-        self.key("active")
+        self.config.active_jobs_list()
     }
 
     pub fn scheduled(&self) -> String {
-        self.key("scheduled")
+        self.config.scheduled_jobs_set()
     }
 
     pub fn dead(&self) -> String {
-        self.key("dead")
+        self.config.dead_jobs_set()
     }
 
     pub fn done(&self) -> String {
-        self.key("done")
+        self.config.done_jobs_set()
     }
 
     pub fn workers(&self) -> String {
-        self.key("workers")
+        self.config.workers_set()
     }
 
     pub fn inflight(&self, worker: &str) -> String {
-        self.key(&format!("inflight:{worker}"))
+        format!("{}:{worker}", self.config.inflight_jobs_set())
     }
 
     pub fn data(&self) -> String {
-        self.key("data")
+        self.config.job_data_hash()
     }
 
     pub fn meta(&self, job_id: &str) -> String {
-        self.key(&format!("meta:{job_id}"))
+        format!("{}:{job_id}", self.config.job_meta_hash())
     }
 }
 
