@@ -125,6 +125,14 @@ pub struct EncodedEvent {
     pub payload: Value,
 }
 
+/// An event that could not be put in its stored shape.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode {event_type}: {source}")]
+pub struct EncodeError {
+    pub event_type: &'static str,
+    pub source: serde_json::Error,
+}
+
 /// A stored event Porter cannot read. Readers stop on it rather than skip it.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -188,7 +196,10 @@ impl AccountEvent {
         }
     }
 
-    pub fn encode(&self) -> EncodedEvent {
+    /// The stored shape of this event. A payload that does not serialize is
+    /// an error for the caller to report: writing JSON `null` into an
+    /// append-only log would keep a broken event there for good.
+    pub fn encode(&self) -> Result<EncodedEvent, EncodeError> {
         let payload = match self {
             Self::AccountRegistered(e) => serde_json::to_value(e),
             Self::ActivationRequested(e) => serde_json::to_value(e),
@@ -198,13 +209,15 @@ impl AccountEvent {
             Self::SignUpAttemptedForExistingEmail(e) => serde_json::to_value(e),
             Self::EmailRetryRequested(e) => serde_json::to_value(e),
         }
-        // Plain structs of strings, numbers and ids always serialize.
-        .unwrap_or(Value::Null);
-        EncodedEvent {
+        .map_err(|source| EncodeError {
+            event_type: self.event_type(),
+            source,
+        })?;
+        Ok(EncodedEvent {
             event_type: self.event_type(),
             schema_version: self.schema_version(),
             payload,
-        }
+        })
     }
 
     pub fn decode(
@@ -366,7 +379,7 @@ mod tests {
     #[test]
     fn every_event_round_trips_through_its_stored_shape() {
         for event in samples() {
-            let stored = event.encode();
+            let stored = event.encode().expect("encodes");
             let decoded =
                 AccountEvent::decode(stored.event_type, stored.schema_version, stored.payload)
                     .expect("decodes");
@@ -437,13 +450,13 @@ mod tests {
     #[test]
     fn new_events_are_written_at_their_current_version() {
         for event in samples() {
-            let stored = event.encode();
+            let stored = event.encode().expect("encodes");
             assert_eq!(
                 Some(stored.schema_version),
                 current_schema_version(stored.event_type)
             );
         }
-        let sent = samples().remove(2).encode();
+        let sent = samples().remove(2).encode().expect("encodes");
         assert_eq!(sent.schema_version, 2);
         assert!(sent.payload.get("key_fingerprint").is_none());
         assert!(

@@ -17,6 +17,6 @@ pub use account::{
 };
 pub use activation_key::{ActivationKey, ActivationKeyError};
 pub use email::{EmailAddress, EmailError};
-pub use events::{AccountEvent, DecodeError, EncodedEvent, PasswordHash};
+pub use events::{AccountEvent, DecodeError, EncodeError, EncodedEvent, PasswordHash};
 pub use password::{Password, PasswordError};
 pub use username::{Username, UsernameError};

@@ -14,8 +14,8 @@ use super::{
     AppendError, Claim, ClaimKind, EventMetadata, NewEvent, account_stream, append, load_stream,
 };
 use crate::domain::{
-    Account, AccountCommand, AccountEvent, DecodeError, DomainError, Registration, account::apply,
-    decide,
+    Account, AccountCommand, AccountEvent, DecodeError, DomainError, EncodeError, Registration,
+    account::apply, decide,
 };
 
 /// How many times a command is re-decided after losing a race before giving
@@ -38,6 +38,8 @@ pub enum CommandError {
         position: i64,
         source: DecodeError,
     },
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     #[error("gave up after {MAX_ATTEMPTS} concurrent updates of {0}")]
     Contended(String),
     #[error(transparent)]
@@ -94,7 +96,10 @@ pub async fn register(
         ),
     ];
     let events = decide(None, AccountCommand::Register(registration))?;
-    let encoded: Vec<NewEvent> = events.iter().map(NewEvent::from_domain).collect();
+    let encoded = events
+        .iter()
+        .map(NewEvent::from_domain)
+        .collect::<Result<Vec<_>, _>>()?;
     match append(
         pool,
         &account_stream(account_id),
@@ -167,7 +172,10 @@ async fn execute_from(
         if events.is_empty() {
             return Ok(Executed { events, account });
         }
-        let encoded: Vec<NewEvent> = events.iter().map(NewEvent::from_domain).collect();
+        let encoded = events
+            .iter()
+            .map(NewEvent::from_domain)
+            .collect::<Result<Vec<_>, _>>()?;
         let expected_version = account.version;
         match append(pool, &stream_id, expected_version, &encoded, &[], metadata).await {
             Ok(_) => {

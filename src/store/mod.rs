@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::domain::{AccountEvent, DecodeError, EncodedEvent};
+use crate::domain::{AccountEvent, DecodeError, EncodeError, EncodedEvent};
 
 pub mod accounts;
 
@@ -31,11 +31,11 @@ pub struct NewEvent {
 impl NewEvent {
     /// Wraps a domain event. Request events use their request id as event id,
     /// so the job that carries out the request can be keyed by it.
-    pub fn from_domain(event: &AccountEvent) -> Self {
-        Self {
+    pub fn from_domain(event: &AccountEvent) -> Result<Self, EncodeError> {
+        Ok(Self {
             event_id: event.request_id().unwrap_or_else(Uuid::now_v7),
-            encoded: event.encode(),
-        }
+            encoded: event.encode()?,
+        })
     }
 }
 

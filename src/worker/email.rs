@@ -149,6 +149,7 @@ fn classify_command_error(error: CommandError) -> AttemptError {
         CommandError::Database(_) | CommandError::Contended(_) => AttemptError::transient(error),
         CommandError::Domain(_)
         | CommandError::ClaimTaken(_)
+        | CommandError::Encode(_)
         | CommandError::Undecodable { .. } => AttemptError::permanent(error),
     }
 }

@@ -22,6 +22,7 @@ fn registration(account_id: Uuid, name: &str) -> NewEvent {
             locale: "en".into(),
         },
     ))
+    .expect("encodes")
 }
 
 async fn insert_in(tx: &mut sqlx::PgConnection, account_id: Uuid, event: &NewEvent) -> i64 {
@@ -102,7 +103,8 @@ async fn appending_at_a_stale_version_is_a_conflict() {
             request_id: Uuid::new_v4(),
             reason: ActivationReason::Resend,
         },
-    ));
+    ))
+    .expect("encodes");
     let stale = porter::store::append(
         &pool,
         &stream,
