@@ -19,38 +19,120 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-/// Everything the web and worker processes need to run.
+/// Everything the web and worker processes need to run, by concern.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub database_url: String,
-    pub redis_url: String,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub mail: MailConfig,
+    pub web: WebConfig,
+    pub worker: WorkerConfig,
+    pub limits: RateLimits,
+    pub log_format: LogFormat,
+}
+
+/// `DATABASE_URL`.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: SecretUrl,
+}
+
+/// `REDIS_URL`, `REDIS_NAMESPACE`.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: SecretUrl,
     /// Prefix of every Redis key Porter writes, queues included, so deployments
     /// (and test runs) can share one Redis without seeing each other's keys.
-    pub redis_namespace: String,
-    pub port: u16,
+    pub namespace: String,
+}
+
+/// What Porter emails, from where, with which links, and how often.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// `smtp://`, `smtps://` or `file://` (a local mailbox of `.eml` files).
+    pub smtp_url: SecretUrl,
+    pub from: Mailbox,
     /// The only source of the host in links Porter sends; request headers never are.
     pub public_base_url: Url,
-    /// `smtp://`, `smtps://` or `file://` (a local mailbox of `.eml` files).
-    pub smtp_url: String,
-    pub mail_from: Mailbox,
+    /// How long an emailed activation key works.
     pub activation_ttl: Duration,
-    pub worker_concurrency: usize,
-    /// How many Argon2 hashing threads run (CPU-bound, one hash each at a time).
-    pub hash_concurrency: usize,
-    pub trusted_proxies: Vec<IpAddr>,
-    pub log_format: LogFormat,
-    pub email_retry: RetryPolicy,
     /// At least this long between two emails to one address.
-    pub email_min_interval: Duration,
+    pub min_interval: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// The web process: its port, its proxies and its password hashing.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub port: u16,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub hashing: HashingConfig,
+}
+
+/// Argon2id on bounded threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashingConfig {
+    /// How many hashing threads run (CPU-bound, one hash each at a time).
+    pub concurrency: usize,
     /// Sign-ups waiting for a hashing thread beyond this many are shed with
     /// `503` rather than queued.
-    pub hash_queue_limit: usize,
-    pub rate_limits: RateLimits,
+    pub queue_limit: usize,
+    pub argon2: Argon2Cost,
+    /// A sign-up that waited this long for a hashing thread is answered
+    /// `503` rather than hashed late.
+    pub max_wait: Duration,
+}
+
+/// The worker process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Email jobs one worker process runs at once.
+    pub concurrency: usize,
     /// Finished jobs' data is deleted from Redis after this long.
     pub job_retention: Duration,
     /// Where the worker serves `GET /metrics`; no listener when unset.
     pub metrics_port: Option<u16>,
-    pub argon2: Argon2Cost,
+}
+
+/// A URL that may carry a password (`postgres://user:secret@host/db`). Its
+/// `Debug` and `Display` mask the password, so a configuration printed
+/// with `{:?}` or a connection error never shows it; [`Self::expose`] is
+/// for the one place that connects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn redacted(&self) -> String {
+        match Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                // Setting a password fails only for URLs that cannot have one.
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            Ok(_) => self.0.clone(),
+            Err(_) => "<unparsable URL>".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretUrl({:?})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 /// Argon2id cost. The default is OWASP's m=19456 KiB, t=2; OWASP lists
@@ -64,6 +146,11 @@ pub struct Argon2Cost {
 }
 
 impl Argon2Cost {
+    /// OWASP's first recommendation, and Porter's default.
+    pub const OWASP_DEFAULT: Self = Self {
+        memory_kib: 19_456,
+        iterations: 2,
+    };
     const OWASP_FLOOR: u64 = 7168 * 5;
 }
 
@@ -110,34 +197,60 @@ impl Config {
     /// variable's value or `None` when it is unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let hash_concurrency = env
-            .optional("HASH_CONCURRENCY", parse_positive)?
-            .unwrap_or(cpus);
         Ok(Self {
-            database_url: env.required("DATABASE_URL", parse_database_url)?,
-            redis_url: env.required("REDIS_URL", parse_redis_url)?,
-            redis_namespace: env
+            database: DatabaseConfig::read(&env)?,
+            redis: RedisConfig::read(&env)?,
+            mail: MailConfig::read(&env)?,
+            web: WebConfig::read(&env)?,
+            worker: WorkerConfig::read(&env)?,
+            limits: RateLimits::read(&env)?,
+            log_format: read_log_format(&env)?,
+        })
+    }
+}
+
+impl DatabaseConfig {
+    /// For commands that need nothing else (`migrate`, `replay`, `events`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&Env(&|name: &str| std::env::var(name).ok()))
+    }
+
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: env.required("DATABASE_URL", parse_database_url)?,
+        })
+    }
+}
+
+impl RedisConfig {
+    /// For the operator commands that look at Redis (`deliveries`, `status`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&Env(&|name: &str| std::env::var(name).ok()))
+    }
+
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: env.required("REDIS_URL", parse_redis_url)?,
+            namespace: env
                 .optional("REDIS_NAMESPACE", parse_namespace)?
                 .unwrap_or_else(|| "porter".into()),
-            port: env.optional("PORT", parse_number)?.unwrap_or(8080),
-            public_base_url: env.required("PUBLIC_BASE_URL", parse_public_base_url)?,
+        })
+    }
+}
+
+impl MailConfig {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
             smtp_url: env.required("SMTP_URL", parse_smtp_url)?,
-            mail_from: env.required("MAIL_FROM", parse_mailbox)?,
+            from: env.required("MAIL_FROM", parse_mailbox)?,
+            public_base_url: env.required("PUBLIC_BASE_URL", parse_public_base_url)?,
             activation_ttl: env
                 .optional("ACTIVATION_TTL", parse_duration)?
                 .unwrap_or(Duration::from_secs(15 * 60)),
-            worker_concurrency: env
-                .optional("WORKER_CONCURRENCY", parse_positive)?
-                .unwrap_or(16),
-            hash_concurrency,
-            trusted_proxies: env
-                .optional("TRUSTED_PROXIES", parse_ip_list)?
-                .unwrap_or_default(),
-            log_format: env
-                .optional("LOG_FORMAT", parse_log_format)?
-                .unwrap_or(LogFormat::Text),
-            email_retry: RetryPolicy {
+            min_interval: env
+                .optional("EMAIL_MIN_INTERVAL", parse_duration)?
+                .unwrap_or(Duration::from_secs(60)),
+            retry: RetryPolicy {
                 attempts: env
                     .optional("EMAIL_RETRY_ATTEMPTS", parse_positive)?
                     .map_or(8, |n| n.min(100) as u32),
@@ -148,72 +261,85 @@ impl Config {
                     .optional("EMAIL_RETRY_CAP", parse_duration)?
                     .unwrap_or(Duration::from_secs(300)),
             },
-            email_min_interval: env
-                .optional("EMAIL_MIN_INTERVAL", parse_duration)?
-                .unwrap_or(Duration::from_secs(60)),
-            hash_queue_limit: env
-                .optional("HASH_QUEUE_LIMIT", parse_positive)?
-                .unwrap_or(hash_concurrency * 32),
-            job_retention: env
-                .optional("JOB_RETENTION", parse_duration)?
-                .unwrap_or(Duration::from_secs(24 * 3600)),
-            rate_limits: RateLimits {
-                sign_up_per_ip: env
-                    .optional("RATE_LIMIT_SIGN_UP_PER_IP", parse_limit)?
-                    .unwrap_or(Limit::per(30, 300)),
-                resend_per_ip: env
-                    .optional("RATE_LIMIT_RESEND_PER_IP", parse_limit)?
-                    .unwrap_or(Limit::per(30, 300)),
-                resend_per_email: env
-                    .optional("RATE_LIMIT_RESEND_PER_EMAIL", parse_limit)?
-                    .unwrap_or(Limit::per(3, 3600)),
-                failed_activation_per_ip: env
-                    .optional("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", parse_limit)?
-                    .unwrap_or(Limit::per(10, 60)),
-            },
-            metrics_port: env.optional("METRICS_PORT", parse_number)?,
-            argon2: parse_argon2_cost(
-                env.optional("ARGON2_MEMORY_KIB", parse_number)?
-                    .unwrap_or(19_456),
-                env.optional("ARGON2_ITERATIONS", parse_number)?
-                    .unwrap_or(2),
-            )?,
         })
     }
 }
 
-/// Reads just `DATABASE_URL`, for commands that need nothing else
-/// (`migrate`, `replay`, `events`).
-pub fn database_url_from_env() -> Result<String, ConfigError> {
-    Env(&|name: &str| std::env::var(name).ok()).required("DATABASE_URL", parse_database_url)
+impl WebConfig {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let concurrency = env
+            .optional("HASH_CONCURRENCY", parse_positive)?
+            .unwrap_or(cpus);
+        Ok(Self {
+            port: env.optional("PORT", parse_number)?.unwrap_or(8080),
+            trusted_proxies: env
+                .optional("TRUSTED_PROXIES", parse_ip_list)?
+                .unwrap_or_default(),
+            hashing: HashingConfig {
+                concurrency,
+                queue_limit: env
+                    .optional("HASH_QUEUE_LIMIT", parse_positive)?
+                    .unwrap_or(concurrency * 32),
+                argon2: parse_argon2_cost(
+                    env.optional("ARGON2_MEMORY_KIB", parse_number)?
+                        .unwrap_or(Argon2Cost::OWASP_DEFAULT.memory_kib),
+                    env.optional("ARGON2_ITERATIONS", parse_number)?
+                        .unwrap_or(Argon2Cost::OWASP_DEFAULT.iterations),
+                )?,
+                // A full queue (32 per thread) drains in about 0.5 s at
+                // OWASP's cost (about 22 ms a hash); 5 s admits a full burst
+                // on a machine several times slower or busier than that.
+                max_wait: env
+                    .optional("HASH_MAX_WAIT", parse_duration)?
+                    .unwrap_or(Duration::from_secs(5)),
+            },
+        })
+    }
+}
+
+impl WorkerConfig {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            concurrency: env
+                .optional("WORKER_CONCURRENCY", parse_positive)?
+                .unwrap_or(16),
+            job_retention: env
+                .optional("JOB_RETENTION", parse_duration)?
+                .unwrap_or(Duration::from_secs(24 * 3600)),
+            metrics_port: env.optional("METRICS_PORT", parse_number)?,
+        })
+    }
+}
+
+impl RateLimits {
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            sign_up_per_ip: env
+                .optional("RATE_LIMIT_SIGN_UP_PER_IP", parse_limit)?
+                .unwrap_or(Limit::per(30, 300)),
+            resend_per_ip: env
+                .optional("RATE_LIMIT_RESEND_PER_IP", parse_limit)?
+                .unwrap_or(Limit::per(30, 300)),
+            resend_per_email: env
+                .optional("RATE_LIMIT_RESEND_PER_EMAIL", parse_limit)?
+                .unwrap_or(Limit::per(3, 3600)),
+            failed_activation_per_ip: env
+                .optional("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", parse_limit)?
+                .unwrap_or(Limit::per(10, 60)),
+        })
+    }
 }
 
 /// Reads `LOG_FORMAT` alone, which telemetry needs before the rest is loaded.
 pub fn log_format_from_env() -> Result<LogFormat, ConfigError> {
-    Ok(Env(&|name: &str| std::env::var(name).ok())
+    read_log_format(&Env(&|name: &str| std::env::var(name).ok()))
+}
+
+fn read_log_format(env: &Env<'_>) -> Result<LogFormat, ConfigError> {
+    Ok(env
         .optional("LOG_FORMAT", parse_log_format)?
         .unwrap_or(LogFormat::Text))
-}
-
-/// What the operator commands that look at Redis (`deliveries`, `status`)
-/// need, and nothing else.
-#[derive(Debug, Clone)]
-pub struct OperatorConfig {
-    pub database_url: String,
-    pub redis_url: String,
-    pub redis_namespace: String,
-}
-
-/// Reads `DATABASE_URL`, `REDIS_URL` and `REDIS_NAMESPACE`.
-pub fn operator_config_from_env() -> Result<OperatorConfig, ConfigError> {
-    let env = Env(&|name: &str| std::env::var(name).ok());
-    Ok(OperatorConfig {
-        database_url: env.required("DATABASE_URL", parse_database_url)?,
-        redis_url: env.required("REDIS_URL", parse_redis_url)?,
-        redis_namespace: env
-            .optional("REDIS_NAMESPACE", parse_namespace)?
-            .unwrap_or_else(|| "porter".into()),
-    })
 }
 
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
@@ -254,16 +380,16 @@ fn parse_url_with_schemes(raw: &str, schemes: &[&str]) -> Result<Url, String> {
     }
 }
 
-fn parse_database_url(raw: &str) -> Result<String, String> {
-    parse_url_with_schemes(raw, &["postgres", "postgresql"]).map(|_| raw.to_owned())
+fn parse_database_url(raw: &str) -> Result<SecretUrl, String> {
+    parse_url_with_schemes(raw, &["postgres", "postgresql"]).map(|_| SecretUrl::new(raw))
 }
 
-fn parse_redis_url(raw: &str) -> Result<String, String> {
-    parse_url_with_schemes(raw, &["redis", "rediss"]).map(|_| raw.to_owned())
+fn parse_redis_url(raw: &str) -> Result<SecretUrl, String> {
+    parse_url_with_schemes(raw, &["redis", "rediss"]).map(|_| SecretUrl::new(raw))
 }
 
-fn parse_smtp_url(raw: &str) -> Result<String, String> {
-    parse_url_with_schemes(raw, &["smtp", "smtps", "file"]).map(|_| raw.to_owned())
+fn parse_smtp_url(raw: &str) -> Result<SecretUrl, String> {
+    parse_url_with_schemes(raw, &["smtp", "smtps", "file"]).map(|_| SecretUrl::new(raw))
 }
 
 fn parse_public_base_url(raw: &str) -> Result<Url, String> {
@@ -411,11 +537,35 @@ mod tests {
     #[test]
     fn defaults_apply_when_optional_variables_are_unset() {
         let config = load(&complete()).expect("complete configuration loads");
-        assert_eq!(config.port, 8080);
-        assert_eq!(config.activation_ttl, Duration::from_secs(900));
-        assert_eq!(config.redis_namespace, "porter");
-        assert_eq!(config.public_base_url.as_str(), "https://porter.example/");
+        assert_eq!(config.web.port, 8080);
+        assert_eq!(config.mail.activation_ttl, Duration::from_secs(900));
+        assert_eq!(config.redis.namespace, "porter");
+        assert_eq!(
+            config.mail.public_base_url.as_str(),
+            "https://porter.example/"
+        );
         assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn passwords_in_urls_never_show_in_debug_output() {
+        let mut vars = complete();
+        vars.insert("DATABASE_URL", "postgres://porter:hunter2@db/porter".into());
+        vars.insert("REDIS_URL", "redis://:sesame@cache:6379".into());
+        vars.insert("SMTP_URL", "smtp://mailer:opensesame@smtp:587".into());
+        let config = load(&vars).expect("loads");
+        let printed = format!("{config:?} {}", config.database.url);
+        for secret in ["hunter2", "sesame", "opensesame"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(
+            printed.contains("postgres://porter:***@db/porter"),
+            "{printed}"
+        );
+        assert_eq!(
+            config.database.url.expose(),
+            "postgres://porter:hunter2@db/porter"
+        );
     }
 
     #[test]
@@ -476,7 +626,7 @@ mod tests {
     #[test]
     fn argon2_cost_defaults_to_owasp_and_refuses_weaker() {
         assert_eq!(
-            load(&complete()).expect("loads").argon2,
+            load(&complete()).expect("loads").web.hashing.argon2,
             Argon2Cost {
                 memory_kib: 19_456,
                 iterations: 2
@@ -485,7 +635,15 @@ mod tests {
         let mut vars = complete();
         vars.insert("ARGON2_MEMORY_KIB", "9216".into());
         vars.insert("ARGON2_ITERATIONS", "4".into());
-        assert_eq!(load(&vars).expect("an OWASP pair").argon2.memory_kib, 9216);
+        assert_eq!(
+            load(&vars)
+                .expect("an OWASP pair")
+                .web
+                .hashing
+                .argon2
+                .memory_kib,
+            9216
+        );
         vars.insert("ARGON2_ITERATIONS", "1".into());
         assert_eq!(
             load(&vars).expect_err("too cheap").variable,

@@ -5,7 +5,7 @@
 //! every hash: allocating 19 MiB per hash on tokio's changing blocking threads
 //! left glibc holding hundreds of MiB (measured: 800 MiB peak RSS under load,
 //! against about 50 MiB now). Requests that find the queue full, or that
-//! waited past [`MAX_QUEUE_WAIT`] for a thread, are shed with a typed error
+//! waited past `HASH_MAX_WAIT` for a thread, are shed with a typed error
 //! (the web layer answers `503`) instead of letting latency grow without
 //! bound; a request whose client went away is not hashed at all.
 
@@ -26,7 +26,7 @@ use rand::RngExt as _;
 use tokio::sync::oneshot;
 
 use crate::{
-    config::Argon2Cost,
+    config::{Argon2Cost, HashingConfig},
     domain::{Password, PasswordHash},
 };
 
@@ -34,9 +34,6 @@ use crate::{
 const LANES: u32 = 1;
 const SALT_BYTES: usize = 16;
 const OUTPUT_BYTES: usize = 32;
-/// A sign-up that has waited this long for a hashing thread is answered
-/// `503` rather than hashed late.
-pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -84,7 +81,13 @@ impl Drop for InFlight {
 impl PasswordHasher {
     /// Starts `threads` hashing threads; up to `queue_limit` hashes may run or
     /// wait. The threads end when the last clone of the hasher is dropped.
-    pub fn new(threads: usize, queue_limit: usize, cost: Argon2Cost) -> std::io::Result<Self> {
+    pub fn new(config: HashingConfig) -> std::io::Result<Self> {
+        let HashingConfig {
+            concurrency: threads,
+            queue_limit,
+            argon2: cost,
+            max_wait,
+        } = config;
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         let computed = Arc::new(AtomicU64::new(0));
@@ -92,7 +95,7 @@ impl PasswordHasher {
             let (queue, computed) = (queue.clone(), computed.clone());
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || hash_loop(&queue, &computed, cost))?;
+                .spawn(move || hash_loop(&queue, &computed, cost, max_wait))?;
         }
         Ok(Self {
             jobs,
@@ -135,7 +138,12 @@ impl PasswordHasher {
 
 /// One hashing thread: takes jobs until the hasher is dropped, reusing one
 /// Argon2 memory buffer.
-fn hash_loop(queue: &Mutex<mpsc::Receiver<Job>>, computed: &AtomicU64, cost: Argon2Cost) {
+fn hash_loop(
+    queue: &Mutex<mpsc::Receiver<Job>>,
+    computed: &AtomicU64,
+    cost: Argon2Cost,
+    max_wait: Duration,
+) {
     let params = match Params::new(cost.memory_kib, cost.iterations, LANES, Some(OUTPUT_BYTES)) {
         Ok(params) => params,
         Err(error) => {
@@ -153,7 +161,7 @@ fn hash_loop(queue: &Mutex<mpsc::Receiver<Job>>, computed: &AtomicU64, cost: Arg
         if job.reply.is_closed() {
             continue;
         }
-        let result = if job.queued_at.elapsed() > MAX_QUEUE_WAIT {
+        let result = if job.queued_at.elapsed() > max_wait {
             Err(HashError::Overloaded)
         } else {
             let hashed = hash_with(&params, &job.password, &mut memory);
@@ -195,14 +203,19 @@ mod tests {
 
     use super::*;
 
-    const OWASP: Argon2Cost = Argon2Cost {
-        memory_kib: 19_456,
-        iterations: 2,
-    };
+    fn hasher(threads: usize, queue_limit: usize) -> PasswordHasher {
+        PasswordHasher::new(HashingConfig {
+            concurrency: threads,
+            queue_limit,
+            argon2: Argon2Cost::OWASP_DEFAULT,
+            max_wait: Duration::from_secs(60),
+        })
+        .expect("threads")
+    }
 
     #[tokio::test]
     async fn hashes_are_argon2id_phc_strings_that_verify() {
-        let hasher = PasswordHasher::new(1, 1, OWASP).expect("threads");
+        let hasher = hasher(1, 1);
         let password =
             Password::parse("correct horse battery staple", None).expect("valid password");
         let hash = hasher.hash(password).await.expect("hashes");
@@ -228,7 +241,7 @@ mod tests {
 
     #[tokio::test]
     async fn salts_differ_between_hashes_of_one_password() {
-        let hasher = PasswordHasher::new(2, 2, OWASP).expect("threads");
+        let hasher = hasher(2, 2);
         let parse =
             || Password::parse("correct horse battery staple", None).expect("valid password");
         let (a, b) = tokio::join!(hasher.hash(parse()), hasher.hash(parse()));
@@ -237,7 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_sheds_instead_of_waiting() {
-        let hasher = PasswordHasher::new(1, 1, OWASP).expect("threads");
+        let hasher = hasher(1, 1);
         let first = Password::parse("correct horse battery staple", None).expect("valid password");
         let second = Password::parse("another long passphrase", None).expect("valid password");
         let (a, b) = tokio::join!(hasher.hash(first), hasher.hash(second));

@@ -44,9 +44,6 @@ return 1
 pub struct KeyGrant {
     pub account_id: Uuid,
     pub request_id: Uuid,
-    /// Set once the key activated its account; a used key can only confirm
-    /// that the account is already active.
-    pub used: bool,
 }
 
 #[derive(Clone)]
@@ -55,7 +52,6 @@ pub struct ActivationKeys {
     namespace: String,
     ttl: Duration,
     issue_script: Script,
-    retire_script: Script,
 }
 
 impl std::fmt::Debug for ActivationKeys {
@@ -74,11 +70,6 @@ impl ActivationKeys {
             namespace: namespace.to_owned(),
             ttl,
             issue_script: Script::new(ISSUE_SCRIPT),
-            // HSET on an expired entry would recreate it without a TTL; only
-            // touch an entry that still exists.
-            retire_script: Script::new(
-                "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'used', '1') end return 1",
-            ),
         }
     }
 
@@ -133,20 +124,8 @@ impl ActivationKeys {
             (Some(account_id), Some(request_id)) => Some(KeyGrant {
                 account_id,
                 request_id,
-                used: fields.contains_key("used"),
             }),
             _ => None,
         })
-    }
-
-    /// Marks `key` as used after it activated its account. It keeps its TTL so
-    /// a second click can still be told "already active".
-    pub async fn retire(&self, key: &ActivationKey) -> Result<(), redis::RedisError> {
-        let _: i64 = self
-            .retire_script
-            .key(self.entry(key))
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(())
     }
 }

@@ -5,9 +5,12 @@
 //! server and worker in-process. See `ARCHITECTURE.md` for the map.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod gauges;
 pub mod hashing;
+pub mod http_server;
 pub mod keys;
 pub mod mail;
 pub mod metrics;

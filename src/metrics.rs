@@ -1,28 +1,20 @@
-//! Prometheus metrics: what the web process and the worker expose on
-//! `GET /metrics`, in the OpenMetrics text format that Prometheus scrapes.
+//! Prometheus metrics: the process-wide registry that the web process and the
+//! worker expose on `GET /metrics`, in the OpenMetrics text format.
 //!
-//! Counters live in one process-wide registry, as with any Prometheus client:
-//! HTTP requests are recorded by the router, domain facts (sign-ups,
-//! activations, emails sent and failed) where events are appended
-//! ([`record_events`], called by `store::accounts`), so the web process counts
-//! what it records and the worker counts what it records. Gauges that describe
-//! shared state (queue depths, dead letters, live workers, projector lag) are
-//! read from Redis and Postgres at scrape time by [`refresh`], so every process
-//! reports the same current values and nothing has to keep them up to date in
-//! between. Reading them is bounded by a timeout: a scrape while Redis is away
-//! answers with the last values instead of hanging.
+//! A leaf: anyone may record into it and it depends on nothing but the
+//! domain's events. HTTP requests are recorded by the router, domain facts
+//! (sign-ups, activations, emails sent and failed) where events are appended
+//! ([`record_events`], called by `commands`), so each process counts what it
+//! records. Gauges that describe shared state (queue depths, dead letters,
+//! live workers, projector lag) are set at scrape time by `gauges`; what a
+//! process scrapes and where it serves it lives with that process.
 
 use std::{
-    future::Future,
-    net::IpAddr,
     sync::{LazyLock, atomic::AtomicU64},
     time::Duration,
 };
 
-use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::Full;
-use hyper::{Request, body::Incoming};
+use http::StatusCode;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -33,18 +25,11 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use redis::aio::ConnectionManager;
-use sqlx::PgPool;
-use tokio::net::TcpListener;
 
-use crate::{domain::AccountEvent, ops::queue::QueueStats, projection};
+use crate::domain::AccountEvent;
 
 /// The content type of [`encode_all`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// How long a scrape waits for Redis or Postgres before it reports the last
-/// values it has.
-const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -217,67 +202,46 @@ pub fn record_events(events: &[AccountEvent]) {
     }
 }
 
-/// Where the scrape-time gauges are read from.
-#[derive(Debug, Clone)]
-pub struct Sources {
-    pub pool: PgPool,
-    pub redis: ConnectionManager,
-    pub redis_namespace: String,
-    /// The web process's hashing queue depth; `None` in the worker.
-    pub hash_queue_depth: Option<usize>,
+/// The email queue's state, as the last scrape read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueGauges {
+    pub active: u64,
+    pub scheduled: u64,
+    pub running: u64,
+    pub dead: u64,
+    pub live_workers: u64,
 }
 
-/// Reads the shared-state gauges. A source that fails or times out keeps
-/// its gauges at their last values; the failure is logged.
-pub async fn refresh(sources: &Sources) {
-    let m = metrics();
-    if let Some(depth) = sources.hash_queue_depth {
-        m.hash_queue_depth.set(depth as i64);
-    }
-    let mut redis = sources.redis.clone();
-    let queue = crate::ops::queue::stats(&mut redis, &sources.redis_namespace);
-    let lag = projection::lag(&sources.pool, projection::accounts::CHECKPOINT);
-    let (queue, lag) = tokio::join!(
-        tokio::time::timeout(REFRESH_TIMEOUT, queue),
-        tokio::time::timeout(REFRESH_TIMEOUT, lag),
-    );
-    match queue {
-        Ok(Ok(stats)) => set_queue_gauges(&stats),
-        Ok(Err(error)) => tracing::warn!(%error, "metrics: reading the queue failed"),
-        Err(_) => tracing::warn!("metrics: reading the queue timed out"),
-    }
-    match lag {
-        Ok(Ok(Some(lag))) => {
-            let labels = ReadModelLabels {
-                read_model: projection::accounts::CHECKPOINT,
-            };
-            m.projector_lag_events
-                .get_or_create(&labels)
-                .set(lag.events_behind);
-            m.projector_lag_seconds
-                .get_or_create(&labels)
-                .set(lag.seconds_behind);
-        }
-        Ok(Ok(None)) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "metrics: reading the projector lag failed"),
-        Err(_) => tracing::warn!("metrics: reading the projector lag timed out"),
-    }
-}
-
-fn set_queue_gauges(stats: &QueueStats) {
+pub fn set_queue_gauges(queue: QueueGauges) {
     let m = metrics();
     for (state, value) in [
-        ("active", stats.active),
-        ("scheduled", stats.scheduled),
-        ("running", stats.running),
+        ("active", queue.active),
+        ("scheduled", queue.scheduled),
+        ("running", queue.running),
     ] {
         m.queue_depth
             .get_or_create(&QueueLabels { state })
             .set(value as i64);
     }
-    m.dead_letters.set(stats.dead as i64);
-    m.live_workers
-        .set(stats.workers.iter().filter(|w| w.live).count() as i64);
+    m.dead_letters.set(queue.dead as i64);
+    m.live_workers.set(queue.live_workers as i64);
+}
+
+/// How far the read model `read_model` is behind the log.
+pub fn set_projector_lag(read_model: &'static str, events_behind: i64, seconds_behind: f64) {
+    let m = metrics();
+    let labels = ReadModelLabels { read_model };
+    m.projector_lag_events
+        .get_or_create(&labels)
+        .set(events_behind);
+    m.projector_lag_seconds
+        .get_or_create(&labels)
+        .set(seconds_behind);
+}
+
+/// Password hashes running or waiting in this (web) process.
+pub fn set_hash_queue_depth(depth: usize) {
+    metrics().hash_queue_depth.set(depth as i64);
 }
 
 /// The whole registry in the OpenMetrics text format.
@@ -286,43 +250,4 @@ pub fn encode_all() -> String {
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &metrics().registry);
     text
-}
-
-/// Refreshes the gauges and answers a scrape.
-pub async fn scrape(sources: &Sources) -> Response<Full<Bytes>> {
-    refresh(sources).await;
-    let mut response = Response::new(Full::new(Bytes::from(encode_all())));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    response
-}
-
-/// Answers the web process's `GET /metrics`.
-pub async fn scrape_web(state: &crate::web::AppState) -> Response<Full<Bytes>> {
-    let sources = Sources {
-        pool: state.pool.clone(),
-        redis: state.redis.clone(),
-        redis_namespace: state.config.redis_namespace.clone(),
-        hash_queue_depth: Some(state.hasher.queue_depth()),
-    };
-    scrape(&sources).await
-}
-
-/// Serves `GET /metrics` alone on `listener` until `shutdown` resolves: the
-/// worker's metrics listener (`METRICS_PORT`), which has no other HTTP.
-pub async fn serve(listener: TcpListener, sources: Sources, shutdown: impl Future<Output = ()>) {
-    let handler = move |_peer: IpAddr, request: Request<Incoming>| {
-        let sources = sources.clone();
-        async move {
-            if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
-                return scrape(&sources).await;
-            }
-            let mut response =
-                Response::new(Full::new(Bytes::from_static(b"only GET /metrics here\n")));
-            *response.status_mut() = StatusCode::NOT_FOUND;
-            response
-        }
-    };
-    crate::web::serve_http(listener, handler, shutdown).await;
 }

@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::Config,
+    commands::Commands,
+    config::{Config, DatabaseConfig, SecretUrl},
+    gauges,
     hashing::PasswordHasher,
     keys::ActivationKeys,
     mail::Templates,
@@ -25,23 +27,23 @@ use crate::{
 const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn connect_postgres(url: &str) -> anyhow::Result<PgPool> {
+pub async fn connect_postgres(database: &DatabaseConfig) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(20)
         .acquire_timeout(PG_ACQUIRE_TIMEOUT)
         // No ping before every use: a dead connection fails its query, which
         // the caller maps to 503 or retries, and the pool replaces it.
         .test_before_acquire(false)
-        .connect(url)
+        .connect(database.url.expose())
         .await
-        .context("connect to Postgres")
+        .with_context(|| format!("connect to Postgres at {}", database.url))
 }
 
 /// A Redis connection that reconnects by itself and fails fast while Redis is
 /// away, instead of hanging the caller. It connects lazily, so a process can
 /// start (and sign-ups succeed) while Redis is down.
-pub async fn connect_redis(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url).context("parse REDIS_URL")?;
+pub async fn connect_redis(url: &SecretUrl) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url.expose()).context("parse REDIS_URL")?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
         .set_response_timeout(Some(REDIS_TIMEOUT))
@@ -60,22 +62,19 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 }
 
 pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState> {
-    let redis = connect_redis(&config.redis_url).await?;
+    let redis = connect_redis(&config.redis.url).await?;
+    let namespace = &config.redis.namespace;
     Ok(AppState {
-        email_queue: EmailQueue::new(redis.clone(), &config.redis_namespace),
-        keys: ActivationKeys::new(
-            redis.clone(),
-            &config.redis_namespace,
-            config.activation_ttl,
+        commands: Commands::new(
+            pool.clone(),
+            EmailQueue::new(redis.clone(), namespace),
+            config.mail.min_interval,
         ),
+        keys: ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl),
         templates: Templates::load().context("load templates")?,
-        rate_limiter: RateLimiter::new(redis.clone(), &config.redis_namespace),
-        hasher: PasswordHasher::new(
-            config.hash_concurrency,
-            config.hash_queue_limit,
-            config.argon2,
-        )
-        .context("start the password hashing threads")?,
+        rate_limiter: RateLimiter::new(redis.clone(), namespace),
+        hasher: PasswordHasher::new(config.web.hashing)
+            .context("start the password hashing threads")?,
         redis,
         pool,
         config,
@@ -112,6 +111,32 @@ pub async fn run_worker(
 ) -> anyhow::Result<()> {
     let state = Arc::new(WorkerState::connect(config, pool, shutdown.clone()).await?);
     worker::run(state, shutdown).await
+}
+
+/// Starts the worker's `GET /metrics` listener on `METRICS_PORT`, if set.
+pub async fn serve_worker_metrics(
+    config: &Config,
+    pool: &PgPool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(port) = config.worker.metrics_port else {
+        return Ok(());
+    };
+    let listener = TcpListener::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("bind port {port} (METRICS_PORT)"))?;
+    let sources = gauges::Sources {
+        pool: pool.clone(),
+        redis: connect_redis(&config.redis.url).await?,
+        redis_namespace: config.redis.namespace.clone(),
+    };
+    tracing::info!(port, "worker metrics: listening");
+    tokio::spawn(worker::metrics::serve(
+        listener,
+        sources,
+        shutdown.clone().cancelled_owned(),
+    ));
+    Ok(())
 }
 
 /// A token cancelled on SIGTERM or SIGINT, for graceful shutdown.

@@ -41,13 +41,24 @@ enum RequestKind {
     ExistingEmailNotice,
 }
 
+/// Where a request's email stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Neither sent nor given up yet.
+    Outstanding,
+    /// The email went out (even after a recorded failure: a job that ran
+    /// twice may send after another gave up, and then the email is out).
+    Emailed,
+    /// Given up for good; a retry is a new request.
+    Failed,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Request {
     kind: RequestKind,
     /// Stream version of the requesting event; orders key issuance.
     sequence: i64,
-    emailed: bool,
-    failed: bool,
+    delivery: Delivery,
 }
 
 /// The state of one account, rebuilt from its stream.
@@ -207,7 +218,7 @@ pub fn decide(
             key,
         } => {
             let request = account.request(request_id)?;
-            Ok(if request.emailed {
+            Ok(if request.delivery == Delivery::Emailed {
                 vec![]
             } else {
                 vec![AccountEvent::ActivationEmailSent(ActivationEmailSent {
@@ -224,7 +235,7 @@ pub fn decide(
             attempts,
         } => {
             let request = account.request(request_id)?;
-            Ok(if request.emailed || request.failed {
+            Ok(if request.delivery != Delivery::Outstanding {
                 vec![]
             } else {
                 vec![AccountEvent::ActivationEmailFailed(ActivationEmailFailed {
@@ -312,13 +323,15 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
         }
         AccountEvent::ActivationEmailSent(e) => {
             if let Some(request) = account.requests.get_mut(&e.request_id) {
-                request.emailed = true;
+                request.delivery = Delivery::Emailed;
             }
             account.last_email_at = Some(e.sent_at);
         }
         AccountEvent::ActivationEmailFailed(e) => {
-            if let Some(request) = account.requests.get_mut(&e.request_id) {
-                request.failed = true;
+            if let Some(request) = account.requests.get_mut(&e.request_id)
+                && request.delivery == Delivery::Outstanding
+            {
+                request.delivery = Delivery::Failed;
             }
         }
         AccountEvent::AccountActivated(_) => account.status = AccountStatus::Active,
@@ -343,8 +356,7 @@ impl Account {
             Request {
                 kind,
                 sequence,
-                emailed: false,
-                failed: false,
+                delivery: Delivery::Outstanding,
             },
         );
     }
@@ -360,7 +372,7 @@ impl Account {
     pub fn outstanding_request(&self) -> Option<Uuid> {
         self.requests
             .iter()
-            .filter(|(_, request)| !request.emailed && !request.failed)
+            .filter(|(_, request)| request.delivery == Delivery::Outstanding)
             .filter(|(id, _)| {
                 self.email_plan(**id)
                     .is_ok_and(|plan| plan != EmailPlan::Nothing)
@@ -389,7 +401,7 @@ impl Account {
         if self.requests.contains_key(&retry_id) {
             return Ok(RetryPlan::AlreadyRequested);
         }
-        if request.emailed {
+        if request.delivery == Delivery::Emailed {
             return Ok(RetryPlan::NotNeeded(RetryNotNeeded::AlreadySent));
         }
         if request.kind == RequestKind::Activation {
@@ -406,7 +418,7 @@ impl Account {
     /// Decides what the email worker should send for `request_id`.
     pub fn email_plan(&self, request_id: Uuid) -> Result<EmailPlan, DomainError> {
         let request = self.request(request_id)?;
-        if request.emailed || request.failed {
+        if request.delivery != Delivery::Outstanding {
             return Ok(EmailPlan::Nothing);
         }
         let superseded = request.sequence < self.newest_key_request;

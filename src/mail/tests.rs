@@ -217,6 +217,6 @@ async fn invalid_recipient_is_permanent() {
         .send("not an address", &email)
         .await
         .expect_err("rejected");
-    assert!(err.is_permanent());
+    assert!(matches!(err, SendError::Permanent(_)), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
 }

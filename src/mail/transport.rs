@@ -129,13 +129,6 @@ pub enum SendError {
     Permanent(String),
 }
 
-impl SendError {
-    /// Whether retrying this email is pointless.
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Permanent(_))
-    }
-}
-
 impl From<smtp::Error> for SendError {
     /// Only a 5xx reply is permanent. Everything else is transient, including
     /// lettre's "client" errors, which are mostly configuration or server

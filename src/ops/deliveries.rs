@@ -15,9 +15,10 @@
 //! `ActivationEmailFailed`. That refusal is what keeps a job that runs twice
 //! from doing harm, so it stays. Instead a retry appends an
 //! `EmailRetryRequested` event through the normal command path
-//! (`store::accounts::execute`): a new request of the same kind as the failed
-//! one, with its own id, then pushes the job for that id and removes the old
-//! id from the dead set. The email job handles it like any other request; the
+//! (`commands::Commands::execute`, which pushes its job): a new request of
+//! the same kind as the failed one, with its own id, and removes the old id
+//! from the dead set. A push that fails (Redis away) is left to the outbox
+//! relay, like any request's. The email job handles it like any other request; the
 //! log shows who asked for the second attempt and which failure it answers.
 //!
 //! The new request id is derived from the failed one, so running the same
@@ -27,7 +28,7 @@
 //! out, or the email was sent after all) appends nothing and only clears the
 //! dead entry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use porter_jobs::SendAccountEmail;
@@ -36,14 +37,12 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{
-    events::mask_addresses_in,
-    queue::{self, DeadJob, QueueStats},
-};
+use super::events::mask_addresses_in;
 use crate::{
-    domain::{AccountCommand, DomainError, RetryNotNeeded, RetryPlan},
-    queue::{EmailQueue, PushError},
-    store::{EventMetadata, accounts::CommandError},
+    commands::{CommandError, Commands},
+    domain::{AccountCommand, AccountEvent, DecodeError, DomainError, RetryNotNeeded, RetryPlan},
+    queue::backend::{self as queue, DeadJob, QueueStats},
+    store::{self, EventMetadata, account_stream},
 };
 
 /// How many dead letters `porter deliveries` lists by default.
@@ -63,8 +62,8 @@ pub enum DeliveriesError {
     Command(#[from] CommandError),
     #[error(transparent)]
     Domain(#[from] DomainError),
-    #[error(transparent)]
-    Push(#[from] PushError),
+    #[error("event {position} cannot be read: {source}")]
+    Undecodable { position: i64, source: DecodeError },
 }
 
 /// What the worker recorded when it gave up on a request.
@@ -72,7 +71,7 @@ pub enum DeliveriesError {
 pub struct Failure {
     pub reason: String,
     pub permanent: bool,
-    pub attempts: i32,
+    pub attempts: u32,
     pub recorded_at: DateTime<Utc>,
 }
 
@@ -98,11 +97,8 @@ pub async fn overview(
 ) -> Result<Deliveries, DeliveriesError> {
     let stats = queue::stats(redis, namespace).await?;
     let jobs = queue::dead_jobs(redis, namespace, limit).await?;
-    let request_ids: Vec<Uuid> = jobs
-        .iter()
-        .filter_map(|job| job.job.as_ref().map(|j| j.request_id))
-        .collect();
-    let mut failures = failures(pool, &request_ids).await?;
+    let requests: Vec<SendAccountEmail> = jobs.iter().filter_map(|job| job.job.clone()).collect();
+    let mut failures = failures(pool, &requests).await?;
     let dead = jobs
         .into_iter()
         .map(|job| {
@@ -116,41 +112,47 @@ pub async fn overview(
     Ok(Deliveries { stats, dead })
 }
 
-/// The latest recorded failure of each of `request_ids`.
+/// The latest recorded failure of each of `requests`, read from their
+/// accounts' streams and decoded like every other reader of the log.
 pub async fn failures(
     pool: &PgPool,
-    request_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Failure>, sqlx::Error> {
-    if request_ids.is_empty() {
-        return Ok(HashMap::new());
+    requests: &[SendAccountEmail],
+) -> Result<HashMap<Uuid, Failure>, DeliveriesError> {
+    let wanted: HashSet<Uuid> = requests.iter().map(|job| job.request_id).collect();
+    let mut streams: Vec<String> = requests
+        .iter()
+        .map(|job| account_stream(job.account_id))
+        .collect();
+    streams.sort();
+    streams.dedup();
+    let mut failures = HashMap::new();
+    if streams.is_empty() {
+        return Ok(failures);
     }
-    let ids: Vec<String> = request_ids.iter().map(Uuid::to_string).collect();
-    let rows: Vec<(String, String, bool, i32, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT DISTINCT ON (payload->>'request_id') payload->>'request_id', \
-                COALESCE(payload->>'reason', ''), COALESCE((payload->>'permanent')::bool, false), \
-                COALESCE((payload->>'attempts')::int, 0), recorded_at \
-         FROM events \
-         WHERE event_type = 'ActivationEmailFailed' AND payload->>'request_id' = ANY($1) \
-         ORDER BY payload->>'request_id', position DESC",
-    )
-    .bind(&ids)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, reason, permanent, attempts, recorded_at)| {
-            let id = Uuid::parse_str(&id).ok()?;
-            Some((
-                id,
+    // Each stream comes in version order, so a later failure replaces an
+    // earlier one.
+    for recorded in store::load_streams(pool, &streams).await? {
+        let event = recorded
+            .decode()
+            .map_err(|source| DeliveriesError::Undecodable {
+                position: recorded.position,
+                source,
+            })?;
+        if let AccountEvent::ActivationEmailFailed(failed) = event
+            && wanted.contains(&failed.request_id)
+        {
+            failures.insert(
+                failed.request_id,
                 Failure {
-                    reason,
-                    permanent,
-                    attempts,
-                    recorded_at,
+                    reason: failed.reason,
+                    permanent: failed.permanent,
+                    attempts: failed.attempts,
+                    recorded_at: recorded.recorded_at,
                 },
-            ))
-        })
-        .collect())
+            );
+        }
+    }
+    Ok(failures)
 }
 
 /// What a retry did.
@@ -186,7 +188,7 @@ pub fn retry_request_id(failed_request_id: Uuid) -> Uuid {
 /// Sends the email of dead job `job_id` again (see the module docs).
 #[tracing::instrument(skip_all, fields(job_id))]
 pub async fn retry(
-    pool: &PgPool,
+    commands: &Commands,
     redis: &mut ConnectionManager,
     namespace: &str,
     job_id: &str,
@@ -206,24 +208,19 @@ pub async fn retry(
         causation_id: Some(job.request_id),
         ..EventMetadata::default()
     };
-    let executed =
-        crate::store::accounts::execute(pool, job.account_id, command, &metadata).await?;
+    let executed = commands.execute(job.account_id, command, &metadata).await?;
     let outcome = match executed.account.retry_plan(job.request_id, request_id)? {
         RetryPlan::NotNeeded(reason) => RetryOutcome::NotNeeded(reason),
         RetryPlan::Retry | RetryPlan::AlreadyRequested => {
-            EmailQueue::new(redis.clone(), namespace)
-                .push(
-                    SendAccountEmail {
-                        account_id: job.account_id,
-                        request_id,
-                    },
-                    None,
-                )
-                .await?;
+            if executed.events.is_empty() {
+                // Recorded by an earlier run, whose push may have been lost
+                // with Redis; the command pushed a request it just recorded.
+                commands.push_email(&executed.account, request_id).await;
+            }
             RetryOutcome::Redriven { job_id: request_id }
         }
     };
-    // Only once the new job is in Redis: a crash before this leaves the old
+    // Only once the request is recorded: a crash before this leaves the old
     // entry for the operator to retry again, which is harmless.
     queue::forget_dead(redis, namespace, job_id).await?;
     tracing::info!(%outcome, "dead email job retried");
@@ -232,14 +229,14 @@ pub async fn retry(
 
 /// Retries every dead job; one failing does not stop the others.
 pub async fn retry_all(
-    pool: &PgPool,
+    commands: &Commands,
     redis: &mut ConnectionManager,
     namespace: &str,
 ) -> Result<Vec<(String, Result<RetryOutcome, DeliveriesError>)>, DeliveriesError> {
     let ids = queue::dead_job_ids(redis, namespace).await?;
     let mut outcomes = Vec::with_capacity(ids.len());
     for id in ids {
-        let outcome = retry(pool, redis, namespace, &id).await;
+        let outcome = retry(commands, redis, namespace, &id).await;
         outcomes.push((id, outcome));
     }
     Ok(outcomes)

@@ -15,17 +15,10 @@ use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Cursor, RecordedEvent, TxId};
+use crate::store::{self, Cursor, EventFilter, RecordedEvent};
 
 /// How often `--follow` polls for new events.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
-
-/// Which events to list.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub stream: Option<String>,
-    pub event_type: Option<String>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -54,56 +47,14 @@ pub enum EventsError {
     Database(#[from] sqlx::Error),
 }
 
-const COLUMNS: &str = "position, tx_id::text AS tx_id, event_id, stream_id, version, event_type, \
-     schema_version, payload, metadata, recorded_at";
-
 /// The place in the global order just after the event at `position`.
 pub async fn cursor_after(pool: &PgPool, position: i64) -> Result<Cursor, EventsError> {
     if position <= 0 {
         return Ok(Cursor::default());
     }
-    let tx_id: Option<String> =
-        sqlx::query_scalar("SELECT tx_id::text FROM events WHERE position = $1")
-            .bind(position)
-            .fetch_optional(pool)
-            .await?;
-    let tx_id = tx_id.ok_or(EventsError::NoSuchPosition(position))?;
-    Ok(Cursor {
-        tx_id: TxId(tx_id.parse().unwrap_or_default()),
-        position,
-    })
-}
-
-/// Up to `limit` events after `after` that match `filter`, in global order.
-/// With `settled_only`, only events below the oldest running transaction,
-/// which can no longer be overtaken by one committing late.
-pub async fn list(
-    pool: &PgPool,
-    filter: &EventFilter,
-    after: Cursor,
-    limit: i64,
-    settled_only: bool,
-) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    let settled = if settled_only {
-        "AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
-    } else {
-        ""
-    };
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM events \
-         WHERE (tx_id, position) > ($1::text::xid8, $2) {settled} \
-           AND ($3::text IS NULL OR stream_id = $3) \
-           AND ($4::text IS NULL OR event_type = $4) \
-         ORDER BY events.tx_id, events.position \
-         LIMIT $5"
-    )))
-    .bind(after.tx_id.0.to_string())
-    .bind(after.position)
-    .bind(&filter.stream)
-    .bind(&filter.event_type)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    store::cursor_at(pool, position)
+        .await?
+        .ok_or(EventsError::NoSuchPosition(position))
 }
 
 /// Lists events to `out`; with `follow`, keeps printing new ones until
@@ -120,7 +71,8 @@ pub async fn run(
     }
     let limit = options.limit.max(1);
     loop {
-        let events = list(pool, &options.filter, cursor, limit, options.follow).await?;
+        let events =
+            store::read_events(pool, &options.filter, cursor, limit, options.follow).await?;
         for event in &events {
             let line = match options.format {
                 Format::Table => table_row(event, options.reveal),
@@ -273,6 +225,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::store::TxId;
 
     fn registered() -> RecordedEvent {
         RecordedEvent {

@@ -1,5 +1,5 @@
-//! Operator tasks behind `porter replay`, `events`, `deliveries` and `status`,
-//! plus the synthetic history generator used by benchmarks.
+//! Operator tasks behind `porter events`, `deliveries` and `status`.
+//! (`porter replay` is the read models' own `projection::replay`.)
 //!
 //! Each module does its work through library functions that tests call
 //! directly and renders plain text for the terminal separately, so what an
@@ -9,6 +9,4 @@
 pub mod deliveries;
 pub mod events;
 pub mod generate;
-pub mod queue;
-pub mod replay;
 pub mod status;

@@ -8,8 +8,11 @@ use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
-use super::{deliveries::render_queue, queue::QueueStats};
-use crate::projection::{self, Lag};
+use super::deliveries::render_queue;
+use crate::{
+    projection::{self, Lag},
+    queue::backend::{self, QueueStats},
+};
 
 /// Redis settings that decide whether queued jobs survive memory pressure and
 /// restarts. `None` when `CONFIG GET` is refused (some managed Redis do).
@@ -43,7 +46,7 @@ pub async fn gather(
     namespace: &str,
 ) -> Result<Status, StatusError> {
     let lag = projection::lag(pool, projection::accounts::CHECKPOINT).await?;
-    let queue = super::queue::stats(redis, namespace).await?;
+    let queue = backend::stats(redis, namespace).await?;
     let redis = redis_settings(redis).await;
     Ok(Status {
         at: Utc::now(),
@@ -166,7 +169,7 @@ pub fn render(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ops::queue::WorkerInfo, store::Cursor};
+    use crate::{queue::backend::WorkerInfo, store::Cursor};
 
     fn healthy() -> Status {
         let at = DateTime::from_timestamp(1_800_000_000, 0).expect("valid");

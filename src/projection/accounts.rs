@@ -12,7 +12,10 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::ProjectionError;
-use crate::{domain::AccountEvent, store::RecordedEvent};
+use crate::{
+    domain::{AccountEvent, AccountStatus},
+    store::RecordedEvent,
+};
 
 /// The checkpoint row of this read model.
 pub const CHECKPOINT: &str = "accounts";
@@ -59,7 +62,7 @@ pub fn fold(
             id: registered.account_id,
             username: registered.username.clone(),
             email: registered.email_canonical.clone(),
-            status: "pending".into(),
+            status: AccountStatus::Pending.as_str().into(),
             registered_at: recorded_at,
             activated_at: None,
             emails_sent: 0,
@@ -75,7 +78,7 @@ pub fn fold(
             row.last_email_at = Some(sent.sent_at);
         }
         AccountEvent::AccountActivated(activated) => {
-            row.status = "active".into();
+            row.status = AccountStatus::Active.as_str().into();
             row.activated_at = Some(activated.activated_at);
         }
         AccountEvent::AccountRegistered(_)

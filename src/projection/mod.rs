@@ -6,15 +6,17 @@
 //! checkpoint row is taken with `FOR UPDATE SKIP LOCKED`: when several worker
 //! processes run, one projects and the others wait for the next round.
 
-use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::{
     domain::DecodeError,
-    store::{Cursor, RecordedEvent, TxId, lock_checkpoint, read_committed_after, save_checkpoint},
+    store::{self, Cursor, RecordedEvent, lock_checkpoint, read_committed_after, save_checkpoint},
 };
 
 pub mod accounts;
+pub mod replay;
+
+pub use store::Lag;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -42,52 +44,55 @@ pub async fn project_accounts(pool: &PgPool, batch_size: i64) -> Result<usize, P
     let Some(cursor) = lock_checkpoint(&mut tx, accounts::CHECKPOINT).await? else {
         return Ok(0);
     };
-    let events = read_committed_after(&mut *tx, cursor, batch_size).await?;
-    let Some(last) = events.last().map(RecordedEvent::cursor) else {
+    let Some(round) = apply_next(&mut tx, accounts::Table::Live, cursor, None, batch_size).await?
+    else {
         return Ok(0);
     };
-    accounts::apply(&mut tx, accounts::Table::Live, &events).await?;
-    save_checkpoint(&mut tx, accounts::CHECKPOINT, last).await?;
+    save_checkpoint(&mut tx, accounts::CHECKPOINT, round.cursor).await?;
     tx.commit().await?;
-    Ok(events.len())
+    Ok(round.applied)
 }
 
-/// How far a read model is behind the log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Lag {
-    pub checkpoint: Cursor,
-    pub checkpoint_updated_at: DateTime<Utc>,
-    /// Committed events after the checkpoint.
-    pub events_behind: i64,
-    /// Age of the oldest of them; 0 when caught up.
-    pub seconds_behind: f64,
+/// What one round applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// The last event applied.
+    pub cursor: Cursor,
+    pub applied: usize,
+    /// More committed events may be waiting (the batch was full and `until`
+    /// not reached).
+    pub more: bool,
+}
+
+/// One projection round inside `tx`: applies to `table` the next
+/// `batch_size` committed events after `from`, none past `until`. `None`
+/// when there was nothing to apply. The live projector and a replay's
+/// catch-up both run it; the caller moves the checkpoint.
+pub async fn apply_next(
+    tx: &mut Transaction<'_, Postgres>,
+    table: accounts::Table,
+    from: Cursor,
+    until: Option<Cursor>,
+    batch_size: i64,
+) -> Result<Option<Round>, ProjectionError> {
+    let mut events = read_committed_after(&mut **tx, from, batch_size).await?;
+    let full = events.len() as i64 == batch_size;
+    if let Some(until) = until {
+        events.retain(|event| event.cursor() <= until);
+    }
+    let Some(cursor) = events.last().map(RecordedEvent::cursor) else {
+        return Ok(None);
+    };
+    accounts::apply(tx, table, &events).await?;
+    Ok(Some(Round {
+        cursor,
+        applied: events.len(),
+        more: full && until != Some(cursor),
+    }))
 }
 
 /// The lag of the read model whose checkpoint is `name`; `None` when there is
 /// no such checkpoint.
 pub async fn lag(pool: &PgPool, name: &str) -> Result<Option<Lag>, sqlx::Error> {
-    let row: Option<(String, i64, DateTime<Utc>, i64, f64)> = sqlx::query_as(
-        "SELECT c.tx_id::text, c.position, c.updated_at, behind.events, \
-                COALESCE(EXTRACT(EPOCH FROM now() - behind.oldest), 0)::float8 \
-         FROM checkpoints c \
-         CROSS JOIN LATERAL ( \
-             SELECT count(*) AS events, min(e.recorded_at) AS oldest FROM events e \
-             WHERE (e.tx_id, e.position) > (c.tx_id, c.position) \
-         ) behind \
-         WHERE c.name = $1",
-    )
-    .bind(name)
-    .fetch_optional(pool)
-    .await?;
-    Ok(
-        row.map(|(tx_id, position, updated_at, events, seconds)| Lag {
-            checkpoint: Cursor {
-                tx_id: TxId(tx_id.parse().unwrap_or_default()),
-                position,
-            },
-            checkpoint_updated_at: updated_at,
-            events_behind: events,
-            seconds_behind: seconds.max(0.0),
-        }),
-    )
+    store::checkpoint_lag(pool, name).await
 }

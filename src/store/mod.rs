@@ -6,6 +6,11 @@
 //! email) are inserted in the same transaction, so uniqueness never rests on a
 //! read-then-write. Readers of the whole log use [`read_committed_after`], which
 //! is safe against identities that commit out of order.
+//!
+//! Every statement on `events`, `checkpoints` and `unique_claims` is in this
+//! module; everything above it reads the log as decoded [`RecordedEvent`]s and
+//! cursors, never through SQL of its own or payload JSON paths that would
+//! bypass decoding and upcasting.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -13,8 +18,6 @@ use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{AccountEvent, DecodeError, EncodeError, EncodedEvent};
-
-pub mod accounts;
 
 /// The stream of one account.
 pub fn account_stream(account_id: Uuid) -> String {
@@ -53,7 +56,7 @@ pub enum ClaimKind {
 }
 
 impl ClaimKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Username => "username",
             Self::Email => "email",
@@ -64,8 +67,9 @@ impl ClaimKind {
 /// Context stored beside each event; never personal data in clear.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct EventMetadata {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    /// The HTTP request that appended the event; stored as `request_id`.
+    #[serde(rename = "request_id", skip_serializing_if = "Option::is_none")]
+    pub http_request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,11 +118,17 @@ impl RecordedEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct TxId(pub u64);
 
+/// `xid8` has no Rust type in sqlx, so every statement reads it as text; this
+/// is the one place that text becomes a [`TxId`]. A value that does not parse
+/// is a decoding error, never a silent 0 (which would rewind a cursor to the
+/// start of the log).
 impl TryFrom<String> for TxId {
-    type Error = std::num::ParseIntError;
+    type Error = sqlx::Error;
 
     fn try_from(text: String) -> Result<Self, Self::Error> {
-        text.parse().map(TxId)
+        text.parse()
+            .map(TxId)
+            .map_err(|e| sqlx::Error::Decode(format!("xid8 {text:?}: {e}").into()))
     }
 }
 
@@ -127,6 +137,34 @@ impl TryFrom<String> for TxId {
 pub struct Cursor {
     pub tx_id: TxId,
     pub position: i64,
+}
+
+impl Cursor {
+    /// A cursor from a row's `tx_id::text` and `position`.
+    fn from_row((tx_id, position): (String, i64)) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            tx_id: TxId::try_from(tx_id)?,
+            position,
+        })
+    }
+}
+
+/// Which events [`read_events`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub stream: Option<String>,
+    pub event_type: Option<String>,
+}
+
+/// How far a checkpointed reader is behind the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lag {
+    pub checkpoint: Cursor,
+    pub checkpoint_updated_at: DateTime<Utc>,
+    /// Committed events after the checkpoint.
+    pub events_behind: i64,
+    /// Age of the oldest of them; 0 when caught up.
+    pub seconds_behind: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +266,7 @@ async fn insert_events(
     events: &[NewEvent],
     metadata: &EventMetadata,
 ) -> Result<i64, AppendError> {
-    let metadata = serde_json::to_value(metadata).unwrap_or(Value::Null);
+    let metadata = serde_json::to_value(metadata).map_err(|e| sqlx::Error::Encode(e.into()))?;
     let versions: Vec<i64> = (1..)
         .map(|n| expected_version + n)
         .take(events.len())
@@ -321,10 +359,53 @@ pub async fn lock_checkpoint(
     .bind(name)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|(tx_id, position)| Cursor {
-        tx_id: TxId(tx_id.parse().unwrap_or_default()),
-        position,
-    }))
+    row.map(Cursor::from_row).transpose()
+}
+
+/// Takes the checkpoint row `name` for the rest of `tx`, waiting for a
+/// holder to commit: how a replay pauses the projector for its swap.
+pub async fn lock_checkpoint_waiting(
+    tx: &mut Transaction<'_, Postgres>,
+    name: &str,
+) -> Result<Cursor, sqlx::Error> {
+    let row: (String, i64) =
+        sqlx::query_as("SELECT tx_id::text, position FROM checkpoints WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_one(&mut **tx)
+            .await?;
+    Cursor::from_row(row)
+}
+
+/// The checkpoint `name` as it stands, without locking it.
+pub async fn read_checkpoint(pool: &PgPool, name: &str) -> Result<Cursor, sqlx::Error> {
+    let row: (String, i64) =
+        sqlx::query_as("SELECT tx_id::text, position FROM checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_one(pool)
+            .await?;
+    Cursor::from_row(row)
+}
+
+/// Moves the checkpoint `name` forward to `cursor` in one statement, unless
+/// it is there or further already; never backwards. For readers whose work
+/// is idempotent (the relay's pushes): two of them may do one batch twice,
+/// but neither holds a transaction open while it works, which would hold
+/// back the read horizon of every reader of the log.
+pub async fn advance_checkpoint(
+    pool: &PgPool,
+    name: &str,
+    cursor: Cursor,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE checkpoints SET tx_id = $2::text::xid8, position = $3, updated_at = now() \
+         WHERE name = $1 AND (tx_id, position) < ($2::text::xid8, $3)",
+    )
+    .bind(name)
+    .bind(cursor.tx_id.0.to_string())
+    .bind(cursor.position)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Moves the checkpoint `name`, in the transaction that did the work it
@@ -354,4 +435,123 @@ pub async fn claim_holder(
         .bind(value)
         .fetch_optional(pool)
         .await
+}
+
+/// Up to `limit` events after `after` that match `filter`, in global order.
+/// With `settled_only`, only events below the oldest running transaction,
+/// like [`read_committed_after`]; without, also events that a transaction
+/// committing late may still overtake (an operator's listing of the log).
+pub async fn read_events(
+    pool: &PgPool,
+    filter: &EventFilter,
+    after: Cursor,
+    limit: i64,
+    settled_only: bool,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let settled = if settled_only {
+        "AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+    } else {
+        ""
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE (tx_id, position) > ($1::text::xid8, $2) {settled} \
+           AND ($3::text IS NULL OR stream_id = $3) \
+           AND ($4::text IS NULL OR event_type = $4) \
+         ORDER BY events.tx_id, events.position \
+         LIMIT $5"
+    )))
+    .bind(after.tx_id.0.to_string())
+    .bind(after.position)
+    .bind(&filter.stream)
+    .bind(&filter.event_type)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Every event of the given streams, each stream in version order.
+pub async fn load_streams(
+    pool: &PgPool,
+    stream_ids: &[String],
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, version"
+    )))
+    .bind(stream_ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// The cursor of the event at `position`; `None` when there is none.
+pub async fn cursor_at(pool: &PgPool, position: i64) -> Result<Option<Cursor>, sqlx::Error> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT tx_id::text, position FROM events WHERE position = $1")
+            .bind(position)
+            .fetch_optional(pool)
+            .await?;
+    row.map(Cursor::from_row).transpose()
+}
+
+/// The last event in the global order among those committed now, or the
+/// start of the log when it is empty.
+pub async fn last_committed(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT tx_id::text, position FROM events \
+         ORDER BY events.tx_id DESC, events.position DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Cursor::from_row).transpose()?.unwrap_or_default())
+}
+
+/// How many events the log holds.
+pub async fn count_events(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await
+}
+
+/// The lag of the reader whose checkpoint is `name`; `None` when there is no
+/// such checkpoint.
+pub async fn checkpoint_lag(pool: &PgPool, name: &str) -> Result<Option<Lag>, sqlx::Error> {
+    let row: Option<(String, i64, DateTime<Utc>, i64, f64)> = sqlx::query_as(
+        "SELECT c.tx_id::text, c.position, c.updated_at, behind.events, \
+                COALESCE(EXTRACT(EPOCH FROM now() - behind.oldest), 0)::float8 \
+         FROM checkpoints c \
+         CROSS JOIN LATERAL ( \
+             SELECT count(*) AS events, min(e.recorded_at) AS oldest FROM events e \
+             WHERE (e.tx_id, e.position) > (c.tx_id, c.position) \
+         ) behind \
+         WHERE c.name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|(tx_id, position, updated_at, events, seconds)| {
+        Ok(Lag {
+            checkpoint: Cursor::from_row((tx_id, position))?,
+            checkpoint_updated_at: updated_at,
+            events_behind: events,
+            seconds_behind: seconds.max(0.0),
+        })
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_id_that_does_not_parse_is_an_error_not_zero() {
+        assert_eq!(
+            TxId::try_from("18446744073709551615".to_owned()).expect("parses"),
+            TxId(u64::MAX)
+        );
+        for bad in ["", "-1", "12a", "18446744073709551616"] {
+            assert!(TxId::try_from(bad.to_owned()).is_err(), "{bad:?}");
+        }
+        assert!(Cursor::from_row(("x".into(), 7)).is_err());
+    }
 }

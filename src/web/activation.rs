@@ -2,8 +2,9 @@
 //!
 //! `GET /activate/{key}` only renders a page with a button, so mail scanners
 //! and link previews that fetch the URL cannot consume the key. The `POST`
-//! appends `AccountActivated` at the expected version and only then retires
-//! the key. Every invalid case (malformed, unknown, expired, revoked) gets the
+//! appends `AccountActivated` at the expected version; the key stays until
+//! its TTL, so a second click is told "already active" (the aggregate makes
+//! the second confirmation a no-op, not the key). Every invalid case (malformed, unknown, expired, revoked) gets the
 //! same `410`, so responses reveal nothing about which keys exist.
 
 use chrono::Utc;
@@ -12,15 +13,13 @@ use serde_json::json;
 
 use super::{
     AppState,
+    context::RequestContext,
     rate_limit::Budget,
     response::{ApiError, Body, html_response, json_response},
-    routes::RequestContext,
-    signup::{command_error, event_metadata},
 };
 use crate::{
     domain::{AccountCommand, ActivationKey},
     mail::Page,
-    store,
 };
 
 pub fn page(state: &AppState, raw_key: &str) -> Result<Response<Body>, ApiError> {
@@ -42,7 +41,7 @@ pub async fn activate(
 ) -> Result<Response<Body>, ApiError> {
     // Guessing keys is hopeless (≈190 bits), but a client that keeps failing
     // is stopped early anyway, before any lookup.
-    let failure_budget = state.config.rate_limits.failed_activation_per_ip;
+    let failure_budget = state.config.limits.failed_activation_per_ip;
     let client = context.client_ip.to_string();
     let limiter = &state.rate_limiter;
     limiter
@@ -53,38 +52,32 @@ pub async fn activate(
             .keys
             .lookup(&key)
             .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?
-            .map(|grant| (key, grant)),
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
         Err(_) => None,
     };
-    let Some((key, grant)) = grant else {
-        tracing::info!(request_id = %context.request_id, "activation failed: unknown, expired or revoked key");
+    let Some(grant) = grant else {
+        tracing::info!("activation failed: unknown, expired or revoked key");
         limiter
             .record(Budget::FailedActivationPerIp, failure_budget, &client)
             .await;
         return link_invalid(state, wants_html);
     };
-    let executed = store::accounts::execute(
-        &state.pool,
-        grant.account_id,
-        AccountCommand::Activate {
-            request_id: grant.request_id,
-            at: Utc::now(),
-        },
-        &event_metadata(context),
-    )
-    .await
-    .map_err(command_error)?;
+    let executed = state
+        .commands
+        .execute(
+            grant.account_id,
+            AccountCommand::Activate {
+                request_id: grant.request_id,
+                at: Utc::now(),
+            },
+            &context.event_metadata(),
+        )
+        .await?;
     let already_active = executed.events.is_empty();
     if already_active {
-        tracing::info!(request_id = %context.request_id, account_id = %grant.account_id, "activation repeated");
+        tracing::info!(account_id = %grant.account_id, "activation repeated");
     } else {
-        tracing::info!(request_id = %context.request_id, account_id = %grant.account_id, "activation succeeded");
-        if let Err(error) = state.keys.retire(&key).await {
-            // The account is active either way; an unretired key can only
-            // report "already active" until it expires.
-            tracing::warn!(request_id = %context.request_id, %error, "activation key not retired");
-        }
+        tracing::info!(account_id = %grant.account_id, "activation succeeded");
     }
     if wants_html {
         let html = state

@@ -1,47 +1,32 @@
-//! The HTTP API: a thin hyper server that validates, records and enqueues.
+//! The HTTP API: a thin hyper router that validates, records and enqueues.
 //!
-//! The server takes a bound listener and a shutdown future, so tests bind port
-//! 0 and the binary binds `PORT`. On shutdown it stops accepting and lets
-//! in-flight requests finish, up to a deadline.
+//! Inside `web` the router (`routes`) sits above the handlers (`signup`,
+//! `resend`, `activation`), which sit above what they share (`context`,
+//! `request`, `response`, `rate_limit`); a handler never imports the router
+//! or another handler. `tests/it/layers.rs` holds both rules.
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{future::Future, net::IpAddr, sync::Arc};
 
-use hyper::{Request, Response, body::Incoming, service::service_fn};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
-};
+use hyper::{Request, body::Incoming};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::{
-    config::Config, hashing::PasswordHasher, keys::ActivationKeys, mail::Templates,
-    queue::EmailQueue,
+    commands::Commands, config::Config, hashing::PasswordHasher, http_server, keys::ActivationKeys,
+    mail::Templates,
 };
 
 mod activation;
+mod context;
 mod rate_limit;
 mod request;
 mod resend;
 pub mod response;
-
-use response::Body;
 mod routes;
 mod signup;
 
 pub use rate_limit::RateLimiter;
-
-/// How long in-flight requests may run after shutdown begins.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
-/// A client must send its request headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a request handler may use; shared by all connections.
 #[derive(Debug)]
@@ -49,7 +34,7 @@ pub struct AppState {
     pub config: Config,
     pub pool: PgPool,
     pub redis: ConnectionManager,
-    pub email_queue: EmailQueue,
+    pub commands: Commands,
     pub keys: ActivationKeys,
     pub templates: Templates,
     pub hasher: PasswordHasher,
@@ -66,61 +51,5 @@ pub async fn serve(
         let state = state.clone();
         async move { routes::handle(&state, peer, request).await }
     };
-    serve_http(listener, handler, shutdown).await;
-}
-
-/// Serves `handler` on `listener` with Porter's connection limits until
-/// `shutdown` resolves, then lets in-flight requests finish up to a deadline.
-/// The API and the worker's metrics listener both run on it.
-pub async fn serve_http<H, F>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
-where
-    H: Fn(IpAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-{
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Usually out of file descriptors; back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let handler = handler.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let response = handler(peer_ip(peer), request);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tracing::info!("http: draining in-flight requests");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("http: drained"),
-        () = tokio::time::sleep(DRAIN_DEADLINE) => tracing::warn!("http: drain deadline passed; closing"),
-    }
-}
-
-fn peer_ip(peer: SocketAddr) -> IpAddr {
-    peer.ip().to_canonical()
+    http_server::serve(listener, handler, shutdown).await;
 }

@@ -11,11 +11,10 @@ use uuid::Uuid;
 
 use super::{
     AppState,
+    context::RequestContext,
     rate_limit::Budget,
     request,
     response::{ApiError, Body, json_response},
-    routes::RequestContext,
-    signup::{database_error, event_metadata, request_email},
 };
 use crate::{
     domain::{AccountCommand, EmailAddress},
@@ -27,7 +26,7 @@ pub async fn resend(
     context: &RequestContext,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let limits = &state.config.rate_limits;
+    let limits = &state.config.limits;
     state
         .rate_limiter
         .admit(
@@ -48,14 +47,15 @@ pub async fn resend(
         )
         .await?;
 
-    let holder = store::claim_holder(&state.pool, ClaimKind::Email, email.canonical())
-        .await
-        .map_err(database_error)?;
+    let holder = store::claim_holder(&state.pool, ClaimKind::Email, email.canonical()).await?;
     if let Some(account_id) = holder {
         let command = AccountCommand::RequestActivation {
             request_id: Uuid::now_v7(),
         };
-        request_email(state, account_id, command, &event_metadata(context)).await?;
+        state
+            .commands
+            .execute(account_id, command, &context.event_metadata())
+            .await?;
     }
     Ok(json_response(
         StatusCode::ACCEPTED,

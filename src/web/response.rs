@@ -13,7 +13,8 @@ use http_body_util::Full;
 use serde::Serialize;
 use serde_json::json;
 
-pub type Body = Full<Bytes>;
+pub use crate::http_server::Body;
+use crate::{commands::CommandError, hashing::HashError};
 
 /// Per-field messages, ordered for stable output.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
@@ -46,6 +47,52 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
+}
+
+/// Postgres being unreachable, restarting or out of connections is a `503`
+/// the client can retry, not a `500`.
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        let unavailable = match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE classes 08 (connection exception), 53 (insufficient
+            // resources) and 57 (operator intervention: shutdown, restart).
+            sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+                ["08", "53", "57"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+            }),
+            _ => false,
+        };
+        if unavailable {
+            Self::Unavailable(error.to_string())
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Database(e) => e.into(),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Overloaded => Self::Overloaded,
+            HashError::Failed(cause) => Self::Internal(anyhow::anyhow!(cause)),
+        }
+    }
 }
 
 impl ApiError {
@@ -126,14 +173,14 @@ impl ApiError {
         }
     }
 
-    pub fn into_response(self, request_id: &str) -> Response<Body> {
+    pub fn into_response(self, http_request_id: &str) -> Response<Body> {
         let mut error = json!({ "code": self.code(), "message": self.public_message() });
         if let Self::Validation(fields) = &self {
             error["fields"] = json!(fields);
         }
         let mut response = json_response(
             self.status(),
-            &json!({ "error": error, "request_id": request_id }),
+            &json!({ "error": error, "request_id": http_request_id }),
         );
         if let Some(seconds) = self.retry_after() {
             response
@@ -188,7 +235,7 @@ fn with_content_type(
 }
 
 /// Adds the headers every response carries, whatever produced it.
-pub fn add_standard_headers(response: &mut Response<Body>, request_id: &str) {
+pub fn add_standard_headers(response: &mut Response<Body>, http_request_id: &str) {
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -202,7 +249,7 @@ pub fn add_standard_headers(response: &mut Response<Body>, request_id: &str) {
     headers
         .entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(HeaderValue::from_static("frame-ancestors 'none'"));
-    if let Ok(value) = HeaderValue::from_str(request_id) {
+    if let Ok(value) = HeaderValue::from_str(http_request_id) {
         headers.insert("x-request-id", value);
     }
 }

@@ -1,5 +1,5 @@
 //! The router: a `match` on method and path, plus what every request gets
-//! (a request id, standard headers, one log line).
+//! (a request id, a tracing span, standard headers, one log line).
 
 use std::{
     net::IpAddr,
@@ -8,49 +8,56 @@ use std::{
 
 use http::{Method, Response, StatusCode};
 use hyper::{Request, body::Incoming};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{
-    AppState, activation, request, resend,
+    AppState, activation,
+    context::RequestContext,
+    request, resend,
     response::{ApiError, Body, add_standard_headers, json_response, text_response},
     signup,
 };
-
-/// What a handler needs to know about the request besides its body.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    pub request_id: String,
-    pub client_ip: IpAddr,
-}
+use crate::gauges;
 
 pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
     let context = RequestContext {
-        request_id: Uuid::now_v7().to_string(),
-        client_ip: request::client_ip(peer, request.headers(), &state.config.trusted_proxies),
+        http_request_id: Uuid::now_v7().to_string(),
+        client_ip: request::client_ip(peer, request.headers(), &state.config.web.trusted_proxies),
     };
+    // Every line logged while the request is handled, in the store, Redis
+    // and mail code too, carries the HTTP request id through this span.
+    let span = tracing::info_span!("http_request", http_request_id = %context.http_request_id);
+    respond(state, &context, request).instrument(span).await
+}
+
+async fn respond(
+    state: &AppState,
+    context: &RequestContext,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
     let method = request.method().clone();
-    let (route, result) = dispatch(state, &context, request).await;
+    let (route, result) = dispatch(state, context, request).await;
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
             match &error {
                 ApiError::Internal(_) => {
-                    tracing::error!(request_id = %context.request_id, route, error = %error, "request failed")
+                    tracing::error!(route, error = %error, "request failed")
                 }
                 ApiError::Unavailable(_) => {
-                    tracing::warn!(request_id = %context.request_id, route, error = %error, "dependency unavailable")
+                    tracing::warn!(route, error = %error, "dependency unavailable")
                 }
                 _ => {}
             }
-            error.into_response(&context.request_id)
+            error.into_response(&context.http_request_id)
         }
     };
-    add_standard_headers(&mut response, &context.request_id);
+    add_standard_headers(&mut response, &context.http_request_id);
     crate::metrics::record_request(route, response.status(), started.elapsed());
     // The route name, never the raw path: paths carry activation keys.
     tracing::info!(
-        request_id = %context.request_id,
         method = %method,
         route,
         status = response.status().as_u16(),
@@ -120,9 +127,20 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
         }
         (&Method::GET | &Method::HEAD, ["readyz"]) => ("readyz", readiness(state).await),
         (_, ["healthz" | "readyz"]) => ("health", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
-        (&Method::GET, ["metrics"]) => ("metrics", Ok(crate::metrics::scrape_web(state).await)),
+        (&Method::GET, ["metrics"]) => ("metrics", Ok(metrics(state).await)),
         _ => ("not_found", Err(ApiError::NotFound)),
     }
+}
+
+/// The web process's scrape: the shared gauges and its hashing queue.
+async fn metrics(state: &AppState) -> Response<Body> {
+    crate::metrics::set_hash_queue_depth(state.hasher.queue_depth());
+    let sources = gauges::Sources {
+        pool: state.pool.clone(),
+        redis: state.redis.clone(),
+        redis_namespace: state.config.redis.namespace.clone(),
+    };
+    gauges::scrape(&sources).await
 }
 
 /// The API description, embedded at build time.

@@ -22,9 +22,10 @@ use super::{
     retry::{AttemptError, backoff},
 };
 use crate::{
+    commands::CommandError,
     domain::{Account, AccountCommand, ActivationKey, DomainError, EmailPlan, events::IssuedKey},
     mail::{EmailKind, RenderedEmail, SendError},
-    store::{EventMetadata, accounts, accounts::CommandError},
+    store::EventMetadata,
 };
 
 /// The product name shown in emails.
@@ -42,9 +43,9 @@ pub async fn handle(payload: Value, state: Data<Arc<WorkerState>>) -> Result<(),
     }
 }
 
-#[tracing::instrument(skip_all, fields(account_id = %job.account_id, request_id = %job.request_id))]
+#[tracing::instrument(skip_all, fields(account_id = %job.account_id, email_request_id = %job.request_id))]
 async fn send_account_email(job: SendAccountEmail, state: &WorkerState) -> Result<(), BoxDynError> {
-    let policy = state.config.email_retry;
+    let policy = state.config.mail.retry;
     let mut attempt = 1;
     loop {
         let error = match deliver(state, &job).await {
@@ -74,7 +75,9 @@ async fn send_account_email(job: SendAccountEmail, state: &WorkerState) -> Resul
 
 /// One attempt: decide, issue a key if needed, render, send, record.
 async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), AttemptError> {
-    let account = accounts::load(&state.pool, job.account_id)
+    let account = state
+        .commands
+        .load(job.account_id)
         .await
         .map_err(classify_command_error)?
         .ok_or_else(|| AttemptError::permanent(DomainError::NoSuchAccount))?;
@@ -90,7 +93,7 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
         EmailPlan::AlreadyRegistered { activation } => (EmailKind::AlreadyRegistered, activation),
     };
     let min_interval =
-        chrono::Duration::from_std(state.config.email_min_interval).unwrap_or_default();
+        chrono::Duration::from_std(state.config.mail.min_interval).unwrap_or_default();
     if let Some(pause) = account
         .next_email_allowed_at(min_interval)
         .and_then(|allowed_at| (allowed_at - Utc::now()).to_std().ok())
@@ -137,7 +140,9 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
     };
     // The email is out: if recording fails now, a retry sends one more email
     // (with a working link) rather than losing the record.
-    accounts::execute_on(&state.pool, account, command, &caused_by(job))
+    state
+        .commands
+        .execute_on(account, command, &caused_by(job))
         .await
         .map_err(classify_command_error)?;
     tracing::info!(kind = ?kind, "email sent");
@@ -171,8 +176,10 @@ async fn record_failure(
         permanent,
         attempts,
     };
-    if let Err(error) =
-        accounts::execute(&state.pool, job.account_id, command, &caused_by(job)).await
+    if let Err(error) = state
+        .commands
+        .execute(job.account_id, command, &caused_by(job))
+        .await
     {
         tracing::error!(error = %error, "could not record the email failure");
     }
@@ -195,6 +202,7 @@ fn render(
         .map(|key| {
             state
                 .config
+                .mail
                 .public_base_url
                 .join(&format!("activate/{}", key.expose()))
         })

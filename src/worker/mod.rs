@@ -20,14 +20,19 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    commands::Commands,
     config::Config,
     keys::ActivationKeys,
     mail::{MailTransport, Mailer, Templates},
-    queue::{EmailQueue, email_queue_config, hand_back_inflight},
+    queue::{
+        EmailQueue,
+        backend::{email_queue_config, hand_back_inflight},
+    },
 };
 
 mod email;
-pub mod housekeeping;
+mod housekeeping;
+pub mod metrics;
 mod projector;
 mod relay;
 mod retry;
@@ -44,6 +49,7 @@ pub struct WorkerState {
     pub config: Config,
     pub pool: PgPool,
     pub redis: ConnectionManager,
+    pub commands: Commands,
     pub keys: ActivationKeys,
     pub templates: Templates,
     pub mailer: Mailer,
@@ -57,20 +63,23 @@ impl WorkerState {
         pool: PgPool,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let redis = crate::connect_redis(&config.redis_url).await?;
-        let keys = ActivationKeys::new(
-            redis.clone(),
-            &config.redis_namespace,
-            config.activation_ttl,
-        );
+        let redis = crate::connect_redis(&config.redis.url).await?;
+        let namespace = &config.redis.namespace;
+        let keys = ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl);
         let templates = Templates::load().context("load email templates")?;
-        let transport =
-            MailTransport::from_config(&config.smtp_url).context("set up the mail transport")?;
-        let mailer = Mailer::new(transport, config.mail_from.clone());
+        let transport = MailTransport::from_config(config.mail.smtp_url.expose())
+            .context("set up the mail transport")?;
+        let mailer = Mailer::new(transport, config.mail.from.clone());
+        let commands = Commands::new(
+            pool.clone(),
+            EmailQueue::new(redis.clone(), namespace),
+            config.mail.min_interval,
+        );
         Ok(Self {
             config,
             pool,
             redis,
+            commands,
             keys,
             templates,
             mailer,
@@ -83,7 +92,7 @@ impl WorkerState {
 /// until `shutdown` is cancelled.
 pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow::Result<()> {
     warn_about_eviction(&state.redis).await;
-    let namespace = state.config.redis_namespace.clone();
+    let namespace = state.config.redis.namespace.clone();
     let relay = tokio::spawn(relay::run(
         state.pool.clone(),
         EmailQueue::new(state.redis.clone(), &namespace),
@@ -92,7 +101,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
     let housekeeping = tokio::spawn(housekeeping::run(
         state.redis.clone(),
         namespace,
-        state.config.job_retention,
+        state.config.worker.job_retention,
         shutdown.clone(),
     ));
     let projector = tokio::spawn({
@@ -174,7 +183,7 @@ async fn supervise_email_worker(state: Arc<WorkerState>, shutdown: CancellationT
 async fn hand_back(state: &WorkerState, stopped: &mut Vec<String>) {
     let mut still_pending = Vec::new();
     for name in stopped.drain(..) {
-        match hand_back_inflight(&state.redis, &state.config.redis_namespace, &name).await {
+        match hand_back_inflight(&state.redis, &state.config.redis.namespace, &name).await {
             Ok(0) => {}
             Ok(count) => {
                 tracing::info!(worker = %name, count, "fetched jobs handed back to the queue")
@@ -193,14 +202,14 @@ async fn run_email_worker(
     state: Arc<WorkerState>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let redis = crate::connect_redis(&state.config.redis_url).await?;
+    let redis = crate::connect_redis(&state.config.redis.url).await?;
     let storage = RedisStorage::<serde_json::Value>::new(redis)
-        .with_config(email_queue_config(&state.config.redis_namespace))
+        .with_config(email_queue_config(&state.config.redis.namespace))
         .poll_with_interval(POLL_INTERVAL);
     let worker = WorkerBuilder::new(name)
         .backend(storage)
         .data(state.clone())
-        .concurrency(state.config.worker_concurrency)
+        .concurrency(state.config.worker.concurrency)
         .build(email::handle);
     worker
         .run_until(async move {

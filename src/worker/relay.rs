@@ -4,12 +4,20 @@
 //! The web process pushes a job right after committing a request, but Redis
 //! may be down at that moment, or the process may die in between. The relay
 //! reads the log in commit order after its own checkpoint and pushes a job for
-//! every `ActivationRequested` and `SignUpAttemptedForExistingEmail`, with the
-//! request id as job id: a push of a job the web process already made is
-//! ignored by Redis, and a request that was already emailed is a no-op in the
-//! job. Its checkpoint only moves once the pushes before it succeeded, so
+//! every event that asks for an email (those with an
+//! [`crate::domain::AccountEvent::request_id`], the same definition the command side uses),
+//! with the request id as job id: a push of a job the web process already made
+//! is ignored by Redis, and a request that was already emailed is a no-op in
+//! the job. Its checkpoint only moves once the pushes before it succeeded, so
 //! nothing is lost while Redis is away; it is never reset, so a Redis that lost
 //! its data (`FLUSHALL`) does not bring old requests back.
+//!
+//! No transaction is open while it pushes: an open transaction that locked
+//! the checkpoint row holds an xid, and every reader of the log (the
+//! projector too) reads only below the oldest running xid, so a slow Redis
+//! would hold them all back. The checkpoint is read, the batch pushed, and
+//! the checkpoint advanced in one statement that never moves it backwards; two
+//! workers may push one batch twice, which the job ids make harmless.
 
 use std::time::Duration;
 
@@ -18,9 +26,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::AccountEvent,
     queue::{EmailQueue, PushError},
-    store::{RecordedEvent, lock_checkpoint, read_committed_after, save_checkpoint},
+    store::{RecordedEvent, advance_checkpoint, read_checkpoint, read_committed_after},
 };
 
 const CHECKPOINT: &str = "relay";
@@ -65,33 +72,25 @@ pub async fn run(pool: PgPool, queue: EmailQueue, shutdown: CancellationToken) {
 /// Pushes the jobs of the next batch of committed events; returns how many
 /// events it moved past.
 async fn relay_batch(pool: &PgPool, queue: &EmailQueue) -> Result<usize, RelayError> {
-    let mut tx = pool.begin().await?;
-    let Some(cursor) = lock_checkpoint(&mut tx, CHECKPOINT).await? else {
-        return Ok(0);
-    };
-    let events = read_committed_after(&mut *tx, cursor, BATCH_SIZE).await?;
+    let cursor = read_checkpoint(pool, CHECKPOINT).await?;
+    let events = read_committed_after(pool, cursor, BATCH_SIZE).await?;
     let Some(last) = events.last().map(RecordedEvent::cursor) else {
         return Ok(0);
     };
     queue
         .push_many(events.iter().filter_map(email_request).collect())
         .await?;
-    save_checkpoint(&mut tx, CHECKPOINT, last).await?;
-    tx.commit().await?;
+    advance_checkpoint(pool, CHECKPOINT, last).await?;
     Ok(events.len())
 }
 
 fn email_request(recorded: &RecordedEvent) -> Option<SendAccountEmail> {
     let account_id = recorded.account_id()?;
     match recorded.decode() {
-        Ok(
-            event @ (AccountEvent::ActivationRequested(_)
-            | AccountEvent::SignUpAttemptedForExistingEmail(_)),
-        ) => Some(SendAccountEmail {
+        Ok(event) => Some(SendAccountEmail {
             account_id,
             request_id: event.request_id()?,
         }),
-        Ok(_) => None,
         Err(error) => {
             tracing::error!(position = recorded.position, %error, "relay skipped an unreadable event");
             None

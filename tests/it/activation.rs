@@ -1,7 +1,5 @@
 //! The main path: sign up, receive the email, confirm, become active.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::helpers::{
@@ -126,11 +124,7 @@ async fn redis_holds_only_the_key_hash_with_a_bounded_ttl() {
 
 #[tokio::test]
 async fn an_expired_key_answers_410() {
-    let app = spawn_app_with(TestOptions {
-        activation_ttl: Duration::from_secs(1),
-        ..TestOptions::default()
-    })
-    .await;
+    let app = spawn_app_with(TestOptions::default().with("ACTIVATION_TTL", "1s")).await;
     app.sign_up(&new_user()).await;
     let mail = app.wait_for_mail(1).await.remove(0);
     assert!(

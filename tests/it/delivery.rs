@@ -53,8 +53,8 @@ async fn transient_failures_are_retried_until_the_email_goes_out() {
 async fn a_poison_job_is_dead_lettered_without_blocking_others() {
     let app = spawn_app().await;
     let mut poison = apalis_redis::RedisStorage::<serde_json::Value>::new(app.redis.clone())
-        .with_config(porter::queue::email_queue_config(
-            &app.config.redis_namespace,
+        .with_config(porter::queue::backend::email_queue_config(
+            &app.config.redis.namespace,
         ));
     apalis::prelude::TaskSink::push(&mut poison, serde_json::json!({ "not": "a job" }))
         .await
@@ -92,28 +92,28 @@ async fn housekeeping_purges_finished_jobs_but_keeps_dead_ones() {
         }
     };
     eventually("three done jobs and one dead", || async {
-        let done = count(app.queue_key("done"), "SCARD").await;
-        let dead = count(app.queue_key("dead"), "SCARD").await;
+        let done = count(app.queue_keys().done(), "SCARD").await;
+        let dead = count(app.queue_keys().dead(), "SCARD").await;
         (done == 3 && dead == 1).then_some(())
     })
     .await;
 
-    let purged = porter::worker::housekeeping::purge_finished_jobs(
+    let purged = porter::queue::backend::purge_finished_jobs(
         &app.redis,
-        &app.config.redis_namespace,
+        &app.config.redis.namespace,
         std::time::Duration::ZERO,
     )
     .await
     .expect("purge");
     assert_eq!(purged, 3);
-    assert_eq!(count(app.queue_key("done"), "SCARD").await, 0);
+    assert_eq!(count(app.queue_keys().done(), "SCARD").await, 0);
     assert_eq!(
-        count(app.queue_key("dead"), "SCARD").await,
+        count(app.queue_keys().dead(), "SCARD").await,
         1,
         "dead letters stay"
     );
     let payloads: i64 = redis::cmd("HLEN")
-        .arg(app.queue_key("data"))
+        .arg(app.queue_keys().data())
         .query_async(&mut redis)
         .await
         .expect("HLEN");

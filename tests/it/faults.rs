@@ -334,14 +334,14 @@ async fn sigterm_during_a_burst_keeps_every_acknowledged_sign_up_and_job() {
     .expect("deliveries");
     let mut redis = app.redis.clone();
     let queued: Vec<String> = redis::cmd("LRANGE")
-        .arg(app.queue_key("active"))
+        .arg(app.queue_keys().active())
         .arg(0)
         .arg(-1)
         .query_async(&mut redis)
         .await
         .expect("active list");
     let scheduled: Vec<String> = redis::cmd("ZRANGE")
-        .arg(app.queue_key("scheduled"))
+        .arg(app.queue_keys().scheduled())
         .arg(0)
         .arg(-1)
         .query_async(&mut redis)
@@ -360,7 +360,7 @@ async fn sigterm_during_a_burst_keeps_every_acknowledged_sign_up_and_job() {
     let mut diagnosis = Vec::new();
     for id in &stranded {
         let meta: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(app.queue_key(&format!("meta:{id}")))
+            .arg(app.queue_keys().meta(id))
             .query_async(&mut redis)
             .await
             .expect("meta");

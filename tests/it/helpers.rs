@@ -2,14 +2,13 @@
 //! against a fresh database, their own Redis namespace and a real SMTP server.
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use porter::web::AppState;
-
-use porter::config::{Config, Limit, LogFormat, RateLimits, RetryPolicy};
+use porter::{config::Config, queue::backend::QueueKeys, web::AppState};
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -55,7 +54,10 @@ pub async fn fresh_database_on(server_url: &str) -> (String, PgPool) {
         .expect("create test database");
     let mut url = url::Url::parse(server_url).expect("DATABASE_URL is a URL");
     url.set_path(&name);
-    let pool = porter::connect_postgres(url.as_str())
+    let database = porter::config::DatabaseConfig {
+        url: porter::config::SecretUrl::new(url.as_str()),
+    };
+    let pool = porter::connect_postgres(&database)
         .await
         .expect("connect to test database");
     porter::startup::migrate(&pool).await.expect("migrate");
@@ -65,11 +67,9 @@ pub async fn fresh_database_on(server_url: &str) -> (String, PgPool) {
 /// Knobs a test may turn before the app starts.
 #[derive(Debug, Clone)]
 pub struct TestOptions {
-    pub activation_ttl: Duration,
-    pub email_min_interval: Duration,
-    pub rate_limits: RateLimits,
-    pub hash_queue_limit: usize,
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Settings on top of [`test_environment`]'s, as the environment
+    /// variables the app reads (`ACTIVATION_TTL=1s`).
+    pub settings: Vec<(&'static str, String)>,
     /// Run the worker in-process; tests that kill workers run them as
     /// processes instead ([`TestApp::spawn_process`]).
     pub run_worker: bool,
@@ -79,25 +79,10 @@ pub struct TestOptions {
     pub postgres_url: Option<String>,
 }
 
-/// A budget no test reaches unless it means to.
-pub const GENEROUS: Limit = Limit {
-    max: 10_000,
-    window: Duration::from_secs(60),
-};
-
 impl Default for TestOptions {
     fn default() -> Self {
         Self {
-            activation_ttl: Duration::from_secs(15 * 60),
-            email_min_interval: Duration::from_millis(1),
-            rate_limits: RateLimits {
-                sign_up_per_ip: GENEROUS,
-                resend_per_ip: GENEROUS,
-                resend_per_email: GENEROUS,
-                failed_activation_per_ip: GENEROUS,
-            },
-            hash_queue_limit: 1_000,
-            trusted_proxies: vec![],
+            settings: vec![],
             run_worker: true,
             redis_url: None,
             postgres_url: None,
@@ -105,10 +90,66 @@ impl Default for TestOptions {
     }
 }
 
+impl TestOptions {
+    /// Sets the environment variable `name` for the app.
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.settings.push((name, value.into()));
+        self
+    }
+}
+
+/// A budget no test reaches unless it means to.
+const GENEROUS: &str = "10000/1m";
+
+/// The environment the app under test runs with: read by `Config` in-process
+/// and handed to `porter` child processes as it is, so a setting is added in
+/// one place.
+fn test_environment(
+    database_url: &str,
+    redis_url: &str,
+    smtp_url: &str,
+    options: &TestOptions,
+) -> BTreeMap<&'static str, String> {
+    let mut env: BTreeMap<&'static str, String> = [
+        ("DATABASE_URL", database_url.to_owned()),
+        ("REDIS_URL", redis_url.to_owned()),
+        (
+            "REDIS_NAMESPACE",
+            format!("porter-test-{}", Uuid::new_v4().simple()),
+        ),
+        ("PORT", "0".into()),
+        ("PUBLIC_BASE_URL", PUBLIC_BASE_URL.into()),
+        ("SMTP_URL", smtp_url.to_owned()),
+        ("MAIL_FROM", "Porter <no-reply@porter.example>".into()),
+        ("ACTIVATION_TTL", "15m".into()),
+        ("EMAIL_MIN_INTERVAL", "1ms".into()),
+        ("EMAIL_RETRY_ATTEMPTS", "5".into()),
+        ("EMAIL_RETRY_BASE", "50ms".into()),
+        ("EMAIL_RETRY_CAP", "400ms".into()),
+        ("WORKER_CONCURRENCY", "8".into()),
+        ("HASH_CONCURRENCY", "2".into()),
+        ("HASH_QUEUE_LIMIT", "1000".into()),
+        // Tests must not depend on the machine's speed: a burst waits for
+        // the hashing threads as long as it takes.
+        ("HASH_MAX_WAIT", "60s".into()),
+        ("JOB_RETENTION", "1h".into()),
+        ("RATE_LIMIT_SIGN_UP_PER_IP", GENEROUS.into()),
+        ("RATE_LIMIT_RESEND_PER_IP", GENEROUS.into()),
+        ("RATE_LIMIT_RESEND_PER_EMAIL", GENEROUS.into()),
+        ("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", GENEROUS.into()),
+    ]
+    .into_iter()
+    .collect();
+    env.extend(options.settings.iter().cloned());
+    env
+}
+
 #[derive(Debug)]
 pub struct TestApp {
     pub address: String,
     pub config: Config,
+    /// The environment `config` was read from; child processes get it too.
+    pub env: BTreeMap<&'static str, String>,
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub mail: MailServer,
@@ -188,36 +229,9 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let (database_url, pool) =
         fresh_database_on(&options.postgres_url.clone().unwrap_or_else(server_url)).await;
     let mail = MailServer::start().await;
-    let config = Config {
-        database_url,
-        redis_url: options.redis_url.clone().unwrap_or_else(redis_url),
-        redis_namespace: format!("porter-test-{}", Uuid::new_v4().simple()),
-        port: 0,
-        public_base_url: PUBLIC_BASE_URL.parse().expect("valid URL"),
-        smtp_url: mail.url(),
-        mail_from: "Porter <no-reply@porter.example>"
-            .parse()
-            .expect("valid mailbox"),
-        activation_ttl: options.activation_ttl,
-        worker_concurrency: 8,
-        hash_concurrency: 2,
-        trusted_proxies: options.trusted_proxies,
-        log_format: LogFormat::Text,
-        email_retry: RetryPolicy {
-            attempts: 5,
-            base: Duration::from_millis(50),
-            cap: Duration::from_millis(400),
-        },
-        email_min_interval: options.email_min_interval,
-        hash_queue_limit: options.hash_queue_limit,
-        rate_limits: options.rate_limits,
-        job_retention: Duration::from_secs(3600),
-        metrics_port: None,
-        argon2: porter::config::Argon2Cost {
-            memory_kib: 19_456,
-            iterations: 2,
-        },
-    };
+    let redis_url = options.redis_url.clone().unwrap_or_else(redis_url);
+    let env = test_environment(&database_url, &redis_url, &mail.url(), &options);
+    let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test configuration");
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let address = format!("http://{}", listener.local_addr().expect("local address"));
@@ -238,12 +252,13 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
             shutdown.clone(),
         ));
     }
-    let redis = porter::connect_redis(&config.redis_url)
+    let redis = porter::connect_redis(&config.redis.url)
         .await
         .expect("connect to Redis");
     TestApp {
         address,
         config,
+        env,
         pool,
         redis,
         mail,
@@ -296,30 +311,12 @@ impl TestApp {
     /// Starts `porter <role>` as a separate process with this app's
     /// configuration, for tests that kill or signal processes.
     pub fn spawn_process(&self, role: &str, port: u16) -> tokio::process::Child {
-        let config = &self.config;
-        let retry = config.email_retry;
         tokio::process::Command::new(env!("CARGO_BIN_EXE_porter"))
             .arg(role)
-            .env("DATABASE_URL", &config.database_url)
-            .env("REDIS_URL", &config.redis_url)
-            .env("REDIS_NAMESPACE", &config.redis_namespace)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
             .env("PORT", port.to_string())
-            .env("PUBLIC_BASE_URL", config.public_base_url.as_str())
-            .env("SMTP_URL", &config.smtp_url)
-            .env("MAIL_FROM", config.mail_from.to_string())
-            .env(
-                "ACTIVATION_TTL",
-                format!("{}s", config.activation_ttl.as_secs()),
-            )
-            .env(
-                "EMAIL_MIN_INTERVAL",
-                format!("{}ms", config.email_min_interval.as_millis().max(1)),
-            )
-            .env("EMAIL_RETRY_ATTEMPTS", retry.attempts.to_string())
-            .env("EMAIL_RETRY_BASE", format!("{}ms", retry.base.as_millis()))
-            .env("EMAIL_RETRY_CAP", format!("{}ms", retry.cap.as_millis()))
-            .env("WORKER_CONCURRENCY", config.worker_concurrency.to_string())
-            .env("RATE_LIMIT_SIGN_UP_PER_IP", "100000/1m")
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -401,12 +398,9 @@ impl TestApp {
             .expect("count events")
     }
 
-    /// Redis's view of the email queue's `suffix` key (`dead`, `active`, ...).
-    pub fn queue_key(&self, suffix: &str) -> String {
-        format!(
-            "{}:{suffix}",
-            porter::queue::email_queue_name(&self.config.redis_namespace)
-        )
+    /// The email queue's Redis keys, as Porter's queue backend names them.
+    pub fn queue_keys(&self) -> QueueKeys {
+        QueueKeys::email(&self.config.redis.namespace)
     }
 
     pub async fn total_events(&self) -> i64 {
@@ -429,7 +423,7 @@ impl TestApp {
     pub async fn redis_dump(&self) -> Vec<(String, String)> {
         let mut redis = self.redis.clone();
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.config.redis_namespace))
+            .arg(format!("{}:*", self.config.redis.namespace))
             .query_async(&mut redis)
             .await
             .expect("list keys");
@@ -457,7 +451,7 @@ impl TestApp {
     /// How many jobs sit in the email queue's dead-letter set.
     pub async fn dead_letters(&self) -> i64 {
         redis::cmd("SCARD")
-            .arg(self.queue_key("dead"))
+            .arg(self.queue_keys().dead())
             .query_async(&mut self.redis.clone())
             .await
             .expect("SCARD")

@@ -7,10 +7,15 @@ use porter::{
     ops::{
         self,
         deliveries::{DeliveriesError, RetryOutcome},
-        events::{EventFilter, Format, ListOptions},
-        replay::{Progress, ReplayError, ReplayOptions, Silent},
+        events::{Format, ListOptions},
     },
-    projection::{self, ProjectionError, accounts::AccountRow, project_accounts},
+    projection::{
+        self, ProjectionError,
+        accounts::AccountRow,
+        project_accounts,
+        replay::{self, Progress, ReplayError, ReplayOptions, Silent},
+    },
+    store::EventFilter,
 };
 use serde_json::Value;
 use sqlx::PgPool;
@@ -54,8 +59,8 @@ async fn project_all(pool: &PgPool) {
 async fn replay(
     pool: &PgPool,
     options: ReplayOptions,
-) -> Result<ops::replay::ReplayReport, ReplayError> {
-    ops::replay::replay(pool, &options, &mut Silent, &CancellationToken::new()).await
+) -> Result<replay::ReplayReport, ReplayError> {
+    replay::replay(pool, &options, &mut Silent, &CancellationToken::new()).await
 }
 
 async fn wait_until_projected(app: &TestApp) {
@@ -69,9 +74,9 @@ async fn wait_until_projected(app: &TestApp) {
     .await;
 }
 
-async fn dead_jobs(app: &TestApp) -> Vec<ops::queue::DeadJob> {
+async fn dead_jobs(app: &TestApp) -> Vec<porter::queue::backend::DeadJob> {
     let mut redis = app.redis.clone();
-    ops::queue::dead_jobs(&mut redis, &app.config.redis_namespace, 100)
+    porter::queue::backend::dead_jobs(&mut redis, &app.config.redis.namespace, 100)
         .await
         .expect("read the dead set")
 }
@@ -98,7 +103,7 @@ async fn replay_rebuilds_accounts_row_for_row_without_side_effects() {
     app.wait_for_mail(3).await;
     eventually("the queue to settle", || async {
         let mut redis = app.redis.clone();
-        let stats = ops::queue::stats(&mut redis, &app.config.redis_namespace)
+        let stats = porter::queue::backend::stats(&mut redis, &app.config.redis.namespace)
             .await
             .expect("queue stats");
         (stats.dead == 1 && stats.done == 3 && stats.active == 0 && stats.running == 0)
@@ -202,7 +207,7 @@ async fn an_interrupted_replay_leaves_the_live_table_intact_and_usable() {
 
     // Cancelled between batches: the shadow is dropped.
     let cancel = CancellationToken::new();
-    let result = ops::replay::replay(
+    let result = replay::replay(
         &pool,
         &options,
         &mut CancelAfterFirstBatch(cancel.clone()),
@@ -220,12 +225,15 @@ async fn an_interrupted_replay_leaves_the_live_table_intact_and_usable() {
     // behind, the live table does not change. The replay gets connections
     // of its own, closed afterwards as a dying process's would be (a
     // dropped future alone leaves its open transaction in the pool).
-    let doomed = porter::connect_postgres(&url).await.expect("connect");
+    let database = porter::config::DatabaseConfig {
+        url: porter::config::SecretUrl::new(url),
+    };
+    let doomed = porter::connect_postgres(&database).await.expect("connect");
     let (signal, first_batch) = tokio::sync::oneshot::channel();
     let mut progress = SignalFirstBatch(Some(signal));
     let never = CancellationToken::new();
     tokio::select! {
-        result = ops::replay::replay(&doomed, &options, &mut progress, &never) => {
+        result = replay::replay(&doomed, &options, &mut progress, &never) => {
             panic!("the replay finished before it was dropped: {result:?}")
         }
         _ = first_batch => {}
@@ -406,7 +414,7 @@ async fn a_dead_email_is_listed_and_a_retry_sends_it_once_the_recipient_accepts(
     .await;
 
     let mut redis = app.redis.clone();
-    let namespace = &app.config.redis_namespace;
+    let namespace = &app.config.redis.namespace;
     let overview = ops::deliveries::overview(&app.pool, &mut redis, namespace, 10)
         .await
         .expect("overview");
@@ -442,7 +450,7 @@ async fn a_dead_email_is_listed_and_a_retry_sends_it_once_the_recipient_accepts(
 
     // Once the address accepts mail again, a retry sends a working link.
     app.mail.accept_recipient(email);
-    let outcome = ops::deliveries::retry(&app.pool, &mut redis, namespace, &dead.job_id)
+    let outcome = ops::deliveries::retry(&app.web.commands, &mut redis, namespace, &dead.job_id)
         .await
         .expect("retry");
     let RetryOutcome::Redriven { job_id } = outcome else {
@@ -456,12 +464,13 @@ async fn a_dead_email_is_listed_and_a_retry_sends_it_once_the_recipient_accepts(
     assert!(dead_jobs(&app).await.is_empty());
 
     // A second retry of the same job finds nothing dead.
-    let again = ops::deliveries::retry(&app.pool, &mut redis, namespace, &dead.job_id).await;
+    let again =
+        ops::deliveries::retry(&app.web.commands, &mut redis, namespace, &dead.job_id).await;
     assert!(
         matches!(again, Err(DeliveriesError::NotDead(_))),
         "{again:?}"
     );
-    let all = ops::deliveries::retry_all(&app.pool, &mut redis, namespace)
+    let all = ops::deliveries::retry_all(&app.web.commands, &mut redis, namespace)
         .await
         .expect("retry all");
     assert!(all.is_empty());
@@ -585,13 +594,12 @@ async fn metrics_parse_as_prometheus_text_and_count_sign_ups() {
         .expect("bind");
     let address = listener.local_addr().expect("address");
     let shutdown = CancellationToken::new();
-    tokio::spawn(porter::metrics::serve(
+    tokio::spawn(porter::worker::metrics::serve(
         listener,
-        porter::metrics::Sources {
+        porter::gauges::Sources {
             pool: app.pool.clone(),
             redis: app.redis.clone(),
-            redis_namespace: app.config.redis_namespace.clone(),
-            hash_queue_depth: None,
+            redis_namespace: app.config.redis.namespace.clone(),
         },
         shutdown.clone().cancelled_owned(),
     ));

@@ -4,20 +4,12 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use porter::config::Limit;
 use serde_json::{Value, json};
 
 use crate::helpers::{
     CapturedLogs, PASSWORD, PUBLIC_BASE_URL, TestApp, TestOptions, TestResponse, eventually,
     new_user, spawn_app, spawn_app_with,
 };
-
-fn limit(max: u32) -> Limit {
-    Limit {
-        max,
-        window: Duration::from_secs(60),
-    }
-}
 
 /// What a client could compare between two answers: everything but the
 /// request id and the date.
@@ -100,11 +92,7 @@ async fn resend_answers_alike_for_unknown_pending_and_active_addresses() {
 
 #[tokio::test]
 async fn resends_within_the_minimum_interval_coalesce() {
-    let app = spawn_app_with(TestOptions {
-        email_min_interval: Duration::from_secs(2),
-        ..TestOptions::default()
-    })
-    .await;
+    let app = spawn_app_with(TestOptions::default().with("EMAIL_MIN_INTERVAL", "2s")).await;
     let user = new_user();
     let email = user["email"].as_str().expect("email");
     app.sign_up(&user).await;
@@ -163,14 +151,8 @@ async fn sign_up_with_an_existing_email_answers_alike_and_tells_the_owner() {
 
 #[tokio::test]
 async fn sign_ups_over_budget_get_429_without_hashing() {
-    let app = spawn_app_with(TestOptions {
-        rate_limits: porter::config::RateLimits {
-            sign_up_per_ip: limit(3),
-            ..TestOptions::default().rate_limits
-        },
-        ..TestOptions::default()
-    })
-    .await;
+    let app =
+        spawn_app_with(TestOptions::default().with("RATE_LIMIT_SIGN_UP_PER_IP", "3/1m")).await;
     for _ in 0..3 {
         assert_eq!(app.sign_up(&new_user()).await.status(), 202);
     }
@@ -199,14 +181,11 @@ async fn sign_ups_over_budget_get_429_without_hashing() {
 
 #[tokio::test]
 async fn a_trusted_proxy_forwards_each_clients_address() {
-    let app = spawn_app_with(TestOptions {
-        rate_limits: porter::config::RateLimits {
-            sign_up_per_ip: limit(1),
-            ..TestOptions::default().rate_limits
-        },
-        trusted_proxies: vec!["127.0.0.1".parse().expect("ip")],
-        ..TestOptions::default()
-    })
+    let app = spawn_app_with(
+        TestOptions::default()
+            .with("RATE_LIMIT_SIGN_UP_PER_IP", "1/1m")
+            .with("TRUSTED_PROXIES", "127.0.0.1"),
+    )
     .await;
     let from = |client: &str| {
         app.client
@@ -221,14 +200,11 @@ async fn a_trusted_proxy_forwards_each_clients_address() {
 
 #[tokio::test]
 async fn resend_budgets_per_address_and_per_ip() {
-    let app = spawn_app_with(TestOptions {
-        rate_limits: porter::config::RateLimits {
-            resend_per_email: limit(2),
-            resend_per_ip: limit(5),
-            ..TestOptions::default().rate_limits
-        },
-        ..TestOptions::default()
-    })
+    let app = spawn_app_with(
+        TestOptions::default()
+            .with("RATE_LIMIT_RESEND_PER_EMAIL", "2/1m")
+            .with("RATE_LIMIT_RESEND_PER_IP", "5/1m"),
+    )
     .await;
     assert_eq!(app.resend("a@example.com").await.status(), 202);
     assert_eq!(app.resend("A@Example.com").await.status(), 202);
@@ -248,14 +224,9 @@ async fn resend_budgets_per_address_and_per_ip() {
 
 #[tokio::test]
 async fn failed_activations_are_budgeted_per_ip() {
-    let app = spawn_app_with(TestOptions {
-        rate_limits: porter::config::RateLimits {
-            failed_activation_per_ip: limit(3),
-            ..TestOptions::default().rate_limits
-        },
-        ..TestOptions::default()
-    })
-    .await;
+    let app =
+        spawn_app_with(TestOptions::default().with("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", "3/1m"))
+            .await;
     app.sign_up(&new_user()).await;
     let key = app.wait_for_mail(1).await[0].activation_key();
     for n in 0..3 {
@@ -273,11 +244,7 @@ async fn failed_activations_are_budgeted_per_ip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_hashing_queue_sheds_load_with_503() {
-    let app = spawn_app_with(TestOptions {
-        hash_queue_limit: 2,
-        ..TestOptions::default()
-    })
-    .await;
+    let app = spawn_app_with(TestOptions::default().with("HASH_QUEUE_LIMIT", "2")).await;
     let users: Vec<Value> = (0..24).map(|_| new_user()).collect();
     let responses = join_all(users.iter().map(|user| app.sign_up(user))).await;
     let accepted = responses.iter().filter(|r| r.status() == 202).count();

@@ -62,6 +62,31 @@ impl PrivateRedis {
         .await;
     }
 
+    /// Stops the server's process without closing its sockets (`SIGSTOP`):
+    /// connections stay open and nothing answers, like a Redis stuck in a
+    /// long command or behind a stalled network.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on (`SIGCONT`).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the private Redis is running");
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Kills the server at once, as a crash would.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,8 +1,13 @@
-//! The email queue as apalis-redis 1.0 lays it out in Redis, read directly.
+//! The email queue as apalis-redis lays it out in Redis: the only file that
+//! knows the layout. Queue settings, counts, dead letters, handing a stopped
+//! worker's jobs back and purging finished jobs all read or write these keys
+//! directly, because apalis-redis offers no API for them (its own `Metrics`
+//! runs Lua that errors on these key types).
 //!
-//! apalis-redis's own `Metrics` runs Lua that errors on these key types, so
-//! Porter reads the keys itself. For a queue named `q` (see
-//! [`crate::queue::email_queue_name`]):
+//! Read from apalis 1.0.0 / apalis-redis 1.0.0, which `Cargo.toml` pins
+//! exactly (`=1.0.0`); `tests/it/queue.rs` pushes a job through the producer
+//! and reads it back through this file, so an upgrade that moves a key fails
+//! there first. For a queue named `q` ([`email_queue_name`]):
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -15,21 +20,43 @@
 //! | `q:data` | hash | job id → job payload (JSON) |
 //! | `q:meta:<id>` | hash | `attempts`, `status`, `result`, `done_at`, ... |
 //!
-//! These are apalis-redis internals: re-check them when upgrading it.
+//! | `q:signal` | list | a wake-up for workers waiting on the queue |
+//! | `q:meta:result` | hash | job id → stored result |
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use apalis_redis::Config as QueueConfig;
 use porter_jobs::SendAccountEmail;
-use redis::aio::ConnectionManager;
+use redis::{Script, aio::ConnectionManager};
 
-use crate::queue::{HEARTBEAT_INTERVAL, MISSED_HEARTBEATS, email_queue_config, email_queue_name};
+/// How often a worker heartbeats, and how many heartbeats it may miss before
+/// other workers take its jobs back: a killed worker's jobs resume within
+/// `HEARTBEAT_INTERVAL × MISSED_HEARTBEATS` instead of apalis's 300 s default.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+pub const MISSED_HEARTBEATS: usize = 3;
+
+/// Done-job ids examined per round trip when purging.
+const PURGE_SCAN_BATCH: usize = 500;
+
+/// The full queue name: namespaced so deployments sharing a Redis stay apart.
+pub fn email_queue_name(namespace: &str) -> String {
+    format!("{namespace}:{}", porter_jobs::queue::EMAIL)
+}
+
+/// The settings both sides of the queue use: its name and heartbeats.
+pub fn email_queue_config(namespace: &str) -> QueueConfig {
+    QueueConfig::default()
+        .queue(email_queue_name(namespace))
+        .heartbeat_interval(HEARTBEAT_INTERVAL)
+        .missed_heartbeats(MISSED_HEARTBEATS)
+}
 
 /// The Redis key names of one queue, as apalis-redis's own `Config` names
 /// them (the same source the worker and the producer use).
 #[derive(Debug, Clone)]
 pub struct QueueKeys {
     pub queue: String,
-    config: apalis_redis::Config,
+    config: QueueConfig,
 }
 
 impl QueueKeys {
@@ -68,8 +95,16 @@ impl QueueKeys {
         self.config.job_data_hash()
     }
 
+    pub fn meta_prefix(&self) -> String {
+        self.config.job_meta_hash()
+    }
+
     pub fn meta(&self, job_id: &str) -> String {
-        format!("{}:{job_id}", self.config.job_meta_hash())
+        format!("{}:{job_id}", self.meta_prefix())
+    }
+
+    pub fn signal(&self) -> String {
+        self.config.signal_list()
     }
 }
 
@@ -97,7 +132,7 @@ pub struct QueueStats {
     pub workers: Vec<WorkerInfo>,
 }
 
-pub fn now_unix() -> u64 {
+fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -288,4 +323,100 @@ pub async fn forget_dead(
         .arg(job_id)
         .query_async::<()>(redis)
         .await
+}
+
+/// Moves every job still claimed by the stopped worker `worker_name` back to
+/// the queue, and wakes the other workers.
+const HAND_BACK: &str = r"
+local jobs = redis.call('SMEMBERS', KEYS[1])
+if #jobs > 0 then
+  redis.call('RPUSH', KEYS[2], unpack(jobs))
+  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[3])
+  redis.call('LPUSH', KEYS[3], 1)
+end
+return #jobs
+";
+
+/// Returns the jobs a stopped worker had fetched to the queue.
+///
+/// apalis-redis unregisters a worker when it stops, but jobs it fetched and
+/// had not started can stay in its in-flight set; unregistered, it is never
+/// treated as dead, so they would never run. Call this once the worker has
+/// stopped. A job that in fact finished just before is re-run harmlessly:
+/// every job is idempotent.
+pub async fn hand_back_inflight(
+    redis: &ConnectionManager,
+    namespace: &str,
+    worker_name: &str,
+) -> Result<usize, redis::RedisError> {
+    let keys = QueueKeys::email(namespace);
+    Script::new(HAND_BACK)
+        .key(keys.inflight(worker_name))
+        .key(keys.active())
+        .key(keys.signal())
+        .invoke_async(&mut redis.clone())
+        .await
+}
+
+/// Deletes the given done jobs that finished before the cutoff.
+const PURGE_DONE: &str = r"
+local done_set, data_hash, meta_prefix = KEYS[1], KEYS[2], KEYS[3]
+local cutoff = tonumber(ARGV[1])
+local removed = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local meta = meta_prefix .. ':' .. id
+  local done_at = tonumber(redis.call('HGET', meta, 'done_at') or '0') or 0
+  if done_at <= cutoff then
+    redis.call('HDEL', data_hash, id)
+    redis.call('HDEL', meta_prefix .. ':result', id)
+    redis.call('DEL', meta)
+    redis.call('SREM', done_set, id)
+    removed = removed + 1
+  end
+end
+return removed
+";
+
+/// Deletes the data of email jobs that finished successfully longer than
+/// `retention` ago (by Redis's clock). Returns how many it deleted. Dead
+/// jobs are kept: they are the dead-letter set an operator re-drives.
+pub async fn purge_finished_jobs(
+    redis: &ConnectionManager,
+    namespace: &str,
+    retention: Duration,
+) -> Result<usize, redis::RedisError> {
+    let keys = QueueKeys::email(namespace);
+    let (done_set, data_hash, meta_prefix) = (keys.done(), keys.data(), keys.meta_prefix());
+    let mut redis = redis.clone();
+    let now: (u64, u64) = redis::cmd("TIME").query_async(&mut redis).await?;
+    let cutoff = now.0.saturating_sub(retention.as_secs());
+    let script = Script::new(PURGE_DONE);
+    let mut cursor = 0u64;
+    let mut removed = 0;
+    loop {
+        let (next, ids): (u64, Vec<String>) = redis::cmd("SSCAN")
+            .arg(&done_set)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(PURGE_SCAN_BATCH)
+            .query_async(&mut redis)
+            .await?;
+        if !ids.is_empty() {
+            let purged: usize = script
+                .key(&done_set)
+                .key(&data_hash)
+                .key(&meta_prefix)
+                .arg(cutoff)
+                .arg(&ids)
+                .invoke_async(&mut redis)
+                .await?;
+            removed += purged;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
 }

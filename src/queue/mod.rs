@@ -1,4 +1,5 @@
-//! The email queue on Redis, as both sides see it.
+//! The email queue on Redis: the producer side, and (in [`backend`]) the one
+//! place that knows how apalis-redis lays the queue out.
 //!
 //! Jobs are pushed with the requesting event's id as the job id. apalis-redis
 //! ignores a push whose id already exists, so the web process and the outbox
@@ -7,66 +8,18 @@
 use std::time::Duration;
 
 use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
-use apalis_redis::{Config as QueueConfig, RedisStorage};
+use apalis_redis::RedisStorage;
 use chrono::{DateTime, Utc};
 use porter_jobs::SendAccountEmail;
 use redis::aio::ConnectionManager;
 
+pub mod backend;
+
+use backend::email_queue_config;
+
 /// How long a push may take before the caller gives up on Redis for now; the
 /// event is already durable, so a slow Redis must not hold a sign-up.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How often a worker heartbeats, and how many heartbeats it may miss before
-/// other workers take its jobs back: a killed worker's jobs resume within
-/// `HEARTBEAT_INTERVAL × MISSED_HEARTBEATS` instead of apalis's 300 s default.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
-pub const MISSED_HEARTBEATS: usize = 3;
-
-/// The full queue name: namespaced so deployments sharing a Redis stay apart.
-pub fn email_queue_name(namespace: &str) -> String {
-    format!("{namespace}:{}", porter_jobs::queue::EMAIL)
-}
-
-pub fn email_queue_config(namespace: &str) -> QueueConfig {
-    QueueConfig::default()
-        .queue(email_queue_name(namespace))
-        .heartbeat_interval(HEARTBEAT_INTERVAL)
-        .missed_heartbeats(MISSED_HEARTBEATS)
-}
-
-/// Moves every job still claimed by the stopped worker `worker_name` back to
-/// the queue, and wakes the other workers.
-const HAND_BACK: &str = r"
-local jobs = redis.call('SMEMBERS', KEYS[1])
-if #jobs > 0 then
-  redis.call('RPUSH', KEYS[2], unpack(jobs))
-  redis.call('DEL', KEYS[1])
-  redis.call('DEL', KEYS[3])
-  redis.call('LPUSH', KEYS[3], 1)
-end
-return #jobs
-";
-
-/// Returns the jobs a stopped worker had fetched to the queue.
-///
-/// apalis-redis unregisters a worker when it stops, but jobs it fetched and
-/// had not started can stay in its in-flight set; unregistered, it is never
-/// treated as dead, so they would never run. Call this once the worker has
-/// stopped. A job that in fact finished just before is re-run harmlessly:
-/// every job is idempotent.
-pub async fn hand_back_inflight(
-    redis: &ConnectionManager,
-    namespace: &str,
-    worker_name: &str,
-) -> Result<usize, redis::RedisError> {
-    let config = email_queue_config(namespace);
-    redis::Script::new(HAND_BACK)
-        .key(format!("{}:{worker_name}", config.inflight_jobs_set()))
-        .key(config.active_jobs_list())
-        .key(config.signal_list())
-        .invoke_async(&mut redis.clone())
-        .await
-}
 
 /// The producer side of the email queue.
 #[derive(Clone)]

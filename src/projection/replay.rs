@@ -1,9 +1,13 @@
-//! `porter replay`: rebuild a read model from the first event and swap it in.
+//! Replay: rebuild a read model from the first event and swap it in (`porter
+//! replay`).
 //!
 //! The rebuild goes into a shadow table (`accounts_shadow`, created `LIKE
 //! accounts INCLUDING ALL`) through the same batched
-//! [`crate::projection::accounts::apply`] the live projector uses, reading the log
-//! with [`crate::store::read_committed_after`] in `(tx_id, position)` order. The live
+//! [`super::accounts::apply`] the live projector uses, reading the log with
+//! [`crate::store::read_committed_after`] in `(tx_id, position)` order; the
+//! catch-up before the swap is the projector's own round
+//! ([`super::apply_next`]) run against the shadow. Progress is reported to a
+//! [`Progress`]; the CLI draws it and prints the [`ReplayReport`]. The live
 //! table is not touched while the shadow is built, so an interrupted replay
 //! (Ctrl-C, a crash, a dropped future) leaves it as it was; the next replay
 //! drops the leftover shadow and starts over.
@@ -29,18 +33,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{
-    projection::{
-        ProjectionError,
-        accounts::{self, Table},
-    },
-    store::{Cursor, RecordedEvent, TxId, read_committed_after, save_checkpoint},
+use super::{
+    ProjectionError,
+    accounts::{self, Table},
+    apply_next,
 };
+use crate::store::{self, Cursor, RecordedEvent, read_committed_after, save_checkpoint};
 
 /// Events read and applied per shadow transaction. Each batch costs three
 /// statements whatever its size, and an account's events that fall in one
 /// batch become one row write, so bigger batches are faster. Replaying 1M
-/// synthetic events ([`super::generate`]) on a shared 2-core machine:
+/// synthetic events (the test-support generator) on a shared 2-core machine:
 /// 10 000 gave 70 000–85 000 events/s, 20 000 gave 77 000–125 000, 50 000
 /// gave 105 000–138 000. About three batches are in memory at once, roughly
 /// 10 KiB per event with sqlx rows and JSON trees (20 000: about 240 MB
@@ -217,10 +220,8 @@ pub async fn replay(
     let batch_size = options.batch_size.max(1);
     let _lock = ReplayLock::acquire(pool, options.read_model).await?;
     create_shadow(pool).await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await?;
-    let target = last_committed(pool).await?;
+    let total = store::count_events(pool).await?;
+    let target = store::last_committed(pool).await?;
     progress.started(total.max(0) as u64);
     progress.phase(Phase::Building);
     let result = async {
@@ -333,20 +334,6 @@ async fn drop_shadow(pool: &PgPool) {
     {
         tracing::warn!(%error, "could not drop the shadow table");
     }
-}
-
-/// The last event in the global order among those committed now.
-async fn last_committed(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
-    let last: Option<(String, i64)> = sqlx::query_as(
-        "SELECT tx_id::text, position FROM events \
-         ORDER BY events.tx_id DESC, events.position DESC LIMIT 1",
-    )
-    .fetch_optional(pool)
-    .await?;
-    Ok(last.map_or(Cursor::default(), |(tx_id, position)| Cursor {
-        tx_id: TxId(tx_id.parse().unwrap_or_default()),
-        position,
-    }))
 }
 
 type Batch = Result<Vec<RecordedEvent>, sqlx::Error>;
@@ -473,16 +460,8 @@ async fn finish(
     .await?;
     // Not SKIP LOCKED: wait for a projector round in flight to commit, then
     // hold the row so the projector's next rounds skip.
-    let (tx_id, position): (String, i64) =
-        sqlx::query_as("SELECT tx_id::text, position FROM checkpoints WHERE name = $1 FOR UPDATE")
-            .bind(accounts::CHECKPOINT)
-            .fetch_one(&mut *tx)
-            .await?;
+    let live = store::lock_checkpoint_waiting(&mut tx, accounts::CHECKPOINT).await?;
     let paused = Instant::now();
-    let live = Cursor {
-        tx_id: TxId(tx_id.parse().unwrap_or_default()),
-        position,
-    };
     progress.phase(Phase::CatchingUp);
     let (cursor, caught_up) = catch_up(
         &mut tx,
@@ -549,7 +528,8 @@ async fn finish(
 }
 
 /// Applies to `table` the committed events after `from`, up to `until`
-/// (inclusive) or to the end. Returns the new cursor and the events applied.
+/// (inclusive) or to the end, in projector rounds. Returns the new cursor
+/// and the events applied.
 async fn catch_up(
     tx: &mut Transaction<'_, Postgres>,
     table: Table,
@@ -560,20 +540,11 @@ async fn catch_up(
 ) -> Result<(Cursor, u64), ReplayError> {
     let mut cursor = from;
     let mut applied = 0u64;
-    loop {
-        let mut events = read_committed_after(&mut **tx, cursor, batch_size).await?;
-        let full = events.len() as i64 == batch_size;
-        if let Some(until) = until {
-            events.retain(|event| event.cursor() <= until);
-        }
-        let Some(last) = events.last().map(RecordedEvent::cursor) else {
-            break;
-        };
-        accounts::apply(tx, table, &events).await?;
-        cursor = last;
-        applied += events.len() as u64;
+    while let Some(round) = apply_next(tx, table, cursor, until, batch_size).await? {
+        cursor = round.cursor;
+        applied += round.applied as u64;
         on_batch(applied);
-        if !full || until == Some(cursor) {
+        if !round.more {
             break;
         }
     }
@@ -653,189 +624,4 @@ async fn compare(tx: &mut Transaction<'_, Postgres>) -> Result<Diff, sqlx::Error
             })
             .collect(),
     })
-}
-
-/// Progress for a terminal: a bar with events/s and ETA.
-#[derive(Debug)]
-pub struct ProgressBar {
-    bar: indicatif::ProgressBar,
-}
-
-impl ProgressBar {
-    pub fn new() -> Self {
-        let bar = indicatif::ProgressBar::with_draw_target(
-            None,
-            indicatif::ProgressDrawTarget::stderr_with_hz(4),
-        );
-        Self { bar }
-    }
-}
-
-impl Default for ProgressBar {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Progress for ProgressBar {
-    fn started(&mut self, total: u64) {
-        self.bar.set_length(total.max(1));
-        let style = indicatif::ProgressStyle::with_template(
-            "{msg:12} [{bar:36}] {human_pos}/{human_len} events  {per_sec}  ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        self.bar.set_style(style);
-    }
-
-    fn phase(&mut self, phase: Phase) {
-        self.bar.set_message(phase_name(phase));
-    }
-
-    fn applied(&mut self, applied: u64) {
-        if applied > self.bar.length().unwrap_or(0) {
-            self.bar.set_length(applied);
-        }
-        self.bar.set_position(applied);
-    }
-
-    fn finished(&mut self) {
-        self.bar.finish_and_clear();
-    }
-}
-
-/// Progress for logs and pipes: one plain line every few seconds.
-#[derive(Debug)]
-pub struct ProgressLines<W: std::io::Write + Send> {
-    out: W,
-    total: u64,
-    started: Instant,
-    last_line: Instant,
-    every: Duration,
-    phase: Phase,
-}
-
-impl<W: std::io::Write + Send> ProgressLines<W> {
-    pub fn new(out: W, every: Duration) -> Self {
-        Self {
-            out,
-            total: 0,
-            started: Instant::now(),
-            last_line: Instant::now(),
-            every,
-            phase: Phase::Building,
-        }
-    }
-}
-
-impl<W: std::io::Write + Send> Progress for ProgressLines<W> {
-    fn started(&mut self, total: u64) {
-        self.total = total;
-        self.started = Instant::now();
-        self.last_line = Instant::now();
-        let _ = writeln!(self.out, "replay: about {total} events to fold");
-    }
-
-    fn phase(&mut self, phase: Phase) {
-        if phase != self.phase {
-            self.phase = phase;
-            let _ = writeln!(self.out, "replay: {}", phase_name(phase));
-        }
-    }
-
-    fn applied(&mut self, applied: u64) {
-        if self.last_line.elapsed() < self.every {
-            return;
-        }
-        self.last_line = Instant::now();
-        let _ = writeln!(
-            self.out,
-            "replay: {}",
-            progress_line(applied, self.total, self.started.elapsed())
-        );
-    }
-}
-
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Building => "building",
-        Phase::CatchingUp => "catching up",
-        Phase::Comparing => "comparing",
-        Phase::Swapping => "swapping",
-    }
-}
-
-/// `350000/1000000 events (35%), 112000 events/s, ETA 6 s`.
-pub fn progress_line(applied: u64, total: u64, elapsed: Duration) -> String {
-    let rate = applied as f64 / elapsed.as_secs_f64().max(1e-9);
-    let total = total.max(applied);
-    let percent = (applied * 100).checked_div(total).unwrap_or(100);
-    let eta = if rate > 0.0 {
-        format!("{:.0} s", (total - applied) as f64 / rate)
-    } else {
-        "?".into()
-    };
-    format!("{applied}/{total} events ({percent}%), {rate:.0} events/s, ETA {eta}")
-}
-
-/// The summary printed when a replay ends.
-pub fn render_report(report: &ReplayReport) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let name = report.read_model.name();
-    let _ = writeln!(
-        out,
-        "replayed {} events into {name} in {:.2} s ({:.0} events/s)",
-        report.events,
-        report.elapsed.as_secs_f64(),
-        report.events_per_second()
-    );
-    let _ = writeln!(
-        out,
-        "rebuilt table: {} rows, up to position {} (tx {})",
-        report.rows, report.cursor.position, report.cursor.tx_id.0
-    );
-    let _ = writeln!(
-        out,
-        "projector paused for {:.0} ms ({} events applied meanwhile)",
-        report.paused.as_secs_f64() * 1000.0,
-        report.caught_up
-    );
-    match (&report.diff, report.swapped) {
-        (_, true) => {
-            let _ = writeln!(
-                out,
-                "swapped in: {name} is the rebuilt table; checkpoint moved"
-            );
-        }
-        (Some(diff), false) => {
-            let _ = writeln!(
-                out,
-                "dry run: {} added, {} removed, {} changed vs live; nothing swapped, shadow dropped",
-                diff.added, diff.removed, diff.changed
-            );
-            for (id, change) in &diff.examples {
-                let _ = writeln!(out, "  {:8} {id}", change.as_str());
-            }
-        }
-        (None, false) => {}
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn progress_lines_give_rate_and_eta() {
-        assert_eq!(
-            progress_line(350_000, 1_000_000, Duration::from_secs(2)),
-            "350000/1000000 events (35%), 175000 events/s, ETA 4 s"
-        );
-        assert_eq!(
-            progress_line(0, 0, Duration::from_secs(1)),
-            "0/0 events (100%), 0 events/s, ETA ?"
-        );
-    }
 }

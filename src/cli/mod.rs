@@ -5,17 +5,18 @@ use std::io::{IsTerminal as _, Write as _};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    config::Config,
-    ops::{
-        self,
-        replay::{DEFAULT_BATCH_SIZE, ReadModel},
-    },
+    commands::Commands,
+    config::{Config, DatabaseConfig, RedisConfig},
+    ops,
+    projection::replay::{self, DEFAULT_BATCH_SIZE, ReadModel},
+    queue::EmailQueue,
     startup,
 };
+
+mod replay_progress;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -105,31 +106,31 @@ pub enum DeliveriesAction {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => {
-            let pool = startup::connect_postgres(&crate::config::database_url_from_env()?).await?;
+            let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
             startup::migrate(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Web => {
             let config = Config::from_env()?;
-            let pool = startup::connect_postgres(&config.database_url).await?;
-            let listener = bind(config.port).await?;
+            let pool = startup::connect_postgres(&config.database).await?;
+            let listener = bind(config.web.port).await?;
             startup::run_web(config, pool, listener, startup::shutdown_on_signal()?).await
         }
         Command::Worker => {
             let config = Config::from_env()?;
-            let pool = startup::connect_postgres(&config.database_url).await?;
+            let pool = startup::connect_postgres(&config.database).await?;
             let shutdown = startup::shutdown_on_signal()?;
-            serve_worker_metrics(&config, &pool, &shutdown).await?;
+            startup::serve_worker_metrics(&config, &pool, &shutdown).await?;
             startup::run_worker(config, pool, shutdown).await
         }
         Command::Dev => {
             let config = Config::from_env()?;
-            let pool = startup::connect_postgres(&config.database_url).await?;
+            let pool = startup::connect_postgres(&config.database).await?;
             startup::migrate(&pool).await?;
-            let listener = bind(config.port).await?;
+            let listener = bind(config.web.port).await?;
             let shutdown = startup::shutdown_on_signal()?;
-            serve_worker_metrics(&config, &pool, &shutdown).await?;
+            startup::serve_worker_metrics(&config, &pool, &shutdown).await?;
             let web = startup::run_web(config.clone(), pool.clone(), listener, shutdown.clone());
             let worker = startup::run_worker(config, pool, shutdown);
             let (web, worker) = tokio::join!(web, worker);
@@ -140,23 +141,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             dry_run,
             batch,
         } => {
-            let pool = startup::connect_postgres(&crate::config::database_url_from_env()?).await?;
-            let options = ops::replay::ReplayOptions {
+            let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
+            let options = replay::ReplayOptions {
                 read_model,
                 batch_size: batch,
                 dry_run,
             };
-            let mut progress: Box<dyn ops::replay::Progress> = if std::io::stderr().is_terminal() {
-                Box::new(ops::replay::ProgressBar::new())
+            let mut progress: Box<dyn replay::Progress> = if std::io::stderr().is_terminal() {
+                Box::new(replay_progress::ProgressBar::new())
             } else {
-                Box::new(ops::replay::ProgressLines::new(
+                Box::new(replay_progress::ProgressLines::new(
                     std::io::stderr(),
                     std::time::Duration::from_secs(5),
                 ))
             };
             let cancel = startup::shutdown_on_signal()?;
-            let report = ops::replay::replay(&pool, &options, progress.as_mut(), &cancel).await?;
-            print(&ops::replay::render_report(&report))
+            let report = replay::replay(&pool, &options, progress.as_mut(), &cancel).await?;
+            print(&replay_progress::render_report(&report))
         }
         Command::Events {
             stream,
@@ -167,9 +168,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             reveal,
         } => {
-            let pool = startup::connect_postgres(&crate::config::database_url_from_env()?).await?;
+            let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
             let options = ops::events::ListOptions {
-                filter: ops::events::EventFilter {
+                filter: crate::store::EventFilter {
                     stream: stream.map(|s| match Uuid::parse_str(&s) {
                         Ok(id) => crate::store::account_stream(id),
                         Err(_) => s,
@@ -191,10 +192,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(ops::events::run(&pool, &options, &mut out, &cancel).await?)
         }
         Command::Deliveries { action, limit } => {
-            let config = crate::config::operator_config_from_env()?;
-            let pool = startup::connect_postgres(&config.database_url).await?;
-            let mut redis = crate::connect_redis(&config.redis_url).await?;
-            let namespace = &config.redis_namespace;
+            let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
+            let redis_config = RedisConfig::from_env()?;
+            let mut redis = crate::connect_redis(&redis_config.url).await?;
+            let namespace = &redis_config.namespace;
+            // A retry is recorded and pushed at once, whatever the interval
+            // between emails: the worker still keeps to it when it sends.
+            let commands = Commands::new(
+                pool.clone(),
+                EmailQueue::new(redis.clone(), namespace),
+                std::time::Duration::ZERO,
+            );
             match action {
                 None => {
                     let deliveries =
@@ -206,11 +214,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     ..
                 }) => {
                     let outcome =
-                        ops::deliveries::retry(&pool, &mut redis, namespace, &job_id).await?;
+                        ops::deliveries::retry(&commands, &mut redis, namespace, &job_id).await?;
                     print(&format!("{job_id}: {outcome}\n"))
                 }
                 Some(DeliveriesAction::Retry { job_id: None, .. }) => {
-                    let outcomes = ops::deliveries::retry_all(&pool, &mut redis, namespace).await?;
+                    let outcomes =
+                        ops::deliveries::retry_all(&commands, &mut redis, namespace).await?;
                     let mut text = String::new();
                     let mut failed = 0;
                     for (job_id, outcome) in &outcomes {
@@ -233,10 +242,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Status => {
-            let config = crate::config::operator_config_from_env()?;
-            let pool = startup::connect_postgres(&config.database_url).await?;
-            let mut redis = crate::connect_redis(&config.redis_url).await?;
-            let status = ops::status::gather(&pool, &mut redis, &config.redis_namespace).await?;
+            let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
+            let redis_config = RedisConfig::from_env()?;
+            let mut redis = crate::connect_redis(&redis_config.url).await?;
+            let status = ops::status::gather(&pool, &mut redis, &redis_config.namespace).await?;
             print(&ops::status::render(&status))
         }
     }
@@ -248,33 +257,6 @@ fn print(text: &str) -> anyhow::Result<()> {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .context("write to stdout")
-}
-
-/// Starts the worker's `GET /metrics` listener on `METRICS_PORT`, if set.
-async fn serve_worker_metrics(
-    config: &Config,
-    pool: &sqlx::PgPool,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let Some(port) = config.metrics_port else {
-        return Ok(());
-    };
-    let listener = TcpListener::bind(("0.0.0.0", port))
-        .await
-        .with_context(|| format!("bind port {port} (METRICS_PORT)"))?;
-    let sources = crate::metrics::Sources {
-        pool: pool.clone(),
-        redis: crate::connect_redis(&config.redis_url).await?,
-        redis_namespace: config.redis_namespace.clone(),
-        hash_queue_depth: None,
-    };
-    tracing::info!(port, "worker metrics: listening");
-    tokio::spawn(crate::metrics::serve(
-        listener,
-        sources,
-        shutdown.clone().cancelled_owned(),
-    ));
-    Ok(())
 }
 
 async fn bind(port: u16) -> anyhow::Result<TcpListener> {
