@@ -212,7 +212,7 @@ impl Config {
 impl DatabaseConfig {
     /// For commands that need nothing else (`migrate`, `replay`, `events`).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::read(&Env(&|name: &str| std::env::var(name).ok()))
+        Self::read(&PROCESS_ENV)
     }
 
     fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
@@ -225,7 +225,7 @@ impl DatabaseConfig {
 impl RedisConfig {
     /// For the operator commands that look at Redis (`deliveries`, `status`).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::read(&Env(&|name: &str| std::env::var(name).ok()))
+        Self::read(&PROCESS_ENV)
     }
 
     fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
@@ -333,7 +333,7 @@ impl RateLimits {
 
 /// Reads `LOG_FORMAT` alone, which telemetry needs before the rest is loaded.
 pub fn log_format_from_env() -> Result<LogFormat, ConfigError> {
-    read_log_format(&Env(&|name: &str| std::env::var(name).ok()))
+    read_log_format(&PROCESS_ENV)
 }
 
 fn read_log_format(env: &Env<'_>) -> Result<LogFormat, ConfigError> {
@@ -343,6 +343,13 @@ fn read_log_format(env: &Env<'_>) -> Result<LogFormat, ConfigError> {
 }
 
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+/// The process environment, for the readers of one section.
+const PROCESS_ENV: Env<'static> = Env(&process_var);
+
+fn process_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
 
 impl Env<'_> {
     fn optional<T>(
