@@ -92,7 +92,7 @@ impl ActivationKeys {
     /// Draws and stores a new key for `request_id`, whose requesting event sits
     /// at `sequence` in the account's stream. `None` when a newer request
     /// already holds a key: its email will carry the working link.
-    #[tracing::instrument(skip_all, fields(%account_id, %request_id))]
+    #[tracing::instrument(skip_all, fields(%account_id, email_request_id = %request_id))]
     pub async fn issue(
         &self,
         account_id: Uuid,

@@ -52,7 +52,7 @@ impl EmailQueue {
 
     /// Enqueues `job` under its request id, to run no earlier than
     /// `not_before`; a second push of the same request is a no-op.
-    #[tracing::instrument(skip_all, fields(request_id = %job.request_id))]
+    #[tracing::instrument(skip_all, fields(email_request_id = %job.request_id))]
     pub async fn push(
         &self,
         job: SendAccountEmail,
