@@ -12,4 +12,3 @@ mod operators;
 mod ordering;
 mod security;
 mod services;
-mod smtp;
