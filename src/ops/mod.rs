@@ -1,5 +1,4 @@
-//! Operator tasks behind `porter replay`, `events`, `deliveries` and `status`,
-//! plus the synthetic history generator used by benchmarks.
+//! Operator tasks behind `porter replay`, `events`, `deliveries` and `status`.
 //!
 //! Each module does its work through library functions that tests call
 //! directly and renders plain text for the terminal separately, so what an
@@ -8,7 +7,6 @@
 
 pub mod deliveries;
 pub mod events;
-pub mod generate;
 pub mod queue;
 pub mod replay;
 pub mod status;

@@ -40,7 +40,7 @@ use crate::{
 /// Events read and applied per shadow transaction. Each batch costs three
 /// statements whatever its size, and an account's events that fall in one
 /// batch become one row write, so bigger batches are faster. Replaying 1M
-/// synthetic events ([`super::generate`]) on a shared 2-core machine:
+/// synthetic events (the test-support generator) on a shared 2-core machine:
 /// 10 000 gave 70 000–85 000 events/s, 20 000 gave 77 000–125 000, 50 000
 /// gave 105 000–138 000. About three batches are in memory at once, roughly
 /// 10 KiB per event with sqlx rows and JSON trees (20 000: about 240 MB
