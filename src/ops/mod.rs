@@ -8,5 +8,4 @@
 
 pub mod deliveries;
 pub mod events;
-pub mod generate;
 pub mod status;

@@ -16,10 +16,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{
-    openapi,
-    smtp::{MailServer, ReceivedMail},
-};
+use porter_test_support::smtp::{MailServer, ReceivedMail};
+
+use crate::openapi;
 
 pub const PUBLIC_BASE_URL: &str = "https://porter.example/";
 pub const PASSWORD: &str = "correct horse battery staple";

@@ -302,3 +302,30 @@ fn the_reader_finds_edges_in_use_groups_and_paths() {
     ]);
     assert_eq!(cycles(&cyclic), ["a → b → a", "b → a → b"]);
 }
+
+#[test]
+fn only_the_store_has_statements_on_the_log() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let store = src().join("store");
+    let statement = ["FROM", "INTO", "UPDATE", "JOIN", "TABLE"];
+    let tables = ["events", "checkpoints", "unique_claims"];
+    let mut violations = Vec::new();
+    for file in files.iter().filter(|file| !file.starts_with(&store)) {
+        let code = code_of(&std::fs::read_to_string(file).expect("read source"));
+        let words: Vec<&str> = code
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|word| !word.is_empty())
+            .collect();
+        for pair in words.windows(2) {
+            if statement.contains(&pair[0]) && tables.contains(&pair[1]) {
+                violations.push(format!("{}: `{} {}`", display(file), pair[0], pair[1]));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "statements on the log outside src/store:\n{}",
+        violations.join("\n")
+    );
+}

@@ -15,4 +15,3 @@ mod queue;
 mod relay;
 mod security;
 mod services;
-mod smtp;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use porter::{
+    domain::{AccountEvent, events::current_schema_version},
     ops::{
         self,
         deliveries::{DeliveriesError, RetryOutcome},
@@ -17,6 +18,7 @@ use porter::{
     },
     store::EventFilter,
 };
+use porter_test_support::generate;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -194,9 +196,50 @@ impl Progress for SignalFirstBatch {
 }
 
 #[tokio::test]
+async fn generated_histories_are_stored_as_porter_writes_them() {
+    let (_, pool) = fresh_database().await;
+    assert_eq!(generate::events(&pool, 3).await.expect("generate"), 12);
+    let stored: Vec<(String, i32, Value)> =
+        sqlx::query_as("SELECT event_type, schema_version, payload FROM events ORDER BY position")
+            .fetch_all(&pool)
+            .await
+            .expect("read the log");
+    let types: Vec<&str> = stored.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            ["AccountRegistered"; 3],
+            ["ActivationRequested"; 3],
+            ["ActivationEmailSent"; 3],
+            ["AccountActivated"; 3],
+        ]
+        .concat(),
+        "streams interleave by kind"
+    );
+    for (event_type, version, payload) in stored {
+        assert_eq!(
+            Some(version),
+            current_schema_version(&event_type),
+            "{event_type}"
+        );
+        AccountEvent::decode(&event_type, version, payload).expect("decodes");
+    }
+    let claims: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT kind, count(DISTINCT account_id) FROM unique_claims GROUP BY kind ORDER BY kind",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("read the claims");
+    assert_eq!(
+        claims,
+        [("email".to_owned(), 3), ("username".to_owned(), 3)]
+    );
+}
+
+#[tokio::test]
 async fn an_interrupted_replay_leaves_the_live_table_intact_and_usable() {
     let (url, pool) = fresh_database().await;
-    ops::generate::events(&pool, 300).await.expect("generate");
+    generate::events(&pool, 300).await.expect("generate");
     project_all(&pool).await;
     let live = accounts(&pool).await;
     assert_eq!(live.len(), 300);
@@ -242,9 +285,7 @@ async fn an_interrupted_replay_leaves_the_live_table_intact_and_usable() {
     assert_eq!(accounts(&pool).await, live);
 
     // The live table still takes new events...
-    ops::generate::events(&pool, 5)
-        .await
-        .expect("generate more");
+    generate::events(&pool, 5).await.expect("generate more");
     project_all(&pool).await;
     let live = accounts(&pool).await;
     assert_eq!(live.len(), 305);
@@ -266,7 +307,7 @@ async fn an_unreadable_event_stops_replay_and_the_projector_naming_its_position(
         ("ActivationRequested", serde_json::json!({"reason": 42})),
     ] {
         let (_, pool) = fresh_database().await;
-        ops::generate::events(&pool, 3).await.expect("generate");
+        generate::events(&pool, 3).await.expect("generate");
         let position: i64 = sqlx::query_scalar(
             "INSERT INTO events (event_id, stream_id, version, event_type, schema_version, payload) \
              VALUES ($1, $2, 1, $3, 1, $4) RETURNING position",
@@ -278,7 +319,7 @@ async fn an_unreadable_event_stops_replay_and_the_projector_naming_its_position(
         .fetch_one(&pool)
         .await
         .expect("insert a raw event");
-        ops::generate::events(&pool, 2).await.expect("generate");
+        generate::events(&pool, 2).await.expect("generate");
 
         let error = replay(&pool, ReplayOptions::default())
             .await
@@ -324,7 +365,7 @@ async fn an_unreadable_event_stops_replay_and_the_projector_naming_its_position(
 #[tokio::test]
 async fn events_lists_the_log_in_order_with_personal_data_masked() {
     let (_, pool) = fresh_database().await;
-    ops::generate::events(&pool, 3).await.expect("generate");
+    generate::events(&pool, 3).await.expect("generate");
     let list = |filter: EventFilter, after: i64, limit: i64, format: Format, reveal: bool| {
         let pool = pool.clone();
         async move {
