@@ -24,6 +24,7 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Parser;
+use porter_test_support::smtp::MailServer;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::{
@@ -35,7 +36,6 @@ use crate::{
         ActivationCheck, EmailSummary, LoadSummary, Machine, MemorySummary, OverloadSummary,
         PhaseMemory, Report,
     },
-    sink::SmtpSink,
     stats::{Latency, millis},
 };
 
@@ -45,7 +45,6 @@ mod load;
 mod processes;
 mod replay;
 mod report;
-mod sink;
 mod stats;
 
 /// Email jobs run at once in the worker (Porter's default).
@@ -327,7 +326,7 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     };
 
     // 2. Porter, as production runs it, with the sink as its SMTP server.
-    let sink = SmtpSink::start().await?;
+    let sink = MailServer::bind().await.context("start the SMTP sink")?;
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
     let mut env = PorterEnv {
@@ -420,11 +419,11 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     let mut email_latencies = Vec::new();
     let mut early = 0;
     for sample in run.samples.iter().filter(|s| s.value.accepted()) {
-        if let Some(arrival) = sink.arrival(&sample.value.email) {
-            if arrival.at < sample.finished {
+        if let Some(mail) = sink.first_to(&sample.value.email) {
+            if mail.at < sample.finished {
                 early += 1;
             }
-            email_latencies.push(arrival.at.saturating_duration_since(sample.finished));
+            email_latencies.push(mail.at.saturating_duration_since(sample.finished));
         }
     }
     let sign_up_to_email = EmailSummary {
@@ -471,8 +470,8 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     let mut emails_without_key = 0;
     for email in &all_accepted {
         match sink
-            .arrival(email)
-            .and_then(|arrival| sink::activation_key(&arrival.data))
+            .first_to(email)
+            .and_then(|mail| mail.find_activation_key())
         {
             Some(key) => keyed.push((email.clone(), key)),
             None => emails_without_key += 1,
@@ -630,7 +629,7 @@ fn accepted_emails(run: &Run<SignUp>) -> Vec<String> {
 }
 
 /// Waits for a phase's emails so the next phase starts with an idle worker.
-async fn drain_emails(sink: &SmtpSink, recipients: &[String]) {
+async fn drain_emails(sink: &MailServer, recipients: &[String]) {
     let arrived = sink.wait_for(recipients, WAIT_DEADLINE).await;
     if arrived < recipients.len() {
         say!(
