@@ -79,21 +79,26 @@ pub async fn run(
     generate(&pool, accounts).await?;
     let generate_seconds = started.elapsed().as_secs_f64();
 
-    let phase = meter.start("replay");
+    let mut phase = meter.start("replay");
     let started = Instant::now();
-    let (batch_size, replayed) = match replayer {
-        Replayer::Projector => (Some(REPLAY_BATCH), replay_with_projector(&pool).await?),
-        Replayer::PorterReplay => {
-            processes::run_to_completion(
-                porter,
-                PORTER_REPLAY_ARGS,
-                &[("DATABASE_URL", url)],
-                &log_dir.join("replay.log"),
-            )
-            .await?;
-            (None, accounts * EVENTS_PER_ACCOUNT)
-        }
-    };
+    // Sampled while it runs: `porter replay`'s backends exit with it.
+    let (batch_size, replayed) = phase
+        .sample_while(async {
+            anyhow::Ok(match replayer {
+                Replayer::Projector => (Some(REPLAY_BATCH), replay_with_projector(&pool).await?),
+                Replayer::PorterReplay => {
+                    processes::run_to_completion(
+                        porter,
+                        PORTER_REPLAY_ARGS,
+                        &[("DATABASE_URL", url)],
+                        &log_dir.join("replay.log"),
+                    )
+                    .await?;
+                    (None, accounts * EVENTS_PER_ACCOUNT)
+                }
+            })
+        })
+        .await?;
     let replay_seconds = started.elapsed().as_secs_f64();
     let cpu = phase.end(replayed as usize);
     pool.close().await;
