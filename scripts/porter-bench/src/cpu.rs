@@ -1,15 +1,33 @@
 //! Where the CPU went during each phase: Porter's web and worker processes,
-//! the Postgres backends serving the bench's database, Redis, the bench
-//! itself, and the rest of the machine (Postgres's background processes,
-//! the kernel, and anything else running here).
+//! the `porter replay` command the bench runs, the Postgres backends serving
+//! the bench's database, Redis, the bench itself, and the rest of the machine
+//! (Postgres's background processes, the kernel, and anything else running
+//! here).
+//!
+//! A command the bench runs to completion has exited, and its backends with
+//! it, by the time the phase's last snapshot is taken: the command's CPU is
+//! read from the bench's counters of waited-for children, and the backends
+//! are read while the work runs ([`Phase::sample_while`]), so neither ends
+//! up as "rest of the machine".
 //!
 //! CPU per operation does not depend on what else the machine is doing, so
 //! it stays comparable between runs where throughput does not; and "rest of
 //! the machine" shows when a neighbour has skewed a run.
 
-use std::{collections::HashMap, io::Write as _, path::PathBuf, time::Instant};
+use std::{
+    collections::HashMap,
+    io::Write as _,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use serde::Serialize;
+use tokio::time::MissedTickBehavior;
+
+/// How often [`Phase::sample_while`] reads the backends' counters. A
+/// backend's CPU after its last reading is lost, so at most this much of
+/// each exiting backend's work.
+const BACKEND_SAMPLING: Duration = Duration::from_millis(100);
 
 /// Reads CPU counters from `/proc`.
 #[derive(Debug, Clone)]
@@ -55,11 +73,32 @@ pub struct Phase<'a> {
     name: String,
     before: CpuSnapshot,
     profiled: bool,
+    /// The last reading of each backend seen by [`Self::sample_while`].
+    backends_seen: HashMap<u32, u64>,
 }
 
 impl Phase<'_> {
+    /// Runs `work` within the phase, reading the watched Postgres backends
+    /// every [`BACKEND_SAMPLING`], so a backend that exits before the phase
+    /// ends (a child process's connection) still counts up to its last
+    /// reading.
+    pub async fn sample_while<T>(&mut self, work: impl Future<Output = T>) -> T {
+        let mut work = std::pin::pin!(work);
+        let mut every = tokio::time::interval(BACKEND_SAMPLING);
+        every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = every.tick() => self.backends_seen.extend(self.meter.postgres_ticks()),
+            }
+        }
+    }
+
     pub fn end(self, operations: usize) -> PhaseCpu {
-        let after = self.meter.snapshot();
+        let mut after = self.meter.snapshot();
+        for (pid, ticks) in self.backends_seen {
+            after.postgres.entry(pid).or_insert(ticks);
+        }
         if self.profiled
             && let Some(profiler) = &self.meter.profiler
         {
@@ -77,6 +116,8 @@ pub struct CpuSnapshot {
     web: u64,
     worker: u64,
     bench: u64,
+    /// The bench's children that have exited and been waited for.
+    children: u64,
     redis: u64,
     postgres: HashMap<u32, u64>,
 }
@@ -90,6 +131,9 @@ pub struct PhaseCpu {
     pub machine: f64,
     pub web: f64,
     pub worker: f64,
+    /// `porter replay`: the bench's child processes that ran to completion
+    /// during the phase.
+    pub replay: f64,
     pub postgres: f64,
     pub redis: f64,
     pub bench: f64,
@@ -97,6 +141,7 @@ pub struct PhaseCpu {
     /// Milliseconds of CPU per operation, per consumer.
     pub web_ms_per_op: Option<f64>,
     pub worker_ms_per_op: Option<f64>,
+    pub replay_ms_per_op: Option<f64>,
     pub postgres_ms_per_op: Option<f64>,
 }
 
@@ -132,6 +177,7 @@ impl CpuMeter {
             name,
             before,
             profiled,
+            backends_seen: HashMap::new(),
         }
     }
 
@@ -145,26 +191,34 @@ impl CpuMeter {
 
     pub fn snapshot(&self) -> CpuSnapshot {
         let ticks = |pid: Option<u32>| pid.and_then(process_ticks).unwrap_or(0);
+        let bench = stat(std::process::id());
+        let bench_ticks = |field| bench.as_deref().and_then(|s| parse_ticks(s, field));
         CpuSnapshot {
             at: Instant::now(),
             machine_busy: machine_busy_ticks().unwrap_or(0),
             web: ticks(self.web),
             worker: ticks(self.worker),
-            bench: ticks(Some(std::process::id())),
+            bench: bench_ticks(OWN_TICKS).unwrap_or(0),
+            children: bench_ticks(CHILDREN_TICKS).unwrap_or(0),
             redis: find_processes(|_, comm| comm == "redis-server")
                 .into_iter()
                 .filter_map(process_ticks)
                 .sum(),
-            postgres: match &self.database_marker {
-                Some(marker) => find_processes(|cmdline, comm| {
-                    comm.starts_with("postgres") && cmdline.contains(marker.as_str())
-                })
-                .into_iter()
-                .filter_map(|pid| Some((pid, process_ticks(pid)?)))
-                .collect(),
-                None => HashMap::new(),
-            },
+            postgres: self.postgres_ticks(),
         }
+    }
+
+    /// The watched Postgres backends' ticks, by pid.
+    fn postgres_ticks(&self) -> HashMap<u32, u64> {
+        let Some(marker) = &self.database_marker else {
+            return HashMap::new();
+        };
+        find_processes(|cmdline, comm| {
+            comm.starts_with("postgres") && cmdline.contains(marker.as_str())
+        })
+        .into_iter()
+        .filter_map(|pid| Some((pid, process_ticks(pid)?)))
+        .collect()
     }
 
     /// What happened between two snapshots, with `operations` done.
@@ -187,6 +241,7 @@ impl CpuMeter {
         let web = cores(to.web.saturating_sub(from.web));
         let worker = cores(to.worker.saturating_sub(from.worker));
         let bench = cores(to.bench.saturating_sub(from.bench));
+        let replay = cores(to.children.saturating_sub(from.children));
         let redis = cores(to.redis.saturating_sub(from.redis));
         let postgres = cores(postgres);
         let machine = cores(to.machine_busy.saturating_sub(from.machine_busy));
@@ -198,12 +253,14 @@ impl CpuMeter {
             machine,
             web,
             worker,
+            replay,
             postgres,
             redis,
             bench,
-            rest: (machine - web - worker - postgres - redis - bench).max(0.0),
+            rest: (machine - web - worker - replay - postgres - redis - bench).max(0.0),
             web_ms_per_op: per_op(web),
             worker_ms_per_op: per_op(worker),
+            replay_ms_per_op: per_op(replay),
             postgres_ms_per_op: per_op(postgres),
         }
     }
@@ -241,21 +298,30 @@ fn parse_machine_busy(line: &str) -> Option<u64> {
     Some(busy)
 }
 
-/// User plus system ticks of a process, all threads included.
-fn process_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_process_ticks(&stat)
+/// `/proc/<pid>/stat` fields (numbered from 1, as in proc(5)) that start a
+/// user + system pair: the process's own threads (utime, stime), and its
+/// children that have exited and been waited for (cutime, cstime).
+const OWN_TICKS: usize = 14;
+const CHILDREN_TICKS: usize = 16;
+
+fn stat(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
 }
 
-fn parse_process_ticks(stat: &str) -> Option<u64> {
-    // The command name may hold spaces and parentheses; fields resume after
-    // the last ')'. utime and stime are fields 14 and 15, so 12th and 13th
-    // after the name.
+/// User plus system ticks of a process, all threads included.
+fn process_ticks(pid: u32) -> Option<u64> {
+    parse_ticks(&stat(pid)?, OWN_TICKS)
+}
+
+/// The user + system pair of `/proc/<pid>/stat` that starts at `field`.
+fn parse_ticks(stat: &str, field: usize) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses; fields
+    // resume, from field 3, after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    let mut fields = rest.split_whitespace().skip(field - 3);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
 }
 
 /// Pids whose `(cmdline, comm)` satisfy `matches`.
@@ -284,8 +350,22 @@ mod tests {
     fn parses_proc_stat_lines() {
         let line = "cpu  100 5 50 1000 20 3 2 1 0 0";
         assert_eq!(parse_machine_busy(line), Some(100 + 5 + 50 + 3 + 2 + 1));
-        let process = "4242 (porter (web)) S 1 2 3 4 5 6 7 8 9 10 250 30 0 0 20 0";
-        assert_eq!(parse_process_ticks(process), Some(280));
+        let process = "4242 (porter (web)) S 1 2 3 4 5 6 7 8 9 10 250 30 40 2 20 0";
+        assert_eq!(parse_ticks(process, OWN_TICKS), Some(280));
+        assert_eq!(parse_ticks(process, CHILDREN_TICKS), Some(42));
+    }
+
+    #[test]
+    fn a_child_run_to_completion_is_counted_as_replay() {
+        let meter = CpuMeter::new("no_such_database", None);
+        let phase = meter.start("child");
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .status()
+            .expect("run sh");
+        assert!(status.success());
+        let usage = phase.end(1);
+        assert!(usage.replay > 0.0, "{usage:?}");
     }
 
     #[test]

@@ -24,18 +24,18 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Parser;
+use porter_test_support::smtp::MailServer;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::{
     cpu::{CpuMeter, PhaseCpu, Profiler},
     load::{Api, Run, SignUp},
     processes::{PorterEnv, PorterProcess},
-    replay::Replayer,
+    replay::{ReplayResult, Replayer},
     report::{
         ActivationCheck, EmailSummary, LoadSummary, Machine, MemorySummary, OverloadSummary,
         PhaseMemory, Report,
     },
-    sink::SmtpSink,
     stats::{Latency, millis},
 };
 
@@ -45,7 +45,6 @@ mod load;
 mod processes;
 mod replay;
 mod report;
-mod sink;
 mod stats;
 
 /// Email jobs run at once in the worker (Porter's default).
@@ -256,36 +255,76 @@ fn database_url(server: &str, name: &str) -> anyhow::Result<String> {
     Ok(url.to_string())
 }
 
-/// Everything measured while the databases exist.
+/// Everything measured while the databases exist: the phases in the order
+/// the report shows them, each in its own function below.
 async fn measure(setup: &Setup) -> anyhow::Result<Report> {
-    let plan = setup.plan;
-    let porter = &setup.porter;
+    migrate(setup).await?;
+    let machine = machine(&setup.database_url, &setup.args.redis_url).await?;
+    let meter = CpuMeter::new(&setup.database, profiler(&setup.args));
+    let mut cpu: Vec<PhaseCpu> = vec![wait_for_quiet(&meter, setup.args.wait_quiet).await];
+    let limits = measure_limits(setup, machine.cpus, &meter, &mut cpu).await?;
+    let mut porter = Porter::start(setup, machine.cpus, &meter).await?;
+    porter.warm_up().await?;
+    let sign_up = porter.sign_up(&mut cpu).await?;
+    let sign_up_to_email = porter.sign_up_to_email(&sign_up, &mut cpu).await?;
+    let overload = porter.overload(&mut cpu).await?;
+    let (activation, activation_check) = porter.activation(&mut cpu).await?;
+    let porter_env = porter.reported_env();
+    let memory = porter.stop().await?;
+    let replay = measure_replay(setup, &meter, &mut cpu).await?;
+    Ok(Report {
+        started_at: setup.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        seconds: 0.0,
+        quick: setup.args.quick,
+        machine,
+        porter_env,
+        limits,
+        sign_up,
+        sign_up_to_email,
+        overload,
+        activation,
+        activation_check,
+        memory,
+        replay,
+        cpu,
+        targets: Vec::new(),
+    })
+}
+
+async fn migrate(setup: &Setup) -> anyhow::Result<()> {
     say!("migrating {}", setup.database);
     processes::migrate(
-        porter,
+        &setup.porter,
         &setup.database_url,
         &setup.log_dir.join("migrate.log"),
     )
     .await?;
     processes::migrate(
-        porter,
+        &setup.porter,
         &setup.replay_database_url,
         &setup.log_dir.join("migrate-replay.log"),
     )
-    .await?;
-    let machine = machine(&setup.database_url, &setup.args.redis_url).await?;
-    let profiler = match (&setup.args.perf_control, &setup.args.perf_phase) {
+    .await
+}
+
+fn profiler(args: &Args) -> Option<Profiler> {
+    match (&args.perf_control, &args.perf_phase) {
         (Some(fifo), Some(phase)) => Some(Profiler {
             fifo: fifo.clone(),
             phase: phase.clone(),
         }),
         _ => None,
-    };
-    let meter = CpuMeter::new(&setup.database, profiler);
-    let mut cpu: Vec<PhaseCpu> = vec![wait_for_quiet(&meter, setup.args.wait_quiet).await];
+    }
+}
 
-    // 1. The machine's limits, before Porter runs.
-    let cpus = machine.cpus;
+/// 1. The machine's limits, before Porter runs.
+async fn measure_limits(
+    setup: &Setup,
+    cpus: usize,
+    meter: &CpuMeter,
+    cpu: &mut Vec<PhaseCpu>,
+) -> anyhow::Result<report::Limits> {
+    let plan = setup.plan;
     say!("limit: Argon2id on {cpus} threads");
     let argon2_time = plan.argon2;
     let phase = meter.start("limit: Argon2id");
@@ -311,7 +350,7 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     let mut postgres = Vec::new();
     for clients in [1, 8, 32] {
         let (rate, usage) =
-            limits::postgres_commits(&setup.database_url, clients, plan.commits, &meter).await?;
+            limits::postgres_commits(&setup.database_url, clients, plan.commits, meter).await?;
         cpu.push(usage);
         postgres.push(rate);
     }
@@ -320,225 +359,324 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     let phase = meter.start("limit: Redis PING");
     let redis = limits::redis_pings(&setup.args.redis_url, 50, plan.pings).await?;
     cpu.push(phase.end(redis.round_trips as usize));
-    let limits = report::Limits {
+    Ok(report::Limits {
         argon2,
         postgres,
         redis,
-    };
+    })
+}
 
-    // 2. Porter, as production runs it, with the sink as its SMTP server.
-    let sink = SmtpSink::start().await?;
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let mut env = PorterEnv {
-        vars: [
-            ("DATABASE_URL", setup.database_url.clone()),
-            ("REDIS_URL", setup.args.redis_url.clone()),
-            ("REDIS_NAMESPACE", setup.namespace.clone()),
-            ("PORT", port.to_string()),
-            ("PUBLIC_BASE_URL", format!("{base}/")),
-            ("SMTP_URL", sink.url()),
-            ("MAIL_FROM", "Porter <no-reply@porter.example>".into()),
-            ("WORKER_CONCURRENCY", WORKER_CONCURRENCY.to_string()),
-            ("HASH_CONCURRENCY", cpus.to_string()),
-            ("LOG_FORMAT", "json".into()),
-            ("RUST_LOG", "info".into()),
-            // Every bench request comes from 127.0.0.1: open the per-IP
-            // budgets so the run measures throughput, not the limits (the
-            // test suite covers those).
-            ("RATE_LIMIT_SIGN_UP_PER_IP", "100000000/1m".into()),
-            ("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", "100000000/1m".into()),
-        ]
-        .map(|(name, value)| (name.to_owned(), value))
-        .to_vec(),
-    };
-    for (name, value) in &setup.args.porter_env {
-        say!("porter env: {name}={value}");
-        env.vars.retain(|(k, _)| k != name);
-        env.vars.push((name.clone(), value.clone()));
-    }
-    let mut web = PorterProcess::spawn(porter, "web", &env, &setup.log_dir.join("web.log"))?;
-    let mut worker =
-        PorterProcess::spawn(porter, "worker", &env, &setup.log_dir.join("worker.log"))?;
-    let api = Api::new(&base, &setup.stamp.to_lowercase())?;
-    wait_until_ready(&api, &mut web, &mut worker).await?;
-    let meter = meter.with_porter(web.pid, worker.pid);
-    let mut phases = Vec::new();
-    let mut all_accepted: Vec<String> = Vec::new();
+/// Porter's web and worker processes while they run, and what their phases
+/// share: the sink they send to, the client, the meter that watches them,
+/// memory after each phase, and every address whose sign-up was accepted.
+struct Porter<'a> {
+    setup: &'a Setup,
+    env: PorterEnv,
+    web: PorterProcess,
+    worker: PorterProcess,
+    sink: MailServer,
+    api: Api,
+    meter: CpuMeter,
+    memory: Vec<PhaseMemory>,
+    accepted: Vec<String>,
+}
 
-    say!("warm-up");
-    let warm_up = sign_ups(&api, 2, Duration::from_secs(10), 8).await;
-    let warm_emails = accepted_emails(&warm_up);
-    anyhow::ensure!(
-        warm_emails.len() == 8,
-        "warm-up sign-ups failed: {:?}",
-        report::status_counts(warm_up.samples.iter().map(|s| &s.value.status))
-    );
-    anyhow::ensure!(
-        sink.wait_for(&warm_emails, WAIT_DEADLINE).await == warm_emails.len(),
-        "warm-up emails did not arrive; see {}",
-        setup.log_dir.display()
-    );
-    all_accepted.extend(warm_emails);
-
-    // 3. Sign-up at 1, 8 and 32.
-    let mut sign_up = Vec::new();
-    for (concurrency, duration) in plan.sign_up {
-        say!("sign-up @{concurrency} for {duration:?}");
-        let phase = meter.start(format!("sign-up @{concurrency}"));
-        let run = sign_ups(&api, concurrency, duration, plan.sign_up_max).await;
-        cpu.push(phase.end(run.count(SignUp::accepted)));
-        sign_up.push(LoadSummary::of(concurrency, &run, SignUp::accepted, |s| {
-            &s.status
-        }));
-        let accepted = accepted_emails(&run);
-        drain_emails(&sink, &accepted).await;
-        all_accepted.extend(accepted);
-        web.check_running()?;
-        worker.check_running()?;
-    }
-    phases.push(phase_memory("sign-up", &web, &worker)?);
-
-    // 4. Sign-up → email at half the peak sign-up rate, open loop.
-    let peak = sign_up.iter().map(|s| s.ok_per_second).fold(0.0, f64::max);
-    let rate = (peak / 2.0).max(1.0);
-    let count = (rate * plan.email.as_secs_f64()).round().max(10.0) as u64;
-    say!("sign-up → email: {count} sign-ups at {rate:.1}/s");
-    let duplicates_before = sink.duplicates();
-    let phase = meter.start("sign-up → email");
-    let run = {
-        let api = api.clone();
-        load::open_loop(rate, count, move |_| {
-            let api = api.clone();
-            async move { api.sign_up().await }
+impl<'a> Porter<'a> {
+    /// 2. Porter, as production runs it, with the sink as its SMTP server.
+    async fn start(setup: &'a Setup, cpus: usize, meter: &CpuMeter) -> anyhow::Result<Self> {
+        let sink = MailServer::bind().await.context("start the SMTP sink")?;
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let mut env = PorterEnv {
+            vars: [
+                ("DATABASE_URL", setup.database_url.clone()),
+                ("REDIS_URL", setup.args.redis_url.clone()),
+                ("REDIS_NAMESPACE", setup.namespace.clone()),
+                ("PORT", port.to_string()),
+                ("PUBLIC_BASE_URL", format!("{base}/")),
+                ("SMTP_URL", sink.url()),
+                ("MAIL_FROM", "Porter <no-reply@porter.example>".into()),
+                ("WORKER_CONCURRENCY", WORKER_CONCURRENCY.to_string()),
+                ("HASH_CONCURRENCY", cpus.to_string()),
+                ("LOG_FORMAT", "json".into()),
+                ("RUST_LOG", "info".into()),
+                // Every bench request comes from 127.0.0.1: open the per-IP
+                // budgets so the run measures throughput, not the limits (the
+                // test suite covers those).
+                ("RATE_LIMIT_SIGN_UP_PER_IP", "100000000/1m".into()),
+                ("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", "100000000/1m".into()),
+            ]
+            .map(|(name, value)| (name.to_owned(), value))
+            .to_vec(),
+        };
+        for (name, value) in &setup.args.porter_env {
+            say!("porter env: {name}={value}");
+            env.vars.retain(|(k, _)| k != name);
+            env.vars.push((name.clone(), value.clone()));
+        }
+        let porter = &setup.porter;
+        let mut web = PorterProcess::spawn(porter, "web", &env, &setup.log_dir.join("web.log"))?;
+        let mut worker =
+            PorterProcess::spawn(porter, "worker", &env, &setup.log_dir.join("worker.log"))?;
+        let api = Api::new(&base, &setup.stamp.to_lowercase())?;
+        wait_until_ready(&api, &mut web, &mut worker).await?;
+        let meter = meter.with_porter(web.pid, worker.pid);
+        Ok(Self {
+            setup,
+            env,
+            web,
+            worker,
+            sink,
+            api,
+            meter,
+            memory: Vec::new(),
+            accepted: Vec::new(),
         })
-        .await
-    };
-    let accepted = accepted_emails(&run);
-    let arrived = sink.wait_for(&accepted, WAIT_DEADLINE).await;
-    cpu.push(phase.end(accepted.len()));
-    let mut email_latencies = Vec::new();
-    let mut early = 0;
-    for sample in run.samples.iter().filter(|s| s.value.accepted()) {
-        if let Some(arrival) = sink.arrival(&sample.value.email) {
-            if arrival.at < sample.finished {
-                early += 1;
-            }
-            email_latencies.push(arrival.at.saturating_duration_since(sample.finished));
-        }
     }
-    let sign_up_to_email = EmailSummary {
-        rate_per_second: rate,
-        sent: run.samples.len(),
-        accepted: accepted.len(),
-        arrived,
-        arrived_before_response: early,
-        duplicates_in_run: sink.duplicates() - duplicates_before,
-        sign_up_latency: Latency::of(&run.latencies(SignUp::accepted)),
-        latency: Latency::of(&email_latencies),
-    };
-    all_accepted.extend(accepted);
-    phases.push(phase_memory("sign-up → email", &web, &worker)?);
 
-    // 5. Overload: many more clients than the hashing queue holds.
-    say!("overload @256 for {:?}", plan.overload);
-    let phase = meter.start("overload @256");
-    let run = sign_ups(&api, 256, plan.overload, plan.overload_max).await;
-    cpu.push(phase.end(run.samples.len()));
-    let overload = OverloadSummary {
-        concurrency: 256,
-        seconds: run.elapsed.as_secs_f64(),
-        requests: run.samples.len(),
-        statuses: report::status_counts(run.samples.iter().map(|s| &s.value.status)),
-        accepted_per_second: run.rate(SignUp::accepted),
-        latency_all: Latency::of(&run.latencies(|_| true)),
-        deadline_ms: millis(OVERLOAD_DEADLINE),
-        over_deadline: run
-            .samples
-            .iter()
-            .filter(|s| s.latency > OVERLOAD_DEADLINE)
-            .count(),
-    };
-    let accepted = accepted_emails(&run);
-    drain_emails(&sink, &accepted).await;
-    all_accepted.extend(accepted);
-    web.check_running()?;
-    worker.check_running()?;
-    phases.push(phase_memory("overload", &web, &worker)?);
-
-    // 6. Activation with the keys the sink captured.
-    let mut keyed: Vec<(String, String)> = Vec::new();
-    let mut emails_without_key = 0;
-    for email in &all_accepted {
-        match sink
-            .arrival(email)
-            .and_then(|arrival| sink::activation_key(&arrival.data))
-        {
-            Some(key) => keyed.push((email.clone(), key)),
-            None => emails_without_key += 1,
-        }
+    async fn warm_up(&mut self) -> anyhow::Result<()> {
+        say!("warm-up");
+        let warm_up = sign_ups(&self.api, 2, Duration::from_secs(10), 8).await;
+        let warm_emails = accepted_emails(&warm_up);
+        anyhow::ensure!(
+            warm_emails.len() == 8,
+            "warm-up sign-ups failed: {:?}",
+            report::status_counts(warm_up.samples.iter().map(|s| &s.value.status))
+        );
+        anyhow::ensure!(
+            self.sink.wait_for(&warm_emails, WAIT_DEADLINE).await == warm_emails.len(),
+            "warm-up emails did not arrive; see {}",
+            self.setup.log_dir.display()
+        );
+        self.accepted.extend(warm_emails);
+        Ok(())
     }
-    let split = keyed.len() * 2 / 5;
-    let mut activation = Vec::new();
-    let mut activated_emails = Vec::new();
-    for (concurrency, slice) in [(8, &keyed[..split]), (32, &keyed[split..])] {
-        say!("activation @{concurrency}: {} keys", slice.len());
-        let keys: Arc<Vec<(String, String)>> = Arc::new(slice.to_vec());
-        let phase = meter.start(format!("activation @{concurrency}"));
+
+    /// 3. Sign-up at 1, 8 and 32.
+    async fn sign_up(&mut self, cpu: &mut Vec<PhaseCpu>) -> anyhow::Result<Vec<LoadSummary>> {
+        let plan = self.setup.plan;
+        let mut sign_up = Vec::new();
+        for (concurrency, duration) in plan.sign_up {
+            say!("sign-up @{concurrency} for {duration:?}");
+            let phase = self.meter.start(format!("sign-up @{concurrency}"));
+            let run = sign_ups(&self.api, concurrency, duration, plan.sign_up_max).await;
+            cpu.push(phase.end(run.count(SignUp::accepted)));
+            sign_up.push(LoadSummary::of(concurrency, &run, SignUp::accepted, |s| {
+                &s.status
+            }));
+            self.drain(&run).await;
+            self.check_running()?;
+        }
+        self.record_memory("sign-up")?;
+        Ok(sign_up)
+    }
+
+    /// 4. Sign-up → email at half the peak sign-up rate, open loop.
+    async fn sign_up_to_email(
+        &mut self,
+        sign_up: &[LoadSummary],
+        cpu: &mut Vec<PhaseCpu>,
+    ) -> anyhow::Result<EmailSummary> {
+        let peak = sign_up.iter().map(|s| s.ok_per_second).fold(0.0, f64::max);
+        let rate = (peak / 2.0).max(1.0);
+        let count = (rate * self.setup.plan.email.as_secs_f64())
+            .round()
+            .max(10.0) as u64;
+        say!("sign-up → email: {count} sign-ups at {rate:.1}/s");
+        let sink = &self.sink;
+        let duplicates_before = sink.duplicates();
+        let phase = self.meter.start("sign-up → email");
         let run = {
-            let (api, keys) = (api.clone(), keys.clone());
-            load::closed_loop(
-                concurrency,
-                plan.activation_max,
-                keys.len() as u64,
-                move |i| {
-                    let (api, keys) = (api.clone(), keys.clone());
-                    async move { (i, api.activate(&keys[i as usize].1).await) }
-                },
-            )
+            let api = self.api.clone();
+            load::open_loop(rate, count, move |_| {
+                let api = api.clone();
+                async move { api.sign_up().await }
+            })
             .await
         };
-        cpu.push(phase.end(run.count(|(_, a)| a.activated())));
-        activation.push(LoadSummary::of(
-            concurrency,
-            &run,
-            |(_, a)| a.activated(),
-            |(_, a)| &a.status,
-        ));
-        activated_emails.extend(
-            run.samples
-                .iter()
-                .filter(|s| s.value.1.activated())
-                .map(|s| keys[s.value.0 as usize].0.clone()),
-        );
+        let accepted = accepted_emails(&run);
+        let arrived = sink.wait_for(&accepted, WAIT_DEADLINE).await;
+        cpu.push(phase.end(accepted.len()));
+        let mut email_latencies = Vec::new();
+        let mut early = 0;
+        for sample in run.samples.iter().filter(|s| s.value.accepted()) {
+            if let Some(mail) = sink.first_to(&sample.value.email) {
+                if mail.at < sample.finished {
+                    early += 1;
+                }
+                email_latencies.push(mail.at.saturating_duration_since(sample.finished));
+            }
+        }
+        let summary = EmailSummary {
+            rate_per_second: rate,
+            sent: run.samples.len(),
+            accepted: accepted.len(),
+            arrived,
+            arrived_before_response: early,
+            duplicates_in_run: sink.duplicates() - duplicates_before,
+            sign_up_latency: Latency::of(&run.latencies(SignUp::accepted)),
+            latency: Latency::of(&email_latencies),
+        };
+        self.accepted.extend(accepted);
+        self.record_memory("sign-up → email")?;
+        Ok(summary)
     }
-    let activation_check = check_activations(
-        &setup.database_url,
-        keyed.len(),
-        emails_without_key,
-        &activated_emails,
-    )
-    .await?;
-    phases.push(phase_memory("activation", &web, &worker)?);
 
-    // 7. Peak memory, then a graceful stop.
-    let web_memory = web.memory()?;
-    let worker_memory = worker.memory()?;
-    let (web_pid, worker_pid) = (web.pid, worker.pid);
-    say!("stopping porter web and worker");
-    let web_drain = web.stop().await?;
-    let worker_drain = worker.stop().await?;
-    let memory = MemorySummary {
-        web_pid,
-        worker_pid,
-        web: web_memory,
-        worker: worker_memory,
-        phases,
-        web_drain_ms: millis(web_drain),
-        worker_drain_ms: millis(worker_drain),
-    };
+    /// 5. Overload: many more clients than the hashing queue holds.
+    async fn overload(&mut self, cpu: &mut Vec<PhaseCpu>) -> anyhow::Result<OverloadSummary> {
+        let plan = self.setup.plan;
+        say!("overload @256 for {:?}", plan.overload);
+        let phase = self.meter.start("overload @256");
+        let run = sign_ups(&self.api, 256, plan.overload, plan.overload_max).await;
+        cpu.push(phase.end(run.samples.len()));
+        let overload = OverloadSummary {
+            concurrency: 256,
+            seconds: run.elapsed.as_secs_f64(),
+            requests: run.samples.len(),
+            statuses: report::status_counts(run.samples.iter().map(|s| &s.value.status)),
+            accepted_per_second: run.rate(SignUp::accepted),
+            latency_all: Latency::of(&run.latencies(|_| true)),
+            deadline_ms: millis(OVERLOAD_DEADLINE),
+            over_deadline: run
+                .samples
+                .iter()
+                .filter(|s| s.latency > OVERLOAD_DEADLINE)
+                .count(),
+        };
+        self.drain(&run).await;
+        self.check_running()?;
+        self.record_memory("overload")?;
+        Ok(overload)
+    }
 
-    // 8. Replay, in its own database, with nothing else running.
+    /// 6. Activation with the keys the sink captured.
+    async fn activation(
+        &mut self,
+        cpu: &mut Vec<PhaseCpu>,
+    ) -> anyhow::Result<(Vec<LoadSummary>, ActivationCheck)> {
+        let mut keyed: Vec<(String, String)> = Vec::new();
+        let mut emails_without_key = 0;
+        for email in &self.accepted {
+            match self
+                .sink
+                .first_to(email)
+                .and_then(|mail| mail.find_activation_key())
+            {
+                Some(key) => keyed.push((email.clone(), key)),
+                None => emails_without_key += 1,
+            }
+        }
+        let split = keyed.len() * 2 / 5;
+        let mut activation = Vec::new();
+        let mut activated_emails = Vec::new();
+        for (concurrency, slice) in [(8, &keyed[..split]), (32, &keyed[split..])] {
+            say!("activation @{concurrency}: {} keys", slice.len());
+            let keys: Arc<Vec<(String, String)>> = Arc::new(slice.to_vec());
+            let phase = self.meter.start(format!("activation @{concurrency}"));
+            let run = {
+                let (api, keys) = (self.api.clone(), keys.clone());
+                load::closed_loop(
+                    concurrency,
+                    self.setup.plan.activation_max,
+                    keys.len() as u64,
+                    move |i| {
+                        let (api, keys) = (api.clone(), keys.clone());
+                        async move { (i, api.activate(&keys[i as usize].1).await) }
+                    },
+                )
+                .await
+            };
+            cpu.push(phase.end(run.count(|(_, a)| a.activated())));
+            activation.push(LoadSummary::of(
+                concurrency,
+                &run,
+                |(_, a)| a.activated(),
+                |(_, a)| &a.status,
+            ));
+            activated_emails.extend(
+                run.samples
+                    .iter()
+                    .filter(|s| s.value.1.activated())
+                    .map(|s| keys[s.value.0 as usize].0.clone()),
+            );
+        }
+        let check = check_activations(
+            &self.setup.database_url,
+            keyed.len(),
+            emails_without_key,
+            &activated_emails,
+        )
+        .await?;
+        self.record_memory("activation")?;
+        Ok((activation, check))
+    }
+
+    /// 7. Peak memory, then a graceful stop.
+    async fn stop(self) -> anyhow::Result<MemorySummary> {
+        let web_memory = self.web.memory()?;
+        let worker_memory = self.worker.memory()?;
+        let (web_pid, worker_pid) = (self.web.pid, self.worker.pid);
+        say!("stopping porter web and worker");
+        let web_drain = self.web.stop().await?;
+        let worker_drain = self.worker.stop().await?;
+        Ok(MemorySummary {
+            web_pid,
+            worker_pid,
+            web: web_memory,
+            worker: worker_memory,
+            phases: self.memory,
+            web_drain_ms: millis(web_drain),
+            worker_drain_ms: millis(worker_drain),
+        })
+    }
+
+    /// The processes' environment as the report shows it: without the
+    /// URLs of services, which may carry passwords.
+    fn reported_env(&self) -> BTreeMap<String, String> {
+        self.env
+            .vars
+            .iter()
+            .filter(|(k, _)| !k.ends_with("_URL") || k == "PUBLIC_BASE_URL")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Waits for a phase's emails, so the next phase starts with an idle
+    /// worker, and keeps their addresses for activation.
+    async fn drain(&mut self, run: &Run<SignUp>) {
+        let accepted = accepted_emails(run);
+        let arrived = self.sink.wait_for(&accepted, WAIT_DEADLINE).await;
+        if arrived < accepted.len() {
+            say!(
+                "warning: {} of {} emails did not arrive within {WAIT_DEADLINE:?}",
+                accepted.len() - arrived,
+                accepted.len()
+            );
+        }
+        self.accepted.extend(accepted);
+    }
+
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        self.web.check_running()?;
+        self.worker.check_running()
+    }
+
+    fn record_memory(&mut self, after: &'static str) -> anyhow::Result<()> {
+        self.memory.push(PhaseMemory {
+            after,
+            web: self.web.memory()?,
+            worker: self.worker.memory()?,
+        });
+        Ok(())
+    }
+}
+
+/// 8. Replay, in its own database, with nothing else running.
+async fn measure_replay(
+    setup: &Setup,
+    meter: &CpuMeter,
+    cpu: &mut Vec<PhaseCpu>,
+) -> anyhow::Result<ReplayResult> {
     let events =
         setup
             .args
@@ -553,35 +691,13 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
         &setup.replay_database_url,
         events,
         setup.args.replay_with,
-        porter,
+        &setup.porter,
         &setup.log_dir,
         &replay_meter,
     )
     .await?;
     cpu.push(replay_cpu);
-
-    Ok(Report {
-        started_at: setup.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-        seconds: 0.0,
-        quick: setup.args.quick,
-        machine,
-        porter_env: env
-            .vars
-            .iter()
-            .filter(|(k, _)| !k.ends_with("_URL") || k == "PUBLIC_BASE_URL")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<BTreeMap<_, _>>(),
-        limits,
-        sign_up,
-        sign_up_to_email,
-        overload,
-        activation,
-        activation_check,
-        memory,
-        replay,
-        cpu,
-        targets: Vec::new(),
-    })
+    Ok(replay)
 }
 
 /// Samples the machine's load each second until nothing else is using
@@ -627,30 +743,6 @@ fn accepted_emails(run: &Run<SignUp>) -> Vec<String> {
         .filter(|s| s.value.accepted())
         .map(|s| s.value.email.clone())
         .collect()
-}
-
-/// Waits for a phase's emails so the next phase starts with an idle worker.
-async fn drain_emails(sink: &SmtpSink, recipients: &[String]) {
-    let arrived = sink.wait_for(recipients, WAIT_DEADLINE).await;
-    if arrived < recipients.len() {
-        say!(
-            "warning: {} of {} emails did not arrive within {WAIT_DEADLINE:?}",
-            recipients.len() - arrived,
-            recipients.len()
-        );
-    }
-}
-
-fn phase_memory(
-    after: &'static str,
-    web: &PorterProcess,
-    worker: &PorterProcess,
-) -> anyhow::Result<PhaseMemory> {
-    Ok(PhaseMemory {
-        after,
-        web: web.memory()?,
-        worker: worker.memory()?,
-    })
 }
 
 /// Every activated account must be active in the log at once, and in the

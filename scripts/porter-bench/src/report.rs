@@ -526,7 +526,8 @@ pub fn table(report: &Report) -> String {
 }
 
 /// Cores busy on average in each phase, with CPU milliseconds per
-/// successful operation for Porter's processes and its Postgres backends.
+/// successful operation for Porter's processes (web, worker, `porter
+/// replay`) and its Postgres backends.
 fn cpu_table(phases: &[PhaseCpu]) -> String {
     let per_op = |cores: f64, ms: Option<f64>| match ms {
         Some(ms) => format!("{cores:.2} ({ms:.2} ms/op)"),
@@ -537,13 +538,14 @@ fn cpu_table(phases: &[PhaseCpu]) -> String {
         "ops/s",
         "web",
         "worker",
+        "replay",
         "postgres",
         "redis",
         "bench",
         "rest of machine",
     ]
     .map(str::to_owned);
-    let rows: Vec<[String; 8]> = phases
+    let rows: Vec<[String; 9]> = phases
         .iter()
         .map(|p| {
             [
@@ -555,6 +557,7 @@ fn cpu_table(phases: &[PhaseCpu]) -> String {
                 },
                 per_op(p.web, p.web_ms_per_op),
                 per_op(p.worker, p.worker_ms_per_op),
+                per_op(p.replay, p.replay_ms_per_op),
                 per_op(p.postgres, p.postgres_ms_per_op),
                 format!("{:.2}", p.redis),
                 format!("{:.2}", p.bench),

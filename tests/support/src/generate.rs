@@ -41,7 +41,7 @@ use uuid::Uuid;
 const CHUNK: u64 = 10_000;
 
 /// Events per account: the happy path's four.
-const EVENTS_PER_ACCOUNT: u64 = 4;
+pub const EVENTS_PER_ACCOUNT: u64 = 4;
 
 /// A PHC string of the production shape; nothing can log in with it.
 const PASSWORD_HASH: &str =
