@@ -287,12 +287,12 @@ impl WebConfig {
                     env.optional("ARGON2_ITERATIONS", parse_number)?
                         .unwrap_or(Argon2Cost::OWASP_DEFAULT.iterations),
                 )?,
-                // A full queue (32 per thread) drains in about 0.5 s at
-                // OWASP's cost (about 22 ms a hash); 5 s admits a full burst
-                // on a machine several times slower or busier than that.
+                // A full queue (32 per thread) drains in about 0.5 to 1.6 s
+                // at OWASP's cost; a longer wait admits bigger bursts on a
+                // slow machine but lets overload answers take longer.
                 max_wait: env
                     .optional("HASH_MAX_WAIT", parse_duration)?
-                    .unwrap_or(Duration::from_secs(5)),
+                    .unwrap_or(Duration::from_secs(1)),
             },
         })
     }
