@@ -65,7 +65,9 @@ pub struct MailConfig {
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     pub port: u16,
-    pub trusted_proxies: Vec<IpAddr>,
+    /// The proxies whose `X-Forwarded-For` is believed, as addresses or
+    /// CIDR ranges.
+    pub trusted_proxies: Vec<IpRange>,
     pub hashing: HashingConfig,
 }
 
@@ -92,6 +94,61 @@ pub struct WorkerConfig {
     pub job_retention: Duration,
     /// Where the worker serves `GET /metrics`; no listener when unset.
     pub metrics_port: Option<u16>,
+}
+
+/// An address range in CIDR notation (`10.0.0.0/8`, `fd00::/8`); a bare
+/// address is the range of that one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Whether `ip` is in the range. An IPv4 range never holds an IPv6
+    /// address, IPv4-mapped ones included: a proxy is named as it connects.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip) {
+            (IpAddr::V4(network), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(network) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(network) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpRange {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let invalid = || format!("{raw:?} is not an IP address or CIDR range");
+        let (address, prefix) = match raw.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (raw, None),
+        };
+        let network: IpAddr = address.parse().map_err(|_| invalid())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+                digits.parse().map_err(|_| invalid())?
+            }
+            Some(_) => return Err(invalid()),
+        };
+        if prefix > max {
+            return Err(invalid());
+        }
+        Ok(Self { network, prefix })
+    }
 }
 
 /// A URL that may carry a password (`postgres://user:secret@host/db`). Its
@@ -274,7 +331,7 @@ impl WebConfig {
         Ok(Self {
             port: env.optional("PORT", parse_number)?.unwrap_or(8080),
             trusted_proxies: env
-                .optional("TRUSTED_PROXIES", parse_ip_list)?
+                .optional("TRUSTED_PROXIES", parse_ip_ranges)?
                 .unwrap_or_default(),
             hashing: HashingConfig {
                 concurrency,
@@ -505,11 +562,11 @@ fn parse_limit(raw: &str) -> Result<Limit, String> {
     })
 }
 
-fn parse_ip_list(raw: &str) -> Result<Vec<IpAddr>, String> {
+fn parse_ip_ranges(raw: &str) -> Result<Vec<IpRange>, String> {
     raw.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| format!("{s:?} is not an IP address")))
+        .map(str::parse)
         .collect()
 }
 
@@ -608,6 +665,8 @@ mod tests {
             ("ACTIVATION_TTL", "0"),
             ("WORKER_CONCURRENCY", "0"),
             ("TRUSTED_PROXIES", "10.0.0.1,nonsense"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXIES", "10.0.0.0/+8"),
             ("LOG_FORMAT", "xml"),
             ("REDIS_NAMESPACE", "a b"),
             ("RATE_LIMIT_SIGN_UP_PER_IP", "30"),
@@ -662,6 +721,23 @@ mod tests {
     fn limits_read_as_count_per_window() {
         assert_eq!(parse_limit("30/5m"), Ok(Limit::per(30, 300)));
         assert_eq!(parse_limit("3/1h"), Ok(Limit::per(3, 3600)));
+    }
+
+    #[test]
+    fn trusted_proxies_accept_addresses_and_cidr_ranges() {
+        let ranges = parse_ip_ranges("10.0.0.0/8, ::1, fd00::/8").expect("valid");
+        let trusted = |ip: &str| {
+            let ip: IpAddr = ip.parse().expect("ip");
+            ranges.iter().any(|range| range.contains(ip))
+        };
+        assert!(trusted("10.255.0.1"));
+        assert!(trusted("::1"));
+        assert!(trusted("fd12::7"));
+        assert!(!trusted("11.0.0.1"));
+        assert!(!trusted("::2"));
+        assert!(!trusted("::ffff:10.0.0.1"));
+        let everything: IpRange = "0.0.0.0/0".parse().expect("valid");
+        assert!(everything.contains("203.0.113.1".parse().expect("ip")));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use super::response::{ApiError, FieldErrors};
+use crate::config::IpRange;
 
 /// Largest request body accepted (DESIGN: 16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -125,25 +126,41 @@ fn truncate(name: &str) -> String {
     name.chars().take(64).collect()
 }
 
-/// The client's address: the socket peer, or the nearest untrusted address
-/// in `X-Forwarded-For` when the peer is a trusted proxy. Never trusts the
-/// header from anyone else, so a client cannot pick its own address.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> IpAddr {
-    if !trusted_proxies.contains(&peer) {
+/// The client's address: the socket peer, or, when the peer is a trusted
+/// proxy, the nearest untrusted address in `X-Forwarded-For`. Never trusts
+/// the header from anyone else, so a client cannot pick its own address.
+///
+/// The header is walked from the right (the hop the peer itself added) and
+/// each trusted hop passes the walk on. A hop that does not parse as a bare
+/// IP address (a port, garbage, a `unknown`) ends the walk: what lies left
+/// of it cannot be vouched for, so the client is the address just right of
+/// it, the last trusted hop or the peer. An all-trusted chain gives its
+/// leftmost hop.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpRange]) -> IpAddr {
+    let trusted = |ip: IpAddr| trusted_proxies.iter().any(|range| range.contains(ip));
+    if !trusted(peer) {
         return peer;
     }
-    let forwarded: Vec<IpAddr> = headers
+    let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .flat_map(|v| match v.to_str() {
+            Ok(text) => text.split(',').collect(),
+            // A value that is not text is one hop that does not parse.
+            Err(_) => vec![""],
+        })
         .collect();
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|hop| !trusted_proxies.contains(hop))
-        .unwrap_or(peer)
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !trusted(ip) {
+            break;
+        }
+    }
+    client
 }
 
 #[cfg(test)]
@@ -167,6 +184,49 @@ mod tests {
         let proxy: IpAddr = "10.0.0.2".parse().expect("ip");
         let client: IpAddr = "198.51.100.7".parse().expect("ip");
         let spoofed = headers("1.2.3.4, 198.51.100.7");
-        assert_eq!(client_ip(proxy, &spoofed, &[proxy]), client);
+        assert_eq!(client_ip(proxy, &spoofed, &ranges("10.0.0.2")), client);
+    }
+
+    fn ranges(list: &str) -> Vec<IpRange> {
+        list.split(',')
+            .map(|s| s.trim().parse().expect("range"))
+            .collect()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn forwarded_for_is_walked_from_the_right_through_trusted_ranges() {
+        let trusted = ranges("10.0.0.0/8, ::1");
+        let chain = headers("1.2.3.4, 198.51.100.7, 10.1.2.3, 10.9.9.9");
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &chain, &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("::1"), &headers("2001:db8::1"), &trusted),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &headers("10.3.3.3, 10.4.4.4"), &trusted),
+            ip("10.3.3.3"),
+            "an all-trusted chain gives its leftmost hop"
+        );
+    }
+
+    #[test]
+    fn a_hop_that_does_not_parse_ends_the_walk() {
+        let trusted = ranges("10.0.0.0/8");
+        let proxy = ip("10.0.0.2");
+        // Whatever is left of the garbage was not vouched for by a proxy.
+        let chain = headers("198.51.100.7, garbage, 10.1.2.3");
+        assert_eq!(client_ip(proxy, &chain, &trusted), ip("10.1.2.3"));
+        assert_eq!(
+            client_ip(proxy, &headers("198.51.100.7, 203.0.113.1:443"), &trusted),
+            proxy
+        );
+        assert_eq!(client_ip(proxy, &headers("198.51.100.7,"), &trusted), proxy);
     }
 }

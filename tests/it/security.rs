@@ -199,6 +199,35 @@ async fn a_trusted_proxy_forwards_each_clients_address() {
 }
 
 #[tokio::test]
+async fn forwarded_for_is_walked_through_trusted_ranges_and_stops_at_garbage() {
+    let app = spawn_app_with(
+        TestOptions::default()
+            .with("RATE_LIMIT_SIGN_UP_PER_IP", "1/1m")
+            .with("TRUSTED_PROXIES", "127.0.0.0/8, 10.0.0.0/8"),
+    )
+    .await;
+    let from = |chain: &str| {
+        app.client
+            .post(app.url("/api/users"))
+            .header("x-forwarded-for", chain)
+            .json(&new_user())
+    };
+    // 10.1.1.1 is a trusted hop; the client is the one left of it.
+    assert_eq!(
+        app.send(from("1.2.3.4, 198.51.100.1, 10.1.1.1"))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(app.send(from("198.51.100.1")).await.status(), 429);
+    // A hop that does not parse ends the walk at the proxy itself, so the
+    // addresses left of it, however they rotate, share the proxy's budget.
+    assert_eq!(app.send(from("198.51.100.2, unknown")).await.status(), 202);
+    assert_eq!(app.send(from("198.51.100.3, unknown")).await.status(), 429);
+    assert_eq!(app.send(from("198.51.100.4")).await.status(), 202);
+}
+
+#[tokio::test]
 async fn resend_budgets_per_address_and_per_ip() {
     let app = spawn_app_with(
         TestOptions::default()
