@@ -7,6 +7,11 @@
 //! job" are written once. The push comes strictly after the commit and its
 //! failure is only logged: the request is durable in the log, and the outbox
 //! relay pushes any request whose job never reached Redis.
+//!
+//! A sign-up may touch two streams in one transaction: the new registration
+//! and the address's current holder (a pending registration it supersedes,
+//! or an active account whose owner is told of the attempt). Claims move
+//! only there, with the event that ends the earlier registration.
 
 use std::time::Duration;
 
@@ -18,11 +23,11 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        Account, AccountCommand, AccountEvent, DecodeError, DomainError, EncodeError, Registration,
-        account::apply, decide,
+        Account, AccountCommand, AccountEvent, AddressClaim, DecodeError, DomainError,
+        EmailAddress, EncodeError, PasswordHash, Registration, Username, account::apply, decide,
     },
     queue::EmailQueue,
-    store::{self, AppendError, Claim, ClaimKind, EventMetadata, NewEvent, account_stream},
+    store::{self, Append, AppendError, Claim, ClaimKind, EventMetadata, NewEvent, account_stream},
 };
 
 /// How many times a command is re-decided after losing a race before giving
@@ -61,6 +66,24 @@ pub struct Executed {
     pub account: Account,
 }
 
+/// What a person asked for at sign-up, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct SignUp {
+    pub username: Username,
+    pub email: EmailAddress,
+    pub password_hash: PasswordHash,
+    pub locale: String,
+}
+
+/// What a sign-up did. The person is answered the same `202` whichever it
+/// was; the difference is for logs and tests.
+#[derive(Debug)]
+pub struct SignedUp {
+    /// The new registration, as it stands after the sign-up.
+    pub registration: Account,
+    pub address: AddressClaim,
+}
+
 /// The command side of Porter: the log to append to and the queue that
 /// carries out the email requests it records.
 #[derive(Debug, Clone)]
@@ -87,56 +110,132 @@ impl Commands {
 
     /// Rebuilds one account from its stream; `None` when it does not exist.
     pub async fn load(&self, account_id: Uuid) -> Result<Option<Account>, CommandError> {
-        let stream_id = account_stream(account_id);
-        let mut state = None;
-        for recorded in store::load_stream(&self.pool, &stream_id).await? {
-            let event = recorded
-                .decode()
-                .map_err(|source| CommandError::Undecodable {
-                    stream_id: stream_id.clone(),
-                    position: recorded.position,
-                    source,
-                })?;
-            state = apply(state, &event, recorded.version);
-        }
-        Ok(state)
+        load_in(&self.pool, account_id).await
     }
 
-    /// Registers a new account, claiming its username and email in the same
-    /// transaction, and pushes its activation email. A taken claim is
-    /// reported, never overwritten.
-    pub async fn register(
+    /// Registers a sign-up as a new registration that always claims its
+    /// username, whatever the address: a taken username is the only refusal,
+    /// so answers never tell whether an address has an account. The address
+    /// goes to the new registration when it is free or held by a pending
+    /// registration (which is superseded in the same transaction); an active
+    /// account keeps it and its owner is emailed instead. A lost race on the
+    /// address (a concurrent sign-up, activation or expiry) is decided again.
+    pub async fn sign_up(
         &self,
-        registration: Registration,
+        sign_up: SignUp,
         metadata: &EventMetadata,
-    ) -> Result<Executed, CommandError> {
-        let account_id = registration.account_id;
-        let claims = [
-            (
-                Claim {
-                    kind: ClaimKind::Username,
-                    value: registration.username.canonical().to_owned(),
-                },
+    ) -> Result<SignedUp, CommandError> {
+        let account_id = Uuid::new_v4();
+        let request_id = Uuid::now_v7();
+        let username_claim = (
+            Claim {
+                kind: ClaimKind::Username,
+                value: sign_up.username.canonical().to_owned(),
+            },
+            account_id,
+        );
+        let email_claim = (
+            Claim {
+                kind: ClaimKind::Email,
+                value: sign_up.email.canonical().to_owned(),
+            },
+            account_id,
+        );
+        for attempt in 0..MAX_ATTEMPTS {
+            pause_before_round(attempt).await;
+            let mut tx = store::lock_address(&self.pool, sign_up.email.canonical()).await?;
+            let holder =
+                match store::claim_holder(&mut *tx, ClaimKind::Email, sign_up.email.canonical())
+                    .await?
+                {
+                    Some(holder_id) => Some(
+                        load_in(&mut *tx, holder_id)
+                            .await?
+                            .ok_or(DomainError::NoSuchAccount)?,
+                    ),
+                    None => None,
+                };
+            if holder
+                .as_ref()
+                .is_some_and(|holder| holder.status.is_ended())
+            {
+                // Read the claim just before its registration ended and
+                // released it: decide again on the address's new holder.
+                continue;
+            }
+            let address = AddressClaim::for_holder(holder.as_ref());
+            let at = Utc::now();
+            let registration = Registration {
                 account_id,
-            ),
-            (
-                Claim {
-                    kind: ClaimKind::Email,
-                    value: registration.email.canonical().to_owned(),
-                },
+                request_id,
+                username: sign_up.username.clone(),
+                email: sign_up.email.clone(),
+                password_hash: sign_up.password_hash.clone(),
+                locale: sign_up.locale.clone(),
+                registered_at: at,
+                address,
+            };
+            let events = decide(None, AccountCommand::Register(registration))?;
+            let mut claims = vec![username_claim.clone()];
+            let holder_command = match address {
+                AddressClaim::Free => {
+                    claims.push(email_claim.clone());
+                    None
+                }
+                AddressClaim::TakesOver(_) => {
+                    claims.push(email_claim.clone());
+                    Some(AccountCommand::Supersede { by: account_id, at })
+                }
+                AddressClaim::OwnedBy(_) => Some(AccountCommand::RecordSignUpAttempt {
+                    request_id: Uuid::now_v7(),
+                }),
+            };
+            let holder_events = match (&holder, holder_command) {
+                (Some(holder), Some(command)) => decide(Some(holder), command)?,
+                _ => vec![],
+            };
+            let mut appends = vec![Append {
                 account_id,
-            ),
-        ];
-        let events = decide(None, AccountCommand::Register(registration))?;
-        let encoded = encode_all(&events)?;
-        let stream_id = account_stream(account_id);
-        match store::append(&self.pool, &stream_id, 0, &encoded, &claims, metadata).await {
-            Ok(_) => self.committed(None, events, 0).await,
-            Err(AppendError::ClaimTaken(kind)) => Err(CommandError::ClaimTaken(kind)),
-            // A fresh random id already in use would be a broken RNG, not a race.
-            Err(AppendError::Conflict { stream_id, .. }) => Err(CommandError::Contended(stream_id)),
-            Err(AppendError::Database(e)) => Err(e.into()),
+                expected_version: 0,
+                events: encode_all(&events)?,
+                releases_claims: false,
+            }];
+            if let Some(holder) = &holder {
+                appends.push(Append {
+                    account_id: holder.id,
+                    expected_version: holder.version,
+                    events: encode_all(&holder_events)?,
+                    releases_claims: holder_events.iter().any(AccountEvent::ends_registration),
+                });
+            }
+            match store::append_all_in(tx, &appends, &claims, metadata).await {
+                Ok(()) => {
+                    if let Some(holder) = holder {
+                        if holder_events.is_empty() {
+                            // The owner's notice is already on its way.
+                            self.push_outstanding(&holder).await;
+                        } else {
+                            let from_version = holder.version;
+                            self.committed(Some(holder), holder_events, from_version)
+                                .await?;
+                        }
+                    }
+                    let executed = self.committed(None, events, 0).await?;
+                    return Ok(SignedUp {
+                        registration: executed.account,
+                        address,
+                    });
+                }
+                Err(AppendError::ClaimTaken(ClaimKind::Username)) => {
+                    return Err(CommandError::ClaimTaken(ClaimKind::Username));
+                }
+                Err(AppendError::ClaimTaken(ClaimKind::Email) | AppendError::Conflict { .. }) => {
+                    continue;
+                }
+                Err(AppendError::Database(e)) => return Err(e.into()),
+            }
         }
+        Err(CommandError::Contended(account_stream(account_id)))
     }
 
     /// Runs `command` against an existing account, re-deciding on a lost race.
@@ -171,13 +270,7 @@ impl Commands {
     ) -> Result<Executed, CommandError> {
         let stream_id = account_stream(account_id);
         for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
-                // Losers of a race retry at random moments, so they do not all
-                // collide again on the next version.
-                let ceiling = Duration::from_millis(1 << attempt.min(6)).min(MAX_PAUSE);
-                let pause = ceiling.mul_f64(rand::rng().random::<f64>());
-                tokio::time::sleep(pause).await;
-            }
+            pause_before_round(attempt).await;
             let current = match known.take() {
                 Some(account) => Some(account),
                 None => self.load(account_id).await?,
@@ -187,21 +280,38 @@ impl Commands {
             };
             let events = decide(Some(&account), command.clone())?;
             if events.is_empty() {
+                if command.asks_for_email() {
+                    // Merged into the request still outstanding; its job may
+                    // have been lost, so push it again (same job id: a job
+                    // still in Redis is left as it is).
+                    self.push_outstanding(&account).await;
+                }
                 return Ok(Executed { events, account });
             }
             let encoded = encode_all(&events)?;
             let expected_version = account.version;
-            match store::append(
-                &self.pool,
-                &stream_id,
-                expected_version,
-                &encoded,
-                &[],
-                metadata,
-            )
-            .await
-            {
-                Ok(_) => {
+            let appended = if events.iter().any(AccountEvent::ends_registration) {
+                let append = Append {
+                    account_id,
+                    expected_version,
+                    events: encoded,
+                    releases_claims: true,
+                };
+                store::append_all(&self.pool, &[append], &[], metadata).await
+            } else {
+                store::append(
+                    &self.pool,
+                    &stream_id,
+                    expected_version,
+                    &encoded,
+                    &[],
+                    metadata,
+                )
+                .await
+                .map(|_| ())
+            };
+            match appended {
+                Ok(()) => {
                     return self
                         .committed(Some(account), events, expected_version)
                         .await;
@@ -236,6 +346,14 @@ impl Commands {
         Ok(Executed { events, account })
     }
 
+    /// Pushes the job of the email request `account` is still waiting for,
+    /// if any.
+    pub async fn push_outstanding(&self, account: &Account) {
+        if let Some(request_id) = account.outstanding_request() {
+            self.push_email(account, request_id).await;
+        }
+    }
+
     /// Pushes the job of `request_id`, no earlier than the minimum interval
     /// between emails to the account's address allows. A failure is logged,
     /// not reported: the request is in the log and the relay pushes it.
@@ -250,6 +368,38 @@ impl Commands {
             tracing::warn!(email_request_id = %request_id, %error, "email job not enqueued; the relay will push it");
         }
     }
+}
+
+/// Rebuilds one account from its stream, read through `executor` (the pool,
+/// or a transaction that holds an address lock).
+async fn load_in<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    account_id: Uuid,
+) -> Result<Option<Account>, CommandError> {
+    let stream_id = account_stream(account_id);
+    let mut state = None;
+    for recorded in store::load_stream(executor, &stream_id).await? {
+        let event = recorded
+            .decode()
+            .map_err(|source| CommandError::Undecodable {
+                stream_id: stream_id.clone(),
+                position: recorded.position,
+                source,
+            })?;
+        state = apply(state, &event, recorded.version);
+    }
+    Ok(state)
+}
+
+/// Losers of a race retry at random moments, so they do not all collide
+/// again on the next version. The first round does not wait.
+async fn pause_before_round(attempt: u32) {
+    if attempt == 0 {
+        return;
+    }
+    let ceiling = Duration::from_millis(1 << attempt.min(6)).min(MAX_PAUSE);
+    let pause = ceiling.mul_f64(rand::rng().random::<f64>());
+    tokio::time::sleep(pause).await;
 }
 
 fn encode_all(events: &[AccountEvent]) -> Result<Vec<NewEvent>, EncodeError> {

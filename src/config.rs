@@ -58,6 +58,10 @@ pub struct MailConfig {
     pub activation_ttl: Duration,
     /// At least this long between two emails to one address.
     pub min_interval: Duration,
+    /// At most this many emails to one address per window (sign-up
+    /// notices, activation links and resends together); requests beyond it
+    /// are recorded but not emailed.
+    pub per_address: Limit,
     pub retry: RetryPolicy,
 }
 
@@ -94,6 +98,15 @@ pub struct WorkerConfig {
     pub job_retention: Duration,
     /// Where the worker serves `GET /metrics`; no listener when unset.
     pub metrics_port: Option<u16>,
+    /// A registration not confirmed within this long expires and releases
+    /// its username and address.
+    pub registration_ttl: Duration,
+    /// How often the sweeps look for expired registrations and for email
+    /// requests whose job Redis lost.
+    pub sweep_interval: Duration,
+    /// An email request still outstanding after this long has its job
+    /// pushed again (a no-op when the job is still in Redis).
+    pub stranded_after: Duration,
 }
 
 /// An address range in CIDR notation (`10.0.0.0/8`, `fd00::/8`); a bare
@@ -307,6 +320,9 @@ impl MailConfig {
             min_interval: env
                 .optional("EMAIL_MIN_INTERVAL", parse_duration)?
                 .unwrap_or(Duration::from_secs(60)),
+            per_address: env
+                .optional("EMAIL_PER_ADDRESS", parse_limit)?
+                .unwrap_or(Limit::per(5, 3600)),
             retry: RetryPolicy {
                 attempts: env
                     .optional("EMAIL_RETRY_ATTEMPTS", parse_positive)?
@@ -365,6 +381,15 @@ impl WorkerConfig {
                 .optional("JOB_RETENTION", parse_duration)?
                 .unwrap_or(Duration::from_secs(24 * 3600)),
             metrics_port: env.optional("METRICS_PORT", parse_number)?,
+            registration_ttl: env
+                .optional("REGISTRATION_TTL", parse_duration)?
+                .unwrap_or(Duration::from_secs(72 * 3600)),
+            sweep_interval: env
+                .optional("SWEEP_INTERVAL", parse_duration)?
+                .unwrap_or(Duration::from_secs(60)),
+            stranded_after: env
+                .optional("STRANDED_REQUEST_AGE", parse_duration)?
+                .unwrap_or(Duration::from_secs(5 * 60)),
         })
     }
 }

@@ -1,4 +1,5 @@
-//! Password hashing with Argon2id on dedicated threads, with a bounded queue.
+//! Password hashing and verification with Argon2id on dedicated threads, with
+//! a bounded queue.
 //!
 //! A hash costs about 20 ms of one core and 19 MiB of memory. Each of
 //! `HASH_CONCURRENCY` threads owns one Argon2 memory buffer and reuses it for
@@ -43,10 +44,33 @@ pub enum HashError {
     Failed(String),
 }
 
+/// What a hashing thread is asked to do; both cost one Argon2 run.
+enum Work {
+    Hash {
+        password: Password,
+        reply: oneshot::Sender<Result<PasswordHash, HashError>>,
+    },
+    /// Check a password as typed (no policy: it was checked when set)
+    /// against a stored hash.
+    Verify {
+        password: String,
+        hash: PasswordHash,
+        reply: oneshot::Sender<Result<bool, HashError>>,
+    },
+}
+
+impl Work {
+    fn client_gone(&self) -> bool {
+        match self {
+            Self::Hash { reply, .. } => reply.is_closed(),
+            Self::Verify { reply, .. } => reply.is_closed(),
+        }
+    }
+}
+
 struct Job {
-    password: Password,
+    work: Work,
     queued_at: Instant,
-    reply: oneshot::Sender<Result<PasswordHash, HashError>>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,16 +140,38 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, HashError> {
+        let (reply, answer) = oneshot::channel();
+        self.run(Work::Hash { password, reply }, answer).await
+    }
+
+    /// Whether `password` matches `hash`, on the same threads and under the
+    /// same queue limit as hashing: a verification costs what a hash costs.
+    pub async fn verify(&self, password: String, hash: PasswordHash) -> Result<bool, HashError> {
+        let (reply, answer) = oneshot::channel();
+        self.run(
+            Work::Verify {
+                password,
+                hash,
+                reply,
+            },
+            answer,
+        )
+        .await
+    }
+
+    async fn run<T>(
+        &self,
+        work: Work,
+        answer: oneshot::Receiver<Result<T, HashError>>,
+    ) -> Result<T, HashError> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(HashError::Overloaded);
         }
         let _in_flight = InFlight(self.in_flight.clone());
-        let (reply, answer) = oneshot::channel();
         let job = Job {
-            password,
+            work,
             queued_at: Instant::now(),
-            reply,
         };
         self.jobs
             .send(job)
@@ -158,20 +204,70 @@ fn hash_loop(
             // The hasher was dropped (or a thread panicked holding the lock).
             Ok(Err(_)) | Err(_) => return,
         };
-        if job.reply.is_closed() {
+        if job.work.client_gone() {
             continue;
         }
-        let result = if job.queued_at.elapsed() > max_wait {
-            Err(HashError::Overloaded)
-        } else {
-            let hashed = hash_with(&params, &job.password, &mut memory);
-            if hashed.is_ok() {
-                computed.fetch_add(1, Ordering::AcqRel);
+        let overloaded = job.queued_at.elapsed() > max_wait;
+        match job.work {
+            Work::Hash { password, reply } => {
+                let result = if overloaded {
+                    Err(HashError::Overloaded)
+                } else {
+                    hash_with(&params, &password, &mut memory)
+                };
+                if result.is_ok() {
+                    computed.fetch_add(1, Ordering::AcqRel);
+                }
+                let _ = reply.send(result);
             }
-            hashed
-        };
-        let _ = job.reply.send(result);
+            Work::Verify {
+                password,
+                hash,
+                reply,
+            } => {
+                let result = if overloaded {
+                    Err(HashError::Overloaded)
+                } else {
+                    verify_with(&password, &hash, &mut memory)
+                };
+                if result.is_ok() {
+                    computed.fetch_add(1, Ordering::AcqRel);
+                }
+                let _ = reply.send(result);
+            }
+        }
     }
+}
+
+/// Recomputes `hash` for `password` with the hash's own parameters and salt,
+/// in the thread's buffer (grown once if the hash asks for more memory than
+/// the current cost), and compares in constant time.
+fn verify_with(
+    password: &str,
+    hash: &PasswordHash,
+    memory: &mut Vec<Block>,
+) -> Result<bool, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
+    let phc = Phc::new(&hash.0).map_err(|e| failed(&e))?;
+    let params = Params::try_from(&phc).map_err(|e| failed(&e))?;
+    let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+        return Err(HashError::Failed(
+            "the stored hash has no salt or output".into(),
+        ));
+    };
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    let mut output = vec![0u8; expected.len()];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt.as_ref(),
+            &mut output,
+            &mut memory[..params.block_count()],
+        )
+        .map_err(|e| failed(&e))?;
+    Ok(Output::new(&output).map_err(|e| failed(&e))? == expected)
 }
 
 /// An Argon2id PHC string for `password` with a fresh random salt.
@@ -237,6 +333,46 @@ mod tests {
         );
         assert_eq!(hasher.queue_depth(), 0);
         assert_eq!(hasher.computed(), 1);
+    }
+
+    #[tokio::test]
+    async fn verification_accepts_the_password_and_nothing_else() {
+        let hasher = hasher(1, 1);
+        let password =
+            Password::parse("correct horse battery staple", None).expect("valid password");
+        let hash = hasher.hash(password).await.expect("hashes");
+        let verify = |typed: &str| hasher.verify(typed.into(), hash.clone());
+        assert!(
+            verify("correct horse battery staple")
+                .await
+                .expect("verifies")
+        );
+        assert!(
+            !verify("correct horse battery stapl")
+                .await
+                .expect("verifies")
+        );
+        assert!(!verify("").await.expect("verifies"));
+        // A hash made with a larger memory cost still verifies in this
+        // thread's (smaller) buffer after it grows.
+        let bigger = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(47104, 1, 1, Some(32)).expect("params"),
+        );
+        let stored = argon2::PasswordHasher::hash_password(&bigger, b"a long old passphrase")
+            .expect("hashes")
+            .to_string();
+        assert!(
+            hasher
+                .verify("a long old passphrase".into(), PasswordHash(stored))
+                .await
+                .expect("verifies")
+        );
+        let garbage = hasher
+            .verify("x".into(), PasswordHash("not a phc string".into()))
+            .await;
+        assert!(matches!(garbage, Err(HashError::Failed(_))));
     }
 
     #[tokio::test]

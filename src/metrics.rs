@@ -43,6 +43,11 @@ struct FailureLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabels {
     state: &'static str,
 }
@@ -63,6 +68,8 @@ pub struct Metrics {
     activations: Counter,
     emails_sent: Counter,
     emails_failed: Family<FailureLabels, Counter>,
+    emails_withheld: Counter,
+    registrations_ended: Family<EndLabels, Counter>,
     queue_depth: Family<QueueLabels, Gauge>,
     dead_letters: Gauge,
     live_workers: Gauge,
@@ -100,6 +107,18 @@ impl Metrics {
             "emails_failed",
             "Account emails given up (dead-lettered), by whether the failure was permanent",
             emails_failed.clone(),
+        );
+        let emails_withheld = Counter::default();
+        registry.register(
+            "emails_withheld",
+            "Account emails recorded but not sent: the address's EMAIL_PER_ADDRESS budget was spent",
+            emails_withheld.clone(),
+        );
+        let registrations_ended = Family::<EndLabels, Counter>::default();
+        registry.register(
+            "registrations_ended",
+            "Pending registrations that ended unconfirmed, by reason (superseded, cancelled, expired)",
+            registrations_ended.clone(),
         );
         let queue_depth = Family::<QueueLabels, Gauge>::default();
         registry.register(
@@ -144,6 +163,8 @@ impl Metrics {
             activations,
             emails_sent,
             emails_failed,
+            emails_withheld,
+            registrations_ended,
             queue_depth,
             dead_letters,
             live_workers,
@@ -191,6 +212,28 @@ pub fn record_events(events: &[AccountEvent]) {
                 let permanent = if failed.permanent { "true" } else { "false" };
                 m.emails_failed
                     .get_or_create(&FailureLabels { permanent })
+                    .inc();
+            }
+            AccountEvent::EmailWithheld(_) => {
+                m.emails_withheld.inc();
+            }
+            AccountEvent::RegistrationSuperseded(_) => {
+                m.registrations_ended
+                    .get_or_create(&EndLabels {
+                        reason: "superseded",
+                    })
+                    .inc();
+            }
+            AccountEvent::RegistrationCancelled(_) => {
+                m.registrations_ended
+                    .get_or_create(&EndLabels {
+                        reason: "cancelled",
+                    })
+                    .inc();
+            }
+            AccountEvent::RegistrationExpired(_) => {
+                m.registrations_ended
+                    .get_or_create(&EndLabels { reason: "expired" })
                     .inc();
             }
             // Retries are appended by `porter deliveries retry`, a process

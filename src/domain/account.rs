@@ -4,6 +4,12 @@
 //! it); `apply` folds an event into state and never refuses anything, because
 //! what is in the log has happened. "No account yet" is `None`, not a
 //! half-initialised struct. The store and the workers own the I/O around it.
+//!
+//! Each sign-up is a registration of its own (its own stream). A pending
+//! registration never owns its address against a later sign-up: the later
+//! one supersedes it, and is then *contested*, so confirming it takes its
+//! password as well as the link. A registration ends (superseded, cancelled,
+//! expired) or becomes the active account.
 
 use std::collections::HashMap;
 
@@ -14,15 +20,23 @@ use super::{
     EmailAddress, Username,
     events::{
         AccountActivated, AccountEvent, AccountRegistered, ActivationEmailFailed,
-        ActivationEmailSent, ActivationReason, ActivationRequested, EmailRetryRequested, IssuedKey,
-        PasswordHash, SignUpAttemptedForExistingEmail,
+        ActivationEmailSent, ActivationReason, ActivationRequested, EmailRetryRequested,
+        EmailWithheld, IssuedKey, PasswordHash, RegistrationCancelled, RegistrationExpired,
+        RegistrationSuperseded, SignUpAttemptedForExistingEmail,
     },
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountStatus {
+    /// Registered, waiting for its link to be confirmed.
     Pending,
     Active,
+    /// A later sign-up for the same address replaced it.
+    Superseded,
+    /// Its address's owner said "This wasn't me".
+    Cancelled,
+    /// Not confirmed within `REGISTRATION_TTL`.
+    Expired,
 }
 
 impl AccountStatus {
@@ -30,7 +44,16 @@ impl AccountStatus {
         match self {
             Self::Pending => "pending",
             Self::Active => "active",
+            Self::Superseded => "superseded",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
         }
+    }
+
+    /// Superseded, cancelled or expired: a registration that is over and
+    /// holds no claims any more.
+    pub fn is_ended(self) -> bool {
+        matches!(self, Self::Superseded | Self::Cancelled | Self::Expired)
     }
 }
 
@@ -51,6 +74,8 @@ enum Delivery {
     Emailed,
     /// Given up for good; a retry is a new request.
     Failed,
+    /// Not sent: the address's email budget was spent.
+    Withheld,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +91,18 @@ struct Request {
 pub struct Account {
     pub id: Uuid,
     pub username: String,
+    pub username_canonical: String,
     pub email: String,
     pub email_canonical: String,
+    pub password_hash: PasswordHash,
+    pub locale: String,
+    /// `None` for registrations recorded before the time was kept.
+    pub registered_at: Option<DateTime<Utc>>,
+    /// The pending registration this one replaced; see [`Self::is_contested`].
+    pub supersedes: Option<Uuid>,
+    /// The active account that owns this registration's address; such a
+    /// registration only holds its username until it expires.
+    pub address_owner: Option<Uuid>,
     pub status: AccountStatus,
     /// The stream version this state reflects; the expected version of the
     /// next append.
@@ -79,7 +114,7 @@ pub struct Account {
     newest_key_request: i64,
 }
 
-/// A new account, as parsed at the edge.
+/// A new registration, as parsed at the edge.
 #[derive(Debug, Clone)]
 pub struct Registration {
     pub account_id: Uuid,
@@ -88,6 +123,34 @@ pub struct Registration {
     pub email: EmailAddress,
     pub password_hash: PasswordHash,
     pub locale: String,
+    pub registered_at: DateTime<Utc>,
+    pub address: AddressClaim,
+}
+
+/// Where a new registration stands with its email address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressClaim {
+    /// Nobody holds the address: the registration claims it.
+    Free,
+    /// A pending registration holds it: the new one supersedes it and takes
+    /// the claim over.
+    TakesOver(Uuid),
+    /// An active account owns it: the new registration holds only its
+    /// username, gets no link, and the owner is told of the attempt.
+    OwnedBy(Uuid),
+}
+
+impl AddressClaim {
+    /// What a sign-up does with an address that `holder` holds (or nobody).
+    pub fn for_holder(holder: Option<&Account>) -> Self {
+        match holder {
+            None => Self::Free,
+            Some(account) if account.status == AccountStatus::Pending => {
+                Self::TakesOver(account.id)
+            }
+            Some(account) => Self::OwnedBy(account.id),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -112,9 +175,33 @@ pub enum AccountCommand {
         permanent: bool,
         attempts: u32,
     },
+    /// Confirm the link of `request_id`. A contested registration also
+    /// needs its password, verified by the caller (`password_confirmed`).
     Activate {
         request_id: Uuid,
         at: DateTime<Utc>,
+        password_confirmed: bool,
+    },
+    /// A later sign-up for the same address, registration `by`, replaces
+    /// this pending one.
+    Supersede {
+        by: Uuid,
+        at: DateTime<Utc>,
+    },
+    /// "This wasn't me", through the link of `request_id`.
+    Cancel {
+        request_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    /// End the registration if it is still pending `ttl` after it was made.
+    Expire {
+        at: DateTime<Utc>,
+        ttl: chrono::Duration,
+    },
+    /// The address's email budget is spent: record the request as not sent.
+    RecordEmailWithheld {
+        request_id: Uuid,
+        reason: String,
     },
     /// An operator re-drives the email of a request whose delivery failed for
     /// good, as the new request `request_id`.
@@ -122,6 +209,17 @@ pub enum AccountCommand {
         failed_request_id: Uuid,
         request_id: Uuid,
     },
+}
+
+impl AccountCommand {
+    /// Commands that ask for an email to the account's address; merged into
+    /// a request still outstanding, they record nothing new.
+    pub fn asks_for_email(&self) -> bool {
+        matches!(
+            self,
+            Self::RequestActivation { .. } | Self::RecordSignUpAttempt { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,6 +230,14 @@ pub enum DomainError {
     NoSuchAccount,
     #[error("request {0} is not in this account's stream")]
     UnknownRequest(Uuid),
+    #[error("the registration is {}", .0.as_str())]
+    RegistrationEnded(AccountStatus),
+    #[error("the registration is not pending (it is {})", .0.as_str())]
+    NotPending(AccountStatus),
+    #[error("the registration is contested: confirming it needs its password")]
+    PasswordRequired,
+    #[error("the address belongs to another account; this registration cannot be confirmed")]
+    AddressOwnedElsewhere,
 }
 
 /// What `RetryEmail` does for a failed request.
@@ -198,15 +304,16 @@ pub fn decide(
         {
             Ok(vec![])
         }
-        AccountCommand::RequestActivation { request_id } => Ok(match account.status {
-            AccountStatus::Active => vec![],
-            AccountStatus::Pending => {
+        AccountCommand::RequestActivation { request_id } => Ok(
+            if account.status == AccountStatus::Pending && account.address_owner.is_none() {
                 vec![AccountEvent::ActivationRequested(ActivationRequested {
                     request_id,
                     reason: ActivationReason::Resend,
                 })]
-            }
-        }),
+            } else {
+                vec![]
+            },
+        ),
         AccountCommand::RecordSignUpAttempt { request_id } => {
             Ok(vec![AccountEvent::SignUpAttemptedForExistingEmail(
                 SignUpAttemptedForExistingEmail { request_id },
@@ -246,13 +353,59 @@ pub fn decide(
                 })]
             })
         }
-        AccountCommand::Activate { request_id, at } => Ok(match account.status {
-            AccountStatus::Active => vec![],
-            AccountStatus::Pending => vec![AccountEvent::AccountActivated(AccountActivated {
+        AccountCommand::Activate {
+            request_id,
+            at,
+            password_confirmed,
+        } => match account.status {
+            AccountStatus::Active => Ok(vec![]),
+            status if status.is_ended() => Err(DomainError::RegistrationEnded(status)),
+            _ if account.address_owner.is_some() => Err(DomainError::AddressOwnedElsewhere),
+            _ if account.is_contested() && !password_confirmed => {
+                Err(DomainError::PasswordRequired)
+            }
+            _ => Ok(vec![AccountEvent::AccountActivated(AccountActivated {
                 request_id,
                 activated_at: at,
-            })],
-        }),
+            })]),
+        },
+        AccountCommand::Supersede { by, at } => match account.status {
+            AccountStatus::Pending => Ok(vec![AccountEvent::RegistrationSuperseded(
+                RegistrationSuperseded { by, at },
+            )]),
+            status => Err(DomainError::NotPending(status)),
+        },
+        AccountCommand::Cancel { request_id, at } => match account.status {
+            AccountStatus::Pending => Ok(vec![AccountEvent::RegistrationCancelled(
+                RegistrationCancelled { request_id, at },
+            )]),
+            // A second press of "This wasn't me".
+            AccountStatus::Cancelled => Ok(vec![]),
+            status => Err(DomainError::NotPending(status)),
+        },
+        AccountCommand::Expire { at, ttl } => {
+            let old_enough = account
+                .registered_at
+                .is_none_or(|registered_at| registered_at + ttl <= at);
+            Ok(if account.status == AccountStatus::Pending && old_enough {
+                vec![AccountEvent::RegistrationExpired(RegistrationExpired {
+                    at,
+                })]
+            } else {
+                vec![]
+            })
+        }
+        AccountCommand::RecordEmailWithheld { request_id, reason } => {
+            let request = account.request(request_id)?;
+            Ok(if request.delivery == Delivery::Outstanding {
+                vec![AccountEvent::EmailWithheld(EmailWithheld {
+                    request_id,
+                    reason,
+                })]
+            } else {
+                vec![]
+            })
+        }
         AccountCommand::RetryEmail {
             failed_request_id,
             request_id,
@@ -274,17 +427,33 @@ fn register(registration: Registration) -> Vec<AccountEvent> {
         email,
         password_hash,
         locale,
+        registered_at,
+        address,
     } = registration;
+    let (supersedes, address_owner) = match address {
+        AddressClaim::Free => (None, None),
+        AddressClaim::TakesOver(earlier) => (Some(earlier), None),
+        AddressClaim::OwnedBy(owner) => (None, Some(owner)),
+    };
+    let registered = AccountEvent::AccountRegistered(AccountRegistered {
+        account_id,
+        username: username.as_str().to_owned(),
+        username_canonical: username.canonical().to_owned(),
+        email: email.as_typed().to_owned(),
+        email_canonical: email.canonical().to_owned(),
+        password_hash,
+        locale,
+        registered_at: Some(registered_at),
+        supersedes,
+        address_owner,
+    });
+    if address_owner.is_some() {
+        // The owner is emailed (on the owner's stream); this registration
+        // gets no link to confirm.
+        return vec![registered];
+    }
     vec![
-        AccountEvent::AccountRegistered(AccountRegistered {
-            account_id,
-            username: username.as_str().to_owned(),
-            username_canonical: username.canonical().to_owned(),
-            email: email.as_typed().to_owned(),
-            email_canonical: email.canonical().to_owned(),
-            password_hash,
-            locale,
-        }),
+        registered,
         AccountEvent::ActivationRequested(ActivationRequested {
             request_id,
             reason: ActivationReason::SignUp,
@@ -298,8 +467,14 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
         return Some(Account {
             id: registered.account_id,
             username: registered.username.clone(),
+            username_canonical: registered.username_canonical.clone(),
             email: registered.email.clone(),
             email_canonical: registered.email_canonical.clone(),
+            password_hash: registered.password_hash.clone(),
+            locale: registered.locale.clone(),
+            registered_at: registered.registered_at,
+            supersedes: registered.supersedes,
+            address_owner: registered.address_owner,
             status: AccountStatus::Pending,
             version,
             last_email_at: None,
@@ -335,6 +510,16 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
             }
         }
         AccountEvent::AccountActivated(_) => account.status = AccountStatus::Active,
+        AccountEvent::RegistrationSuperseded(_) => account.status = AccountStatus::Superseded,
+        AccountEvent::RegistrationCancelled(_) => account.status = AccountStatus::Cancelled,
+        AccountEvent::RegistrationExpired(_) => account.status = AccountStatus::Expired,
+        AccountEvent::EmailWithheld(e) => {
+            if let Some(request) = account.requests.get_mut(&e.request_id)
+                && request.delivery == Delivery::Outstanding
+            {
+                request.delivery = Delivery::Withheld;
+            }
+        }
         AccountEvent::EmailRetryRequested(e) => {
             let kind = account
                 .requests
@@ -350,6 +535,15 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
 }
 
 impl Account {
+    /// A registration that superseded another pending one for its address.
+    /// Either side may be the address's owner, so confirming it takes the
+    /// password chosen at this sign-up as well as the mailbox's link. A
+    /// pending registration lives at most `REGISTRATION_TTL`, so this is
+    /// "superseded another within the last `REGISTRATION_TTL`".
+    pub fn is_contested(&self) -> bool {
+        self.supersedes.is_some()
+    }
+
     fn add_request(&mut self, id: Uuid, kind: RequestKind, sequence: i64) {
         self.requests.insert(
             id,
@@ -463,6 +657,8 @@ mod tests {
             email: EmailAddress::parse("Ada@Example.com").expect("valid email"),
             password_hash: PasswordHash("$argon2id$hash".into()),
             locale: "en".into(),
+            registered_at: at(0),
+            address: AddressClaim::Free,
         }
     }
 
@@ -563,6 +759,7 @@ mod tests {
             AccountCommand::Activate {
                 request_id: id(2),
                 at: at(0),
+                password_confirmed: false,
             },
             Err(DomainError::NoSuchAccount),
         );
@@ -575,6 +772,7 @@ mod tests {
             AccountCommand::Activate {
                 request_id: id(2),
                 at: at(5),
+                password_confirmed: false,
             },
             Ok(vec![activated()]),
         );
@@ -585,6 +783,7 @@ mod tests {
             AccountCommand::Activate {
                 request_id: id(2),
                 at: at(9),
+                password_confirmed: false,
             },
             Ok(vec![]),
         );
@@ -823,6 +1022,234 @@ mod tests {
         assert_eq!(
             account.email_plan(id(5)),
             Ok(EmailPlan::AlreadyRegistered { activation: None })
+        );
+    }
+
+    fn contested() -> Registration {
+        Registration {
+            account_id: id(11),
+            request_id: id(12),
+            address: AddressClaim::TakesOver(id(1)),
+            ..registration()
+        }
+    }
+
+    fn activate(password_confirmed: bool) -> AccountCommand {
+        AccountCommand::Activate {
+            request_id: id(12),
+            at: at(5),
+            password_confirmed,
+        }
+    }
+
+    #[test]
+    fn a_sign_up_for_a_pending_address_supersedes_the_pending_registration() {
+        check(
+            registered(),
+            AccountCommand::Supersede {
+                by: id(11),
+                at: at(3),
+            },
+            Ok(vec![AccountEvent::RegistrationSuperseded(
+                RegistrationSuperseded {
+                    by: id(11),
+                    at: at(3),
+                },
+            )]),
+        );
+        let mut history = registered();
+        history.push(activated());
+        check(
+            history,
+            AccountCommand::Supersede {
+                by: id(11),
+                at: at(3),
+            },
+            Err(DomainError::NotPending(AccountStatus::Active)),
+        );
+        let holder = replay(&registered()).expect("account exists");
+        assert_eq!(
+            AddressClaim::for_holder(Some(&holder)),
+            AddressClaim::TakesOver(id(1))
+        );
+        assert_eq!(AddressClaim::for_holder(None), AddressClaim::Free);
+    }
+
+    #[test]
+    fn the_links_of_an_ended_registration_confirm_nothing() {
+        let superseded = AccountEvent::RegistrationSuperseded(RegistrationSuperseded {
+            by: id(11),
+            at: at(3),
+        });
+        let cancelled = AccountEvent::RegistrationCancelled(RegistrationCancelled {
+            request_id: id(2),
+            at: at(3),
+        });
+        let expired = AccountEvent::RegistrationExpired(RegistrationExpired { at: at(3) });
+        for (ending, status) in [
+            (superseded, AccountStatus::Superseded),
+            (cancelled, AccountStatus::Cancelled),
+            (expired, AccountStatus::Expired),
+        ] {
+            assert!(ending.ends_registration());
+            let mut history = registered();
+            history.push(ending);
+            let account = replay(&history).expect("account exists");
+            assert_eq!(account.status, status);
+            assert_eq!(account.email_plan(id(2)), Ok(EmailPlan::Nothing));
+            check(
+                history.clone(),
+                AccountCommand::Activate {
+                    request_id: id(2),
+                    at: at(5),
+                    password_confirmed: true,
+                },
+                Err(DomainError::RegistrationEnded(status)),
+            );
+            check(
+                history,
+                AccountCommand::RequestActivation { request_id: id(3) },
+                Ok(vec![]),
+            );
+        }
+    }
+
+    #[test]
+    fn a_contested_registration_is_confirmed_only_with_its_password() {
+        let history = register(contested());
+        let account = replay(&history).expect("account exists");
+        assert!(account.is_contested());
+        assert_eq!(account.supersedes, Some(id(1)));
+        check(
+            history.clone(),
+            activate(false),
+            Err(DomainError::PasswordRequired),
+        );
+        check(
+            history,
+            activate(true),
+            Ok(vec![AccountEvent::AccountActivated(AccountActivated {
+                request_id: id(12),
+                activated_at: at(5),
+            })]),
+        );
+        // An uncontested registration ignores whether a password came along.
+        assert!(
+            !replay(&registered())
+                .expect("account exists")
+                .is_contested()
+        );
+        check(
+            registered(),
+            AccountCommand::Activate {
+                request_id: id(2),
+                at: at(5),
+                password_confirmed: false,
+            },
+            Ok(vec![activated()]),
+        );
+    }
+
+    #[test]
+    fn a_sign_up_for_an_owned_address_holds_its_username_without_a_link() {
+        let held = Registration {
+            address: AddressClaim::OwnedBy(id(1)),
+            account_id: id(11),
+            ..registration()
+        };
+        let events = register(held.clone());
+        assert_eq!(events.len(), 1, "no activation request");
+        check(vec![], AccountCommand::Register(held), Ok(events.clone()));
+        let account = replay(&events).expect("registration exists");
+        assert_eq!(account.address_owner, Some(id(1)));
+        assert_eq!(account.outstanding_request(), None);
+        check(
+            events.clone(),
+            AccountCommand::RequestActivation { request_id: id(3) },
+            Ok(vec![]),
+        );
+        check(
+            events,
+            activate(true),
+            Err(DomainError::AddressOwnedElsewhere),
+        );
+    }
+
+    #[test]
+    fn this_wasnt_me_cancels_a_pending_registration_once() {
+        let cancel = AccountCommand::Cancel {
+            request_id: id(2),
+            at: at(4),
+        };
+        let cancelled = AccountEvent::RegistrationCancelled(RegistrationCancelled {
+            request_id: id(2),
+            at: at(4),
+        });
+        check(registered(), cancel.clone(), Ok(vec![cancelled.clone()]));
+        let mut history = registered();
+        history.push(cancelled);
+        check(history, cancel.clone(), Ok(vec![]));
+        let mut history = registered();
+        history.push(activated());
+        check(
+            history,
+            cancel,
+            Err(DomainError::NotPending(AccountStatus::Active)),
+        );
+    }
+
+    #[test]
+    fn a_registration_expires_only_when_pending_and_old_enough() {
+        let ttl = chrono::Duration::hours(72);
+        let expire = |seconds| AccountCommand::Expire {
+            at: at(seconds),
+            ttl,
+        };
+        let deadline = ttl.num_seconds();
+        check(registered(), expire(deadline - 1), Ok(vec![]));
+        check(
+            registered(),
+            expire(deadline),
+            Ok(vec![AccountEvent::RegistrationExpired(
+                RegistrationExpired { at: at(deadline) },
+            )]),
+        );
+        let mut history = registered();
+        history.push(activated());
+        check(history, expire(deadline + 1), Ok(vec![]));
+        let mut history = registered();
+        history.push(AccountEvent::RegistrationExpired(RegistrationExpired {
+            at: at(deadline),
+        }));
+        check(history, expire(deadline + 9), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_withheld_email_is_no_longer_outstanding() {
+        let withheld = AccountEvent::EmailWithheld(EmailWithheld {
+            request_id: id(2),
+            reason: "budget".into(),
+        });
+        check(
+            registered(),
+            AccountCommand::RecordEmailWithheld {
+                request_id: id(2),
+                reason: "budget".into(),
+            },
+            Ok(vec![withheld.clone()]),
+        );
+        let mut history = registered();
+        history.push(withheld);
+        let account = replay(&history).expect("account exists");
+        assert_eq!(account.outstanding_request(), None);
+        assert_eq!(account.email_plan(id(2)), Ok(EmailPlan::Nothing));
+        check(
+            history,
+            AccountCommand::RecordEmailWithheld {
+                request_id: id(2),
+                reason: "budget".into(),
+            },
+            Ok(vec![]),
         );
     }
 }

@@ -31,6 +31,51 @@ pub struct AccountRegistered {
     pub email_canonical: String,
     pub password_hash: PasswordHash,
     pub locale: String,
+    /// When the registration was made. Absent in registrations recorded
+    /// before registrations could expire; the log's `recorded_at` stands in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<DateTime<Utc>>,
+    /// The pending registration of the same address that this one replaced.
+    /// A registration that superseded another is *contested*: confirming it
+    /// needs its password as well as the link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<Uuid>,
+    /// The active account that already owns the address. Such a registration
+    /// holds only its username (so that answers never tell whether an address
+    /// has an account), gets no link, and expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_owner: Option<Uuid>,
+}
+
+/// A later sign-up for the same address replaced this pending registration:
+/// its links stop working and its claims went to the later one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationSuperseded {
+    /// The registration that took over the address.
+    pub by: Uuid,
+    pub at: DateTime<Utc>,
+}
+
+/// The address's owner said "This wasn't me" on the confirmation page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationCancelled {
+    /// The request whose link was used to cancel.
+    pub request_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
+/// The registration stayed unconfirmed for `REGISTRATION_TTL`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationExpired {
+    pub at: DateTime<Utc>,
+}
+
+/// An email request was recorded but not sent, because the address had
+/// already been sent as many emails as `EMAIL_PER_ADDRESS` allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailWithheld {
+    pub request_id: Uuid,
+    pub reason: String,
 }
 
 /// Why an activation email was asked for.
@@ -115,6 +160,10 @@ pub enum AccountEvent {
     AccountActivated(AccountActivated),
     SignUpAttemptedForExistingEmail(SignUpAttemptedForExistingEmail),
     EmailRetryRequested(EmailRetryRequested),
+    RegistrationSuperseded(RegistrationSuperseded),
+    RegistrationCancelled(RegistrationCancelled),
+    RegistrationExpired(RegistrationExpired),
+    EmailWithheld(EmailWithheld),
 }
 
 /// An event in its stored shape.
@@ -162,7 +211,11 @@ pub fn current_schema_version(event_type: &str) -> Option<i32> {
         | "ActivationEmailFailed"
         | "AccountActivated"
         | "SignUpAttemptedForExistingEmail"
-        | "EmailRetryRequested" => Some(1),
+        | "EmailRetryRequested"
+        | "RegistrationSuperseded"
+        | "RegistrationCancelled"
+        | "RegistrationExpired"
+        | "EmailWithheld" => Some(1),
         _ => None,
     }
 }
@@ -177,7 +230,23 @@ impl AccountEvent {
             Self::AccountActivated(_) => "AccountActivated",
             Self::SignUpAttemptedForExistingEmail(_) => "SignUpAttemptedForExistingEmail",
             Self::EmailRetryRequested(_) => "EmailRetryRequested",
+            Self::RegistrationSuperseded(_) => "RegistrationSuperseded",
+            Self::RegistrationCancelled(_) => "RegistrationCancelled",
+            Self::RegistrationExpired(_) => "RegistrationExpired",
+            Self::EmailWithheld(_) => "EmailWithheld",
         }
+    }
+
+    /// Whether this event ends a registration that never became an account.
+    /// Its username and email claims are released in the transaction that
+    /// appends it, and only there.
+    pub fn ends_registration(&self) -> bool {
+        matches!(
+            self,
+            Self::RegistrationSuperseded(_)
+                | Self::RegistrationCancelled(_)
+                | Self::RegistrationExpired(_)
+        )
     }
 
     /// The schema version [`Self::encode`] writes for this event.
@@ -208,6 +277,10 @@ impl AccountEvent {
             Self::AccountActivated(e) => serde_json::to_value(e),
             Self::SignUpAttemptedForExistingEmail(e) => serde_json::to_value(e),
             Self::EmailRetryRequested(e) => serde_json::to_value(e),
+            Self::RegistrationSuperseded(e) => serde_json::to_value(e),
+            Self::RegistrationCancelled(e) => serde_json::to_value(e),
+            Self::RegistrationExpired(e) => serde_json::to_value(e),
+            Self::EmailWithheld(e) => serde_json::to_value(e),
         }
         .map_err(|source| EncodeError {
             event_type: self.event_type(),
@@ -252,6 +325,12 @@ impl AccountEvent {
                 Self::SignUpAttemptedForExistingEmail(parse(event_type, v, payload)?)
             }
             "EmailRetryRequested" => Self::EmailRetryRequested(parse(event_type, v, payload)?),
+            "RegistrationSuperseded" => {
+                Self::RegistrationSuperseded(parse(event_type, v, payload)?)
+            }
+            "RegistrationCancelled" => Self::RegistrationCancelled(parse(event_type, v, payload)?),
+            "RegistrationExpired" => Self::RegistrationExpired(parse(event_type, v, payload)?),
+            "EmailWithheld" => Self::EmailWithheld(parse(event_type, v, payload)?),
             other => {
                 return Err(DecodeError::UnknownType {
                     event_type: other.to_owned(),
@@ -338,6 +417,9 @@ mod tests {
                 email_canonical: "ada@example.com".into(),
                 password_hash: PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
                 locale: "en".into(),
+                registered_at: Some(at),
+                supersedes: Some(Uuid::from_u128(6)),
+                address_owner: None,
             }),
             AccountEvent::ActivationRequested(ActivationRequested {
                 request_id: id,
@@ -372,6 +454,16 @@ mod tests {
             AccountEvent::EmailRetryRequested(EmailRetryRequested {
                 request_id: Uuid::from_u128(8),
                 retry_of: id,
+            }),
+            AccountEvent::RegistrationSuperseded(RegistrationSuperseded {
+                by: Uuid::from_u128(9),
+                at,
+            }),
+            AccountEvent::RegistrationCancelled(RegistrationCancelled { request_id: id, at }),
+            AccountEvent::RegistrationExpired(RegistrationExpired { at }),
+            AccountEvent::EmailWithheld(EmailWithheld {
+                request_id: id,
+                reason: "address budget spent".into(),
             }),
         ]
     }
@@ -464,6 +556,27 @@ mod tests {
             "no version 0"
         );
         assert!(AccountEvent::decode("ActivationEmailSent", 3, sent.payload).is_err());
+    }
+
+    #[test]
+    fn registrations_stored_before_expiry_and_supersession_still_decode() {
+        let v1 = serde_json::json!({
+            "account_id": "00000000-0000-0000-0000-000000000007",
+            "username": "Ada",
+            "username_canonical": "ada",
+            "email": "ada@example.com",
+            "email_canonical": "ada@example.com",
+            "password_hash": "$argon2id$hash",
+            "locale": "en",
+        });
+        let AccountEvent::AccountRegistered(registered) =
+            AccountEvent::decode("AccountRegistered", 1, v1).expect("old payload decodes")
+        else {
+            panic!("a registration");
+        };
+        assert_eq!(registered.registered_at, None);
+        assert_eq!(registered.supersedes, None);
+        assert_eq!(registered.address_owner, None);
     }
 
     #[test]

@@ -12,8 +12,8 @@ mod password;
 mod username;
 
 pub use account::{
-    Account, AccountCommand, AccountStatus, DomainError, EmailPlan, Registration, RetryNotNeeded,
-    RetryPlan, decide,
+    Account, AccountCommand, AccountStatus, AddressClaim, DomainError, EmailPlan, Registration,
+    RetryNotNeeded, RetryPlan, decide,
 };
 pub use activation_key::{ActivationKey, ActivationKeyError};
 pub use email::{EmailAddress, EmailError};

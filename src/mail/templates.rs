@@ -37,6 +37,7 @@ const HTML_TEMPLATES: &[(&str, &str)] = &[
     template!("already-registered/body", ".html.hbs"),
     template!("pages/activate", ".html.hbs"),
     template!("pages/activated", ".html.hbs"),
+    template!("pages/cancelled", ".html.hbs"),
     template!("pages/link-invalid", ".html.hbs"),
 ];
 
@@ -86,9 +87,13 @@ impl EmailKind {
 /// Which HTML page to render (`templates/pages/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
-    /// Context `key`: explains the link and posts to
-    /// `/api/activate-account/{key}`; rendering it changes nothing.
+    /// Context `key`, `username`, `requested_at` (text or null), `contested`
+    /// (bool: ask for the password) and `error` (text or null): names the
+    /// registration, posts to `/api/activate-account/{key}`, and offers
+    /// "This wasn't me" (`…/{key}/cancel`); rendering it changes nothing.
     Activate,
+    /// No context fields: the registration was cancelled.
+    Cancelled,
     /// Context `already_active` (bool).
     Activated,
     /// No context fields: the uniform page for an unusable link (410).
@@ -99,6 +104,7 @@ impl Page {
     const fn name(self) -> &'static str {
         match self {
             Self::Activate => "pages/activate",
+            Self::Cancelled => "pages/cancelled",
             Self::Activated => "pages/activated",
             Self::LinkInvalid => "pages/link-invalid",
         }

@@ -57,14 +57,35 @@ fn already_registered_active_email() {
     assert_eq!(render(EmailKind::AlreadyRegistered, &with_null), email);
 }
 
+fn activate_ctx(contested: bool, error: Option<&str>) -> Value {
+    json!({
+        "key": "Zx81kQp0aB3cD4eF5gH6",
+        "username": "ada",
+        "requested_at": "2026-12-03 09:12 UTC",
+        "contested": contested,
+        "error": error,
+    })
+}
+
 #[test]
 fn pages() {
     let t = templates();
     let page = |page, ctx: Value| t.render_page(page, &ctx).expect("renders");
     insta::assert_snapshot!(
         "page_activate",
-        page(Page::Activate, json!({ "key": "Zx81kQp0aB3cD4eF5gH6" }))
+        page(Page::Activate, activate_ctx(false, None))
     );
+    insta::assert_snapshot!(
+        "page_activate_contested",
+        page(
+            Page::Activate,
+            activate_ctx(
+                true,
+                Some("That is not the password chosen at this sign-up.")
+            )
+        )
+    );
+    insta::assert_snapshot!("page_cancelled", page(Page::Cancelled, json!({})));
     insta::assert_snapshot!(
         "page_activated",
         page(Page::Activated, json!({ "already_active": false }))
@@ -80,7 +101,8 @@ fn pages() {
 fn pages_have_no_scripts_or_external_assets() {
     let t = templates();
     let pages = [
-        t.render_page(Page::Activate, &json!({ "key": "k" })),
+        t.render_page(Page::Activate, &activate_ctx(true, Some("error"))),
+        t.render_page(Page::Cancelled, &json!({})),
         t.render_page(Page::Activated, &json!({ "already_active": false })),
         t.render_page(Page::LinkInvalid, &json!({})),
     ];

@@ -48,6 +48,38 @@ pub struct AccountRow {
     pub emails_sent: i32,
     pub last_email_at: Option<DateTime<Utc>>,
     pub version: i64,
+    pub locale: String,
+    /// When the registration was superseded, cancelled or expired.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The newest email request the account is still waiting for, and when
+    /// it was recorded: what the stranded-request sweep looks at.
+    pub outstanding_request: Option<Uuid>,
+    pub outstanding_since: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, username, email, status, registered_at, activated_at, emails_sent, \
+     last_email_at, version, locale, ended_at, outstanding_request, outstanding_since";
+
+impl AccountRow {
+    fn wait_for(&mut self, request_id: Uuid, since: DateTime<Utc>) {
+        self.outstanding_request = Some(request_id);
+        self.outstanding_since = Some(since);
+    }
+
+    /// The request's email went out, failed or was withheld.
+    fn settled(&mut self, request_id: Uuid) {
+        if self.outstanding_request == Some(request_id) {
+            self.outstanding_request = None;
+            self.outstanding_since = None;
+        }
+    }
+
+    fn end(&mut self, status: AccountStatus, at: DateTime<Utc>) {
+        self.status = status.as_str().into();
+        self.ended_at = Some(at);
+        self.outstanding_request = None;
+        self.outstanding_since = None;
+    }
 }
 
 /// Folds one event into the row of its account.
@@ -63,29 +95,38 @@ pub fn fold(
             username: registered.username.clone(),
             email: registered.email_canonical.clone(),
             status: AccountStatus::Pending.as_str().into(),
-            registered_at: recorded_at,
+            registered_at: registered.registered_at.unwrap_or(recorded_at),
             activated_at: None,
             emails_sent: 0,
             last_email_at: None,
             version,
+            locale: registered.locale.clone(),
+            ended_at: None,
+            outstanding_request: None,
+            outstanding_since: None,
         });
     }
     let mut row = row?;
     row.version = version;
     match event {
+        AccountEvent::ActivationRequested(e) => row.wait_for(e.request_id, recorded_at),
+        AccountEvent::SignUpAttemptedForExistingEmail(e) => row.wait_for(e.request_id, recorded_at),
+        AccountEvent::EmailRetryRequested(e) => row.wait_for(e.request_id, recorded_at),
         AccountEvent::ActivationEmailSent(sent) => {
             row.emails_sent += 1;
             row.last_email_at = Some(sent.sent_at);
+            row.settled(sent.request_id);
         }
+        AccountEvent::ActivationEmailFailed(e) => row.settled(e.request_id),
+        AccountEvent::EmailWithheld(e) => row.settled(e.request_id),
         AccountEvent::AccountActivated(activated) => {
             row.status = AccountStatus::Active.as_str().into();
             row.activated_at = Some(activated.activated_at);
         }
-        AccountEvent::AccountRegistered(_)
-        | AccountEvent::ActivationRequested(_)
-        | AccountEvent::ActivationEmailFailed(_)
-        | AccountEvent::SignUpAttemptedForExistingEmail(_)
-        | AccountEvent::EmailRetryRequested(_) => {}
+        AccountEvent::RegistrationSuperseded(e) => row.end(AccountStatus::Superseded, e.at),
+        AccountEvent::RegistrationCancelled(e) => row.end(AccountStatus::Cancelled, e.at),
+        AccountEvent::RegistrationExpired(e) => row.end(AccountStatus::Expired, e.at),
+        AccountEvent::AccountRegistered(_) => {}
     }
     Some(row)
 }
@@ -111,8 +152,7 @@ pub async fn apply(
     }
     let ids: Vec<Uuid> = decoded.iter().map(|(id, _, _)| *id).collect();
     let existing: Vec<AccountRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT id, username, email, status, registered_at, activated_at, emails_sent, last_email_at, version \
-         FROM {} WHERE id = ANY($1)",
+        "SELECT {COLUMNS} FROM {} WHERE id = ANY($1)",
         table.name()
     )))
     .bind(&ids)
@@ -143,13 +183,17 @@ async fn upsert(
         columns.push(row);
     }
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {} (id, username, email, status, registered_at, activated_at, emails_sent, last_email_at, version) \
+        "INSERT INTO {} ({COLUMNS}) \
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
-                              $6::timestamptz[], $7::int[], $8::timestamptz[], $9::bigint[]) \
+                              $6::timestamptz[], $7::int[], $8::timestamptz[], $9::bigint[], \
+                              $10::text[], $11::timestamptz[], $12::uuid[], $13::timestamptz[]) \
          ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username, email = EXCLUDED.email, \
              status = EXCLUDED.status, registered_at = EXCLUDED.registered_at, \
              activated_at = EXCLUDED.activated_at, emails_sent = EXCLUDED.emails_sent, \
-             last_email_at = EXCLUDED.last_email_at, version = EXCLUDED.version",
+             last_email_at = EXCLUDED.last_email_at, version = EXCLUDED.version, \
+             locale = EXCLUDED.locale, ended_at = EXCLUDED.ended_at, \
+             outstanding_request = EXCLUDED.outstanding_request, \
+             outstanding_since = EXCLUDED.outstanding_since",
         table.name()
     )))
     .bind(columns.id)
@@ -161,6 +205,10 @@ async fn upsert(
     .bind(columns.emails_sent)
     .bind(columns.last_email_at)
     .bind(columns.version)
+    .bind(columns.locale)
+    .bind(columns.ended_at)
+    .bind(columns.outstanding_request)
+    .bind(columns.outstanding_since)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -178,6 +226,10 @@ struct Columns {
     emails_sent: Vec<i32>,
     last_email_at: Vec<Option<DateTime<Utc>>>,
     version: Vec<i64>,
+    locale: Vec<String>,
+    ended_at: Vec<Option<DateTime<Utc>>>,
+    outstanding_request: Vec<Option<Uuid>>,
+    outstanding_since: Vec<Option<DateTime<Utc>>>,
 }
 
 impl Columns {
@@ -191,5 +243,44 @@ impl Columns {
         self.emails_sent.push(row.emails_sent);
         self.last_email_at.push(row.last_email_at);
         self.version.push(row.version);
+        self.locale.push(row.locale);
+        self.ended_at.push(row.ended_at);
+        self.outstanding_request.push(row.outstanding_request);
+        self.outstanding_since.push(row.outstanding_since);
     }
+}
+
+/// Pending registrations made before `cutoff`, oldest first: the expiry
+/// sweep's candidates. The aggregate decides again on each.
+pub async fn pending_registered_before(
+    pool: &sqlx::PgPool,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM accounts WHERE status = 'pending' AND registered_at <= $1 \
+         ORDER BY registered_at LIMIT $2",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Accounts whose newest email request has waited since before `cutoff`,
+/// oldest first, with that request: the stranded-request sweep's candidates.
+pub async fn outstanding_since_before(
+    pool: &sqlx::PgPool,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, outstanding_request FROM accounts \
+         WHERE outstanding_request IS NOT NULL AND outstanding_since <= $1 \
+         ORDER BY outstanding_since LIMIT $2",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }

@@ -4,7 +4,8 @@
 //! `UNIQUE (stream_id, version)` constraint turns a lost race into a typed
 //! [`AppendError::Conflict`] instead of a lost update. Unique claims (username,
 //! email) are inserted in the same transaction, so uniqueness never rests on a
-//! read-then-write. Readers of the whole log use [`read_committed_after`], which
+//! read-then-write, and released only in the transaction that appends the
+//! event ending their registration ([`Append::releases_claims`]). Readers of the whole log use [`read_committed_after`], which
 //! is safe against identities that commit out of order.
 //!
 //! Every statement on `events`, `checkpoints` and `unique_claims` is in this
@@ -185,6 +186,18 @@ pub enum AppendError {
 const EVENT_COLUMNS: &str = "position, tx_id::text AS tx_id, event_id, stream_id, version, event_type, \
      schema_version, payload, metadata, recorded_at";
 
+/// Events for one account's stream, which must be at `expected_version`
+/// (0 for a new stream).
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub account_id: Uuid,
+    pub expected_version: i64,
+    pub events: Vec<NewEvent>,
+    /// The events end the account's registration: every claim it holds is
+    /// released in the same transaction.
+    pub releases_claims: bool,
+}
+
 /// Appends `events` to `stream_id`, which must be at `expected_version`
 /// (0 for a new stream), and inserts `claims`, all in one transaction.
 /// Returns the stream's new version.
@@ -214,6 +227,72 @@ pub async fn append(
     let version = insert_events(&mut tx, stream_id, expected_version, events, metadata).await?;
     tx.commit().await?;
     Ok(version)
+}
+
+/// Appends to several streams in one transaction: first the claims of the
+/// registrations that end are released, then `claims` are taken, then each
+/// stream is appended at its expected version. A sign-up that supersedes a
+/// pending registration moves the address's claim this way, so no moment
+/// exists in which the address is free or held twice.
+#[tracing::instrument(skip_all, fields(streams = appends.len()))]
+pub async fn append_all(
+    pool: &PgPool,
+    appends: &[Append],
+    claims: &[(Claim, Uuid)],
+    metadata: &EventMetadata,
+) -> Result<(), AppendError> {
+    append_all_in(pool.begin().await?, appends, claims, metadata).await
+}
+
+/// [`append_all`] in `tx` (one from [`lock_address`]), which it commits.
+pub async fn append_all_in(
+    mut tx: Transaction<'_, Postgres>,
+    appends: &[Append],
+    claims: &[(Claim, Uuid)],
+    metadata: &EventMetadata,
+) -> Result<(), AppendError> {
+    let released: Vec<Uuid> = appends
+        .iter()
+        .filter(|append| append.releases_claims)
+        .map(|append| append.account_id)
+        .collect();
+    if !released.is_empty() {
+        sqlx::query("DELETE FROM unique_claims WHERE account_id = ANY($1)")
+            .bind(&released)
+            .execute(&mut *tx)
+            .await
+            .map_err(lost_race_or)?;
+    }
+    if !claims.is_empty() {
+        insert_claims(&mut tx, claims).await?;
+    }
+    for append in appends.iter().filter(|append| !append.events.is_empty()) {
+        insert_events(
+            &mut tx,
+            &account_stream(append.account_id),
+            append.expected_version,
+            &append.events,
+            metadata,
+        )
+        .await?;
+    }
+    tx.commit().await.map_err(lost_race_or)?;
+    Ok(())
+}
+
+/// Two transactions that move claims between registrations can wait on each
+/// other's rows; Postgres then aborts one (deadlock, serialization failure).
+/// That is a lost race like a version conflict: the caller decides again.
+fn lost_race_or(error: sqlx::Error) -> AppendError {
+    match &error {
+        sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("40P01" | "40001")) => {
+            AppendError::Conflict {
+                stream_id: String::new(),
+                expected_version: 0,
+            }
+        }
+        _ => AppendError::Database(error),
+    }
 }
 
 /// Inserts all `claims` in one statement; the first one (in the given
@@ -249,7 +328,8 @@ async fn insert_claims(
             .collect::<Vec<_>>(),
     )
     .fetch_all(&mut **tx)
-    .await?;
+    .await
+    .map_err(lost_race_or)?;
     match claims
         .iter()
         .find(|(claim, _)| !inserted.iter().any(|kind| kind == claim.kind.as_str()))
@@ -295,21 +375,21 @@ async fn insert_events(
                 expected_version,
             })
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(lost_race_or(e)),
     }
 }
 
 /// Every event of one stream, in version order.
 #[tracing::instrument(skip_all, fields(stream_id))]
-pub async fn load_stream(
-    pool: &PgPool,
+pub async fn load_stream<'e>(
+    executor: impl PgExecutor<'e>,
     stream_id: &str,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version"
     )))
     .bind(stream_id)
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await
 }
 
@@ -425,16 +505,34 @@ pub async fn save_checkpoint(
 }
 
 /// The account holding a claim, if any.
-pub async fn claim_holder(
-    pool: &PgPool,
+pub async fn claim_holder<'e>(
+    executor: impl PgExecutor<'e>,
     kind: ClaimKind,
     value: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar("SELECT account_id FROM unique_claims WHERE kind = $1 AND value = $2")
         .bind(kind.as_str())
         .bind(value)
-        .fetch_optional(pool)
+        .fetch_optional(executor)
         .await
+}
+
+/// Begins a transaction that holds the advisory lock of one email address
+/// until it ends. Sign-ups for one address take it before they read who
+/// holds the address, so a burst of them is decided one after the other
+/// instead of each losing races on the holder's stream (dozens of writers
+/// on one stream would otherwise exhaust their rounds). Other writers of
+/// that stream (activation, expiry) still meet the version check.
+pub async fn lock_address(
+    pool: &PgPool,
+    canonical_email: &str,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('porter:address:' || $1, 0))")
+        .bind(canonical_email)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// Up to `limit` events after `after` that match `filter`, in global order.

@@ -1,93 +1,151 @@
-//! Activation links: a harmless page and the confirming `POST`.
+//! Activation links: a harmless page, the confirming `POST`, and "This
+//! wasn't me".
 //!
-//! `GET /activate/{key}` only renders a page with a button, so mail scanners
-//! and link previews that fetch the URL cannot consume the key. The `POST`
-//! appends `AccountActivated` at the expected version; the key stays until
-//! its TTL, so a second click is told "already active" (the aggregate makes
-//! the second confirmation a no-op, not the key). Every invalid case (malformed, unknown, expired, revoked) gets the
-//! same `410`, so responses reveal nothing about which keys exist.
+//! `GET /activate/{key}` only renders a page naming the registration the
+//! link confirms, so mail scanners and link previews that fetch the URL
+//! cannot consume the key or cancel anything. The `POST`s change state: one
+//! appends `AccountActivated` (a contested registration also needs the
+//! password chosen at its sign-up), the other `RegistrationCancelled`, which
+//! releases the registration's claims. The key stays until its TTL, so a
+//! second click is told "already active" (the aggregate makes the second
+//! confirmation a no-op, not the key).
+//!
+//! Every unusable link (malformed, unknown, expired, revoked, or of a
+//! registration that was superseded, cancelled or expired) gets the same
+//! `410`, so responses reveal nothing about which keys exist. A live key is
+//! looked up before any failure budget is consulted, so other people's
+//! failures from a shared address never refuse it with `429`.
 
 use chrono::Utc;
 use http::{Response, StatusCode};
+use hyper::{Request, body::Incoming};
 use serde_json::json;
 
 use super::{
     AppState,
     context::RequestContext,
     rate_limit::Budget,
+    request,
     response::{ApiError, Body, html_response, json_response},
 };
 use crate::{
-    domain::{AccountCommand, ActivationKey},
+    commands::CommandError,
+    domain::{Account, AccountCommand, AccountStatus, ActivationKey, DomainError},
+    keys::KeyGrant,
     mail::Page,
 };
 
-pub fn page(state: &AppState, raw_key: &str) -> Result<Response<Body>, ApiError> {
+/// A live key and the pending or active registration it belongs to.
+struct Link {
+    key: ActivationKey,
+    grant: KeyGrant,
+    account: Account,
+}
+
+/// Resolves `raw_key` to a usable link, or `None` for every kind of
+/// unusable one.
+async fn resolve(state: &AppState, raw_key: &str) -> Result<Option<Link>, ApiError> {
     let Ok(key) = ActivationKey::parse(raw_key) else {
+        return Ok(None);
+    };
+    let grant = state
+        .keys
+        .lookup(&key)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let Some(grant) = grant else {
+        return Ok(None);
+    };
+    let account = state.commands.load(grant.account_id).await?;
+    Ok(account
+        .filter(|account| !account.status.is_ended())
+        .map(|account| Link {
+            key,
+            grant,
+            account,
+        }))
+}
+
+pub async fn page(state: &AppState, raw_key: &str) -> Result<Response<Body>, ApiError> {
+    let Some(link) = resolve(state, raw_key).await? else {
         return link_invalid(state, true);
     };
+    if link.account.status == AccountStatus::Active {
+        return activated_page(state, true);
+    }
+    confirmation_page(state, &link, StatusCode::OK, None)
+}
+
+fn confirmation_page(
+    state: &AppState,
+    link: &Link,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
     let html = state
         .templates
-        .render_page(Page::Activate, &json!({ "key": key.expose() }))
+        .render_page(
+            Page::Activate,
+            &json!({
+                "key": link.key.expose(),
+                "username": link.account.username,
+                "requested_at": link.account.registered_at
+                    .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
+                "contested": link.account.is_contested(),
+                "error": error,
+            }),
+        )
         .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(html_response(StatusCode::OK, html))
+    Ok(html_response(status, html))
 }
 
 pub async fn activate(
     state: &AppState,
     context: &RequestContext,
     raw_key: &str,
-    wants_html: bool,
+    request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    // Guessing keys is hopeless (≈190 bits), but a client that keeps failing
-    // is stopped early anyway, before any lookup.
-    let failure_budget = state.config.limits.failed_activation_per_ip;
-    let client = context.client_ip.to_string();
-    let limiter = &state.rate_limiter;
-    limiter
-        .check(Budget::FailedActivationPerIp, failure_budget, &client)
-        .await?;
-    let grant = match ActivationKey::parse(raw_key) {
-        Ok(key) => state
-            .keys
-            .lookup(&key)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?,
-        Err(_) => None,
+    let wants_html = request::wants_html(request.headers());
+    let [password] = request::optional_fields(request, ["password"]).await?;
+    let Some(link) = resolve(state, raw_key).await? else {
+        return refuse_unusable_link(state, context, wants_html).await;
     };
-    let Some(grant) = grant else {
-        tracing::info!("activation failed: unknown, expired or revoked key");
-        limiter
-            .record(Budget::FailedActivationPerIp, failure_budget, &client)
-            .await;
-        return link_invalid(state, wants_html);
+    let contested = link.account.status == AccountStatus::Pending && link.account.is_contested();
+    let password_confirmed = contested && confirm_password(state, context, &link, password).await?;
+    if contested && !password_confirmed {
+        tracing::info!(account_id = %link.account.id, "contested activation without its password");
+        if wants_html {
+            let error = "That is not the password chosen at this sign-up.";
+            return confirmation_page(state, &link, StatusCode::FORBIDDEN, Some(error));
+        }
+        return Err(ApiError::PasswordRequired);
+    }
+    let command = AccountCommand::Activate {
+        request_id: link.grant.request_id,
+        at: Utc::now(),
+        password_confirmed,
     };
-    let executed = state
+    let executed = match state
         .commands
-        .execute(
-            grant.account_id,
-            AccountCommand::Activate {
-                request_id: grant.request_id,
-                at: Utc::now(),
-            },
-            &context.event_metadata(),
-        )
-        .await?;
+        .execute_on(link.account, command, &context.event_metadata())
+        .await
+    {
+        Ok(executed) => executed,
+        Err(CommandError::Domain(DomainError::PasswordRequired)) => {
+            return Err(ApiError::PasswordRequired);
+        }
+        // Superseded, cancelled or expired between the lookup and the append.
+        Err(CommandError::Domain(_)) => return link_invalid(state, wants_html),
+        Err(e) => return Err(e.into()),
+    };
     let already_active = executed.events.is_empty();
     if already_active {
-        tracing::info!(account_id = %grant.account_id, "activation repeated");
+        tracing::info!(account_id = %executed.account.id, "activation repeated");
     } else {
-        tracing::info!(account_id = %grant.account_id, "activation succeeded");
+        tracing::info!(account_id = %executed.account.id, "activation succeeded");
     }
     if wants_html {
-        let html = state
-            .templates
-            .render_page(
-                Page::Activated,
-                &json!({ "already_active": already_active }),
-            )
-            .map_err(|e| ApiError::Internal(e.into()))?;
-        return Ok(html_response(StatusCode::OK, html));
+        return activated_page(state, already_active);
     }
     let message = if already_active {
         "Your account was already active."
@@ -98,6 +156,116 @@ pub async fn activate(
         StatusCode::OK,
         &json!({ "status": "active", "already_active": already_active, "message": message }),
     ))
+}
+
+/// Checks the password sent along for a contested registration on the
+/// hashing threads. Guessing it is bounded by the failed-confirmation budget,
+/// consulted before the hash and charged for each miss.
+async fn confirm_password(
+    state: &AppState,
+    context: &RequestContext,
+    link: &Link,
+    password: Option<String>,
+) -> Result<bool, ApiError> {
+    let budget = state.config.limits.failed_activation_per_ip;
+    let client = context.client_ip.to_string();
+    let limiter = &state.rate_limiter;
+    limiter
+        .check(Budget::FailedActivationPerIp, budget, &client)
+        .await?;
+    let matches = match password {
+        Some(password) => {
+            state
+                .hasher
+                .verify(password, link.account.password_hash.clone())
+                .await?
+        }
+        None => false,
+    };
+    if !matches {
+        limiter
+            .record(Budget::FailedActivationPerIp, budget, &client)
+            .await;
+    }
+    Ok(matches)
+}
+
+/// "This wasn't me": cancels the pending registration the link belongs to,
+/// which releases its username and address.
+pub async fn cancel(
+    state: &AppState,
+    context: &RequestContext,
+    raw_key: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let wants_html = request::wants_html(request.headers());
+    let [] = request::optional_fields(request, []).await?;
+    let Some(link) = resolve(state, raw_key).await? else {
+        return refuse_unusable_link(state, context, wants_html).await;
+    };
+    let command = AccountCommand::Cancel {
+        request_id: link.grant.request_id,
+        at: Utc::now(),
+    };
+    match state
+        .commands
+        .execute_on(link.account, command, &context.event_metadata())
+        .await
+    {
+        Ok(executed) => {
+            tracing::info!(account_id = %executed.account.id, "registration cancelled by the address's owner");
+        }
+        // Active (nothing to cancel) or ended meanwhile: the link is spent.
+        Err(CommandError::Domain(_)) => return link_invalid(state, wants_html),
+        Err(e) => return Err(e.into()),
+    }
+    if wants_html {
+        let html = state
+            .templates
+            .render_page(Page::Cancelled, &json!({}))
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        return Ok(html_response(StatusCode::OK, html));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "cancelled",
+            "message": "The sign-up was cancelled; its username and address are free again.",
+        }),
+    ))
+}
+
+/// A `POST` with an unusable link: charged to the client's failure budget
+/// (a client that keeps failing is refused with `429`), then the uniform
+/// `410`.
+async fn refuse_unusable_link(
+    state: &AppState,
+    context: &RequestContext,
+    wants_html: bool,
+) -> Result<Response<Body>, ApiError> {
+    tracing::info!("activation link refused: unknown, expired, revoked or ended");
+    let budget = state.config.limits.failed_activation_per_ip;
+    let client = context.client_ip.to_string();
+    state
+        .rate_limiter
+        .check(Budget::FailedActivationPerIp, budget, &client)
+        .await?;
+    state
+        .rate_limiter
+        .record(Budget::FailedActivationPerIp, budget, &client)
+        .await;
+    link_invalid(state, wants_html)
+}
+
+fn activated_page(state: &AppState, already_active: bool) -> Result<Response<Body>, ApiError> {
+    let html = state
+        .templates
+        .render_page(
+            Page::Activated,
+            &json!({ "already_active": already_active }),
+        )
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(html_response(StatusCode::OK, html))
 }
 
 fn link_invalid(state: &AppState, wants_html: bool) -> Result<Response<Body>, ApiError> {

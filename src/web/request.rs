@@ -69,6 +69,63 @@ pub async fn json_fields<const N: usize>(
     }
 }
 
+/// Reads the optional string fields `expected` from a JSON object or from a
+/// browser's form post (`application/x-www-form-urlencoded`); an empty body
+/// has none of them. Unknown fields and non-string values are refused as in
+/// [`json_fields`].
+pub async fn optional_fields<const N: usize>(
+    request: Request<Incoming>,
+    expected: [&'static str; N],
+) -> Result<[Option<String>; N], ApiError> {
+    let is_form = has_media_type(request.headers(), "application/x-www-form-urlencoded");
+    let is_json = is_json(request.headers());
+    let body = read_body(request).await?;
+    if body.is_empty() {
+        return Ok([(); N].map(|()| None));
+    }
+    let object: Map<String, Value> = if is_form {
+        url::form_urlencoded::parse(&body)
+            .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
+            .collect()
+    } else if is_json {
+        match serde_json::from_slice(&body) {
+            Ok(Value::Object(object)) => object,
+            Ok(_) => {
+                return Err(ApiError::MalformedJson(
+                    "the body must be a JSON object".into(),
+                ));
+            }
+            Err(e) => return Err(ApiError::MalformedJson(describe_json_error(&e))),
+        }
+    } else {
+        return Err(ApiError::UnsupportedMediaType);
+    };
+    let mut errors = FieldErrors::new();
+    let known: BTreeSet<&str> = expected.iter().copied().collect();
+    for name in object.keys().filter(|name| !known.contains(name.as_str())) {
+        errors
+            .entry(truncate(name))
+            .or_default()
+            .push("is not a known field".into());
+    }
+    let values = expected.map(|name| match object.get(name) {
+        Some(Value::String(value)) => Some(value.clone()),
+        Some(_) => {
+            errors
+                .entry(name.into())
+                .or_default()
+                .push("must be a string".into());
+            None
+        }
+        None => None,
+    });
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without
 /// buffering it.
 pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
@@ -94,11 +151,15 @@ pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
+    has_media_type(headers, "application/json")
+}
+
+fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case(expected))
 }
 
 /// Whether the client prefers an HTML page (a browser form post) to JSON.

@@ -35,6 +35,8 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("activation link invalid")]
     LinkInvalid,
+    #[error("the registration is contested and needs its password")]
+    PasswordRequired,
     #[error("too busy")]
     Overloaded,
     #[error("rate limit exceeded")]
@@ -108,6 +110,7 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::LinkInvalid => StatusCode::GONE,
+            Self::PasswordRequired => StatusCode::FORBIDDEN,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -125,6 +128,7 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::LinkInvalid => "activation_link_invalid",
+            Self::PasswordRequired => "password_required",
             Self::Overloaded => "overloaded",
             Self::RateLimited { .. } => "rate_limited",
             Self::UriTooLong => "uri_too_long",
@@ -150,6 +154,12 @@ impl ApiError {
             Self::LinkInvalid => {
                 "This activation link is invalid, expired or was replaced by a newer one. \
                  Ask for a new link with POST /api/activate-account/resend and your email address."
+                    .into()
+            }
+            Self::PasswordRequired => {
+                "Another sign-up used this address shortly before or after this one, so \
+                 confirming it needs the password chosen at this sign-up as well as the link. \
+                 Send it as {\"password\": \"…\"}."
                     .into()
             }
             Self::Overloaded => "Porter is busy right now; try again shortly.".into(),

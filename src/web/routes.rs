@@ -102,7 +102,7 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
         }
         (_, ["api", "users"]) => ("sign_up", Err(ApiError::MethodNotAllowed("POST"))),
         (&Method::GET | &Method::HEAD, ["activate", key]) => {
-            ("activation_page", activation::page(state, key))
+            ("activation_page", activation::page(state, key).await)
         }
         (_, ["activate", _]) => (
             "activation_page",
@@ -111,16 +111,21 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
         (&Method::POST, ["api", "activate-account", "resend"]) => {
             ("resend", resend::resend(state, context, request).await)
         }
-        (&Method::POST, ["api", "activate-account", key]) => {
-            let wants_html = request::wants_html(request.headers());
-            (
-                "activate",
-                activation::activate(state, context, key, wants_html).await,
-            )
-        }
+        (&Method::POST, ["api", "activate-account", key]) => (
+            "activate",
+            activation::activate(state, context, key, request).await,
+        ),
         (_, ["api", "activate-account", _]) => {
             ("activate", Err(ApiError::MethodNotAllowed("POST")))
         }
+        (&Method::POST, ["api", "activate-account", key, "cancel"]) => (
+            "cancel_registration",
+            activation::cancel(state, context, key, request).await,
+        ),
+        (_, ["api", "activate-account", _, "cancel"]) => (
+            "cancel_registration",
+            Err(ApiError::MethodNotAllowed("POST")),
+        ),
         (&Method::GET | &Method::HEAD, ["api", "openapi.json"]) => ("openapi", Ok(openapi())),
         (&Method::GET | &Method::HEAD, ["healthz"]) => {
             ("healthz", Ok(text_response(StatusCode::OK, "ok\n")))

@@ -1,14 +1,16 @@
 //! `POST /api/users`: sign-up.
 //!
-//! The answer is the same `202` whether the address is new or already has an
-//! account, so the endpoint cannot be used to learn who has signed up; the
-//! owner of an existing account is emailed instead. The password is hashed on
-//! both paths so timing does not tell them apart either.
+//! The answer is the same `202` whether the address is new, waiting for
+//! activation or already has an account, so the endpoint cannot be used to
+//! learn who has signed up: a pending registration is superseded by the new
+//! one, the owner of an active account is emailed instead, and in every case
+//! the new registration holds its username (a taken username is the one
+//! refusal, and it does not depend on the address). The password is hashed
+//! on every path so timing does not tell them apart either.
 
 use http::{Response, StatusCode};
 use hyper::{Request, body::Incoming};
 use serde_json::json;
-use uuid::Uuid;
 
 use super::{
     AppState,
@@ -18,9 +20,9 @@ use super::{
     response::{ApiError, Body, FieldErrors, json_response},
 };
 use crate::{
-    commands::CommandError,
-    domain::{AccountCommand, EmailAddress, Password, Registration, Username},
-    store::{self, ClaimKind, EventMetadata},
+    commands::{CommandError, SignUp},
+    domain::{EmailAddress, Password, Username},
+    store::ClaimKind,
 };
 
 pub async fn sign_up(
@@ -56,24 +58,26 @@ pub async fn sign_up(
     };
 
     let password_hash = state.hasher.hash(password).await?;
-    let metadata = context.event_metadata();
-    let registration = Registration {
-        account_id: Uuid::new_v4(),
-        request_id: Uuid::now_v7(),
+    let sign_up = SignUp {
         username,
-        email: email.clone(),
+        email,
         password_hash,
         locale: "en".into(),
     };
-    match state.commands.register(registration, &metadata).await {
-        Ok(executed) => {
-            tracing::info!(account_id = %executed.account.id, "account registered");
+    match state
+        .commands
+        .sign_up(sign_up, &context.event_metadata())
+        .await
+    {
+        Ok(signed_up) => {
+            tracing::info!(
+                account_id = %signed_up.registration.id,
+                address = ?signed_up.address,
+                "account registered"
+            );
         }
         Err(CommandError::ClaimTaken(ClaimKind::Username)) => {
             return Err(ApiError::field("username", "is already taken"));
-        }
-        Err(CommandError::ClaimTaken(ClaimKind::Email)) => {
-            notify_existing_owner(state, &email, &metadata).await?;
         }
         Err(e) => return Err(e.into()),
     }
@@ -84,30 +88,4 @@ pub async fn sign_up(
             "message": "Check your inbox: we sent a link to activate your account.",
         }),
     ))
-}
-
-/// Records the attempt on the account that owns `email`, which emails its
-/// owner.
-async fn notify_existing_owner(
-    state: &AppState,
-    email: &EmailAddress,
-    metadata: &EventMetadata,
-) -> Result<(), ApiError> {
-    let Some(account_id) =
-        store::claim_holder(&state.pool, ClaimKind::Email, email.canonical()).await?
-    else {
-        // The claim vanished between the insert and this read: claims are
-        // never deleted, so this is a bug worth a 500 and a log line.
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "email claim without holder"
-        )));
-    };
-    let command = AccountCommand::RecordSignUpAttempt {
-        request_id: Uuid::now_v7(),
-    };
-    state
-        .commands
-        .execute(account_id, command, metadata)
-        .await?;
-    Ok(())
 }

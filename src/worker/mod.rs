@@ -5,8 +5,9 @@
 //! apalis-redis drops a worker for good when its Redis connection breaks, so
 //! the email worker runs under a small supervisor that rebuilds it with a
 //! fresh, unique name and a capped backoff, and hands the stopped worker's
-//! fetched jobs back to the queue. The projector, the outbox relay and
-//! housekeeping run beside it as plain loops. All stop on the shutdown token:
+//! fetched jobs back to the queue. The projector, the outbox relay,
+//! housekeeping and the sweeps (registration expiry, stranded requests) run
+//! beside it as plain loops. All stop on the shutdown token:
 //! running jobs finish, fetched ones go back to the queue.
 
 use std::{sync::Arc, time::Duration};
@@ -36,6 +37,7 @@ pub mod metrics;
 mod projector;
 mod relay;
 mod retry;
+pub mod sweeps;
 
 /// How often an idle worker looks for new jobs pushed by another process.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -88,8 +90,8 @@ impl WorkerState {
     }
 }
 
-/// Runs the email worker, the projector, the outbox relay and housekeeping
-/// until `shutdown` is cancelled.
+/// Runs the email worker, the projector, the outbox relay, housekeeping and
+/// the sweeps until `shutdown` is cancelled.
 pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow::Result<()> {
     warn_about_eviction(&state.redis).await;
     let namespace = state.config.redis.namespace.clone();
@@ -104,6 +106,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
         state.config.worker.job_retention,
         shutdown.clone(),
     ));
+    let sweeps = tokio::spawn(sweeps::run(state.clone(), shutdown.clone()));
     let projector = tokio::spawn({
         let (pool, shutdown) = (state.pool.clone(), shutdown.clone());
         async move {
@@ -118,6 +121,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
     supervise_email_worker(state, shutdown).await;
     relay.await.context("relay task panicked")?;
     housekeeping.await.context("housekeeping task panicked")?;
+    sweeps.await.context("sweep task panicked")?;
     projector
         .await
         .context("projector task panicked")?

@@ -349,6 +349,16 @@ impl TestApp {
         response
     }
 
+    /// Starts an in-process worker for an app spawned without one; it stops
+    /// with the app.
+    pub fn start_worker(&self) {
+        tokio::spawn(porter::startup::run_worker(
+            self.config.clone(),
+            self.pool.clone(),
+            self.shutdown.clone(),
+        ));
+    }
+
     pub async fn get(&self, path: &str) -> TestResponse {
         self.send(self.client.get(self.url(path))).await
     }
@@ -409,13 +419,16 @@ impl TestApp {
             .expect("count events")
     }
 
-    /// The read model's status of the account with `email`, once projected.
+    /// The read model's status of the newest registration with `email`, once
+    /// projected.
     pub async fn projected_status(&self, email: &str) -> Option<String> {
-        sqlx::query_scalar("SELECT status FROM accounts WHERE email = $1")
-            .bind(email.to_lowercase())
-            .fetch_optional(&self.pool)
-            .await
-            .expect("query accounts")
+        sqlx::query_scalar(
+            "SELECT status FROM accounts WHERE email = $1 ORDER BY registered_at DESC LIMIT 1",
+        )
+        .bind(email.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await
+        .expect("query accounts")
     }
 
     /// Every key in this app's Redis namespace with its contents, flattened.

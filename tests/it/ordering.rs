@@ -20,6 +20,9 @@ fn registration(account_id: Uuid, name: &str) -> NewEvent {
             email_canonical: format!("{name}@example.com"),
             password_hash: porter::domain::PasswordHash("$argon2id$test".into()),
             locale: "en".into(),
+            registered_at: None,
+            supersedes: None,
+            address_owner: None,
         },
     ))
     .expect("encodes")

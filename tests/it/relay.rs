@@ -36,6 +36,9 @@ async fn an_operators_retry_whose_push_was_lost_is_relayed() {
             email_canonical: "retried@example.com".into(),
             password_hash: PasswordHash("$argon2id$test".into()),
             locale: "en".into(),
+            registered_at: None,
+            supersedes: None,
+            address_owner: None,
         }),
         AccountEvent::ActivationRequested(ActivationRequested {
             request_id: failed,
