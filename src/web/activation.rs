@@ -14,12 +14,12 @@ use serde_json::json;
 use super::{
     AppState,
     context::RequestContext,
-    rate_limit::Budget,
     response::{ApiError, Body, html_response, json_response},
 };
 use crate::{
     domain::{AccountCommand, ActivationKey},
     mail::Page,
+    rate_limit::Budget,
 };
 
 pub fn page(state: &AppState, raw_key: &str) -> Result<Response<Body>, ApiError> {

@@ -13,13 +13,13 @@ use uuid::Uuid;
 use super::{
     AppState,
     context::RequestContext,
-    rate_limit::Budget,
     request,
     response::{ApiError, Body, FieldErrors, json_response},
 };
 use crate::{
     commands::CommandError,
     domain::{AccountCommand, EmailAddress, Password, Registration, Username},
+    rate_limit::Budget,
     store::{self, ClaimKind, EventMetadata},
 };
 
@@ -36,6 +36,10 @@ pub async fn sign_up(
             state.config.limits.sign_up_per_ip,
             &context.client_ip.to_string(),
         )
+        .await?;
+    state
+        .rate_limiter
+        .admit(Budget::SignUpGlobal, state.config.limits.sign_up_global, "")
         .await?;
     let [username, email, password] =
         request::json_fields(request, ["username", "email", "password"]).await?;
