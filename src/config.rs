@@ -37,10 +37,14 @@ pub struct DatabaseConfig {
     pub url: SecretUrl,
 }
 
-/// `REDIS_URL`, `REDIS_NAMESPACE`.
+/// `REDIS_URL`, `REDIS_NAMESPACE`, `RATE_LIMIT_REDIS_URL`.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub url: SecretUrl,
+    /// Where rate-limit budgets live; `REDIS_URL` unless set. Budgets are
+    /// many small expiring keys that may be lost without harm, so they may
+    /// go to a Redis without persistence, apart from queues and keys.
+    pub rate_limit_url: SecretUrl,
     /// Prefix of every Redis key Porter writes, queues included, so deployments
     /// (and test runs) can share one Redis without seeing each other's keys.
     pub namespace: String,
@@ -224,7 +228,8 @@ impl Argon2Cost {
     const OWASP_FLOOR: u64 = 7168 * 5;
 }
 
-/// At most `max` events per sliding `window`.
+/// `max` per `window`: a burst of `max`, then one more every `window / max`
+/// (a GCRA, `rate_limit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     pub max: u32,
@@ -236,9 +241,13 @@ pub struct Limit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
     pub sign_up_per_ip: Limit,
+    /// All sign-ups together, whatever their source.
+    pub sign_up_global: Limit,
     pub resend_per_ip: Limit,
     pub resend_per_email: Limit,
     pub failed_activation_per_ip: Limit,
+    /// IPv6 clients are budgeted by their network of this prefix length.
+    pub ipv6_prefix: u8,
 }
 
 /// How the worker retries a transient email failure: capped exponential
@@ -299,8 +308,12 @@ impl RedisConfig {
     }
 
     fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let url = env.required("REDIS_URL", parse_redis_url)?;
         Ok(Self {
-            url: env.required("REDIS_URL", parse_redis_url)?,
+            rate_limit_url: env
+                .optional("RATE_LIMIT_REDIS_URL", parse_redis_url)?
+                .unwrap_or_else(|| url.clone()),
+            url,
             namespace: env
                 .optional("REDIS_NAMESPACE", parse_namespace)?
                 .unwrap_or_else(|| "porter".into()),
@@ -400,6 +413,9 @@ impl RateLimits {
             sign_up_per_ip: env
                 .optional("RATE_LIMIT_SIGN_UP_PER_IP", parse_limit)?
                 .unwrap_or(Limit::per(30, 300)),
+            sign_up_global: env
+                .optional("RATE_LIMIT_SIGN_UP_GLOBAL", parse_limit)?
+                .unwrap_or(Limit::per(1000, 60)),
             resend_per_ip: env
                 .optional("RATE_LIMIT_RESEND_PER_IP", parse_limit)?
                 .unwrap_or(Limit::per(30, 300)),
@@ -409,6 +425,9 @@ impl RateLimits {
             failed_activation_per_ip: env
                 .optional("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", parse_limit)?
                 .unwrap_or(Limit::per(10, 60)),
+            ipv6_prefix: env
+                .optional("RATE_LIMIT_IPV6_PREFIX", parse_ipv6_prefix)?
+                .unwrap_or(64),
         })
     }
 }
@@ -587,6 +606,13 @@ fn parse_limit(raw: &str) -> Result<Limit, String> {
     })
 }
 
+fn parse_ipv6_prefix(raw: &str) -> Result<u8, String> {
+    match parse_number::<u8>(raw)? {
+        prefix @ 1..=128 => Ok(prefix),
+        _ => Err("must be a prefix length from 1 to 128".into()),
+    }
+}
+
 fn parse_ip_ranges(raw: &str) -> Result<Vec<IpRange>, String> {
     raw.split(',')
         .map(str::trim)
@@ -696,6 +722,10 @@ mod tests {
             ("REDIS_NAMESPACE", "a b"),
             ("RATE_LIMIT_SIGN_UP_PER_IP", "30"),
             ("RATE_LIMIT_RESEND_PER_EMAIL", "0/1h"),
+            ("RATE_LIMIT_SIGN_UP_GLOBAL", "many/1m"),
+            ("RATE_LIMIT_IPV6_PREFIX", "0"),
+            ("RATE_LIMIT_IPV6_PREFIX", "129"),
+            ("RATE_LIMIT_REDIS_URL", "http://cache"),
         ];
         for (name, value) in cases {
             let mut vars = complete();

@@ -17,7 +17,8 @@ use crate::{
     keys::ActivationKeys,
     mail::Templates,
     queue::EmailQueue,
-    web::{self, AppState, RateLimiter},
+    rate_limit::RateLimiter,
+    web::{self, AppState},
     worker::{self, WorkerState},
 };
 
@@ -72,7 +73,11 @@ pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState>
         ),
         keys: ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl),
         templates: Templates::load().context("load templates")?,
-        rate_limiter: RateLimiter::new(redis.clone(), namespace),
+        rate_limiter: RateLimiter::new(
+            connect_redis(&config.redis.rate_limit_url).await?,
+            namespace,
+            config.limits.ipv6_prefix,
+        ),
         hasher: PasswordHasher::new(config.web.hashing)
             .context("start the password hashing threads")?,
         redis,

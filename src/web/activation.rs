@@ -24,7 +24,6 @@ use serde_json::json;
 use super::{
     AppState,
     context::RequestContext,
-    rate_limit::Budget,
     request,
     response::{ApiError, Body, html_response, json_response},
 };
@@ -33,6 +32,7 @@ use crate::{
     domain::{Account, AccountCommand, AccountStatus, ActivationKey, DomainError},
     keys::KeyGrant,
     mail::Page,
+    rate_limit::Budget,
 };
 
 /// A live key and the pending or active registration it belongs to.

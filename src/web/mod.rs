@@ -2,7 +2,7 @@
 //!
 //! Inside `web` the router (`routes`) sits above the handlers (`signup`,
 //! `resend`, `activation`), which sit above what they share (`context`,
-//! `request`, `response`, `rate_limit`); a handler never imports the router
+//! `request`, `response`); a handler never imports the router
 //! or another handler. `tests/it/layers.rs` holds both rules.
 
 use std::{future::Future, net::IpAddr, sync::Arc};
@@ -14,19 +14,16 @@ use tokio::net::TcpListener;
 
 use crate::{
     commands::Commands, config::Config, hashing::PasswordHasher, http_server, keys::ActivationKeys,
-    mail::Templates,
+    mail::Templates, rate_limit::RateLimiter,
 };
 
 mod activation;
 mod context;
-mod rate_limit;
 mod request;
 mod resend;
 pub mod response;
 mod routes;
 mod signup;
-
-pub use rate_limit::RateLimiter;
 
 /// Everything a request handler may use; shared by all connections.
 #[derive(Debug)]

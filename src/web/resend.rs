@@ -12,12 +12,12 @@ use uuid::Uuid;
 use super::{
     AppState,
     context::RequestContext,
-    rate_limit::Budget,
     request,
     response::{ApiError, Body, json_response},
 };
 use crate::{
     domain::{AccountCommand, EmailAddress},
+    rate_limit::Budget,
     store::{self, ClaimKind},
 };
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 pub use crate::http_server::Body;
-use crate::{commands::CommandError, hashing::HashError};
+use crate::{commands::CommandError, hashing::HashError, rate_limit::RateLimited};
 
 /// Per-field messages, ordered for stable output.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
@@ -93,6 +93,15 @@ impl From<HashError> for ApiError {
         match error {
             HashError::Overloaded => Self::Overloaded,
             HashError::Failed(cause) => Self::Internal(anyhow::anyhow!(cause)),
+        }
+    }
+}
+
+/// A spent budget is a `429` whose `Retry-After` is the limiter's wait.
+impl From<RateLimited> for ApiError {
+    fn from(refusal: RateLimited) -> Self {
+        Self::RateLimited {
+            retry_after_secs: refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64,
         }
     }
 }

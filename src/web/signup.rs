@@ -15,13 +15,13 @@ use serde_json::json;
 use super::{
     AppState,
     context::RequestContext,
-    rate_limit::Budget,
     request,
     response::{ApiError, Body, FieldErrors, json_response},
 };
 use crate::{
     commands::{CommandError, SignUp},
     domain::{EmailAddress, Password, Username},
+    rate_limit::Budget,
     store::ClaimKind,
 };
 
@@ -38,6 +38,10 @@ pub async fn sign_up(
             state.config.limits.sign_up_per_ip,
             &context.client_ip.to_string(),
         )
+        .await?;
+    state
+        .rate_limiter
+        .admit(Budget::SignUpGlobal, state.config.limits.sign_up_global, "")
         .await?;
     let [username, email, password] =
         request::json_fields(request, ["username", "email", "password"]).await?;

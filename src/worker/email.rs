@@ -6,6 +6,13 @@
 //! and does nothing; if two runs race, both emails carry working links,
 //! because a second key for the same request does not revoke the first.
 //!
+//! Emails to one address are counted against `EMAIL_PER_ADDRESS`: a request
+//! beyond the budget is recorded as withheld (`EmailWithheld`) and not sent,
+//! so a stream of sign-ups or resends cannot flood a mailbox. The budget is
+//! checked before sending and spent after, so a failed attempt costs none;
+//! two jobs for one address at the same moment could both pass, but
+//! `EMAIL_MIN_INTERVAL` already spaces emails to one address.
+//!
 //! Transient failures are retried here (see [`super::retry`]); when the budget
 //! is spent, or at once for a permanent failure, `ActivationEmailFailed` is
 //! appended and the job is aborted into the dead-letter set.
@@ -25,6 +32,7 @@ use crate::{
     commands::CommandError,
     domain::{Account, AccountCommand, ActivationKey, DomainError, EmailPlan, events::IssuedKey},
     mail::{EmailKind, RenderedEmail, SendError},
+    rate_limit::Budget,
     store::EventMetadata,
 };
 
@@ -100,6 +108,29 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
     {
         return Err(AttemptError::NotYet(pause));
     }
+    let budget = state.config.mail.per_address;
+    let address = account.email_canonical.clone();
+    if state
+        .rate_limiter
+        .check(Budget::EmailPerAddress, budget, &address)
+        .await
+        .is_err()
+    {
+        let command = AccountCommand::RecordEmailWithheld {
+            request_id: job.request_id,
+            reason: format!(
+                "EMAIL_PER_ADDRESS: {} emails per {:?} already sent to this address",
+                budget.max, budget.window
+            ),
+        };
+        state
+            .commands
+            .execute_on(account, command, &caused_by(job))
+            .await
+            .map_err(classify_command_error)?;
+        tracing::info!("email withheld: the address's budget is spent");
+        return Ok(());
+    }
     let key = match activation {
         Some(sequence) => {
             let issued = state
@@ -145,6 +176,10 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
         .execute_on(account, command, &caused_by(job))
         .await
         .map_err(classify_command_error)?;
+    state
+        .rate_limiter
+        .record(Budget::EmailPerAddress, budget, &address)
+        .await;
     tracing::info!(kind = ?kind, "email sent");
     Ok(())
 }

@@ -29,6 +29,7 @@ use crate::{
         EmailQueue,
         backend::{email_queue_config, hand_back_inflight},
     },
+    rate_limit::RateLimiter,
 };
 
 mod email;
@@ -55,6 +56,8 @@ pub struct WorkerState {
     pub keys: ActivationKeys,
     pub templates: Templates,
     pub mailer: Mailer,
+    /// Counts emails per address against `EMAIL_PER_ADDRESS`.
+    pub rate_limiter: RateLimiter,
     /// Cancelled on SIGTERM; a job waiting to retry hands itself back.
     pub shutdown: CancellationToken,
 }
@@ -72,6 +75,11 @@ impl WorkerState {
         let transport = MailTransport::from_config(config.mail.smtp_url.expose())
             .context("set up the mail transport")?;
         let mailer = Mailer::new(transport, config.mail.from.clone());
+        let rate_limiter = RateLimiter::new(
+            crate::connect_redis(&config.redis.rate_limit_url).await?,
+            namespace,
+            config.limits.ipv6_prefix,
+        );
         let commands = Commands::new(
             pool.clone(),
             EmailQueue::new(redis.clone(), namespace),
@@ -85,6 +93,7 @@ impl WorkerState {
             keys,
             templates,
             mailer,
+            rate_limiter,
             shutdown,
         })
     }

@@ -133,9 +133,11 @@ fn test_environment(
         ("HASH_MAX_WAIT", "60s".into()),
         ("JOB_RETENTION", "1h".into()),
         ("RATE_LIMIT_SIGN_UP_PER_IP", GENEROUS.into()),
+        ("RATE_LIMIT_SIGN_UP_GLOBAL", GENEROUS.into()),
         ("RATE_LIMIT_RESEND_PER_IP", GENEROUS.into()),
         ("RATE_LIMIT_RESEND_PER_EMAIL", GENEROUS.into()),
         ("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", GENEROUS.into()),
+        ("EMAIL_PER_ADDRESS", GENEROUS.into()),
     ]
     .into_iter()
     .collect();

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("commands", Layer::Service),
     ("projection", Layer::Service),
     ("queue", Layer::Service),
+    ("rate_limit", Layer::Service),
     ("keys", Layer::Service),
     ("hashing", Layer::Service),
     ("mail", Layer::Service),
@@ -63,7 +64,7 @@ fn allowed(from: &str, a: Layer, to: &str, b: Layer) -> bool {
 
 /// Modules inside `web` that handlers share; everything else in `src/web/`
 /// but `mod.rs` and the router is a handler.
-const WEB_SHARED: &[&str] = &["context", "request", "response", "rate_limit"];
+const WEB_SHARED: &[&str] = &["context", "request", "response"];
 const WEB_ROUTER: &str = "routes";
 
 fn src() -> PathBuf {

@@ -12,6 +12,7 @@ mod openapi;
 mod operators;
 mod ordering;
 mod queue;
+mod rate_limits;
 mod registrations;
 mod relay;
 mod security;

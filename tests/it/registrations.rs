@@ -509,3 +509,33 @@ async fn replay_rebuilds_superseded_cancelled_and_expired_registrations() {
     assert!(report.swapped);
     assert_eq!(accounts(&app.pool).await, live);
 }
+
+#[tokio::test]
+async fn emails_to_one_address_stop_at_its_budget_while_answers_stay_the_same() {
+    let app = spawn_app_with(TestOptions::default().with("EMAIL_PER_ADDRESS", "2/1h")).await;
+    let user = new_user();
+    let email = user["email"].as_str().expect("email");
+    app.sign_up(&user).await;
+    app.nth_mail(1).await;
+    assert_eq!(app.resend(email).await.status(), 202);
+    app.nth_mail(2).await;
+    // The third request is recorded and answered alike, but not emailed.
+    let third = app.resend(email).await;
+    assert_eq!(third.status(), 202);
+    eventually("the withheld email to be recorded", || async {
+        (app.count_events("EmailWithheld").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(app.count_events("ActivationRequested").await, 3);
+    // Another address has its own budget.
+    let other = new_user();
+    app.sign_up(&other).await;
+    let received = app.nth_mail(3).await;
+    assert!(
+        received
+            .to
+            .iter()
+            .any(|to| to == other["email"].as_str().expect("email"))
+    );
+    assert_eq!(app.mail.received().len(), 3);
+}

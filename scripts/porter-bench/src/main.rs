@@ -404,6 +404,7 @@ impl<'a> Porter<'a> {
                 // budgets so the run measures throughput, not the limits (the
                 // test suite covers those).
                 ("RATE_LIMIT_SIGN_UP_PER_IP", "100000000/1m".into()),
+                ("RATE_LIMIT_SIGN_UP_GLOBAL", "100000000/1m".into()),
                 ("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", "100000000/1m".into()),
             ]
             .map(|(name, value)| (name.to_owned(), value))
