@@ -246,6 +246,8 @@ pub struct RateLimits {
     pub resend_per_ip: Limit,
     pub resend_per_email: Limit,
     pub failed_activation_per_ip: Limit,
+    /// Admin API requests without a valid API key.
+    pub failed_admin_auth_per_ip: Limit,
     /// IPv6 clients are budgeted by their network of this prefix length.
     pub ipv6_prefix: u8,
 }
@@ -424,6 +426,9 @@ impl RateLimits {
                 .unwrap_or(Limit::per(3, 3600)),
             failed_activation_per_ip: env
                 .optional("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", parse_limit)?
+                .unwrap_or(Limit::per(10, 60)),
+            failed_admin_auth_per_ip: env
+                .optional("RATE_LIMIT_FAILED_ADMIN_AUTH_PER_IP", parse_limit)?
                 .unwrap_or(Limit::per(10, 60)),
             ipv6_prefix: env
                 .optional("RATE_LIMIT_IPV6_PREFIX", parse_ipv6_prefix)?

@@ -4,6 +4,8 @@
 //! everything here is library code so integration tests can start the real web
 //! server and worker in-process. See `ARCHITECTURE.md` for the map.
 
+pub mod admin;
+pub mod api_keys;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -202,7 +202,7 @@ pub fn record_events(events: &[AccountEvent]) {
             AccountEvent::AccountRegistered(_) => {
                 m.signups.inc();
             }
-            AccountEvent::AccountActivated(_) => {
+            AccountEvent::AccountActivated(_) | AccountEvent::AccountActivatedManually(_) => {
                 m.activations.inc();
             }
             AccountEvent::ActivationEmailSent(_) => {
@@ -238,6 +238,9 @@ pub fn record_events(events: &[AccountEvent]) {
             }
             // Retries are appended by `porter deliveries retry`, a process
             // nobody scrapes; the dead-letter gauge shows their effect.
+            // Blocking is an operator's act, visible in the log and the
+            // admin API.
+            AccountEvent::AccountBlocked(_) | AccountEvent::AccountUnblocked(_) => {}
             AccountEvent::ActivationRequested(_)
             | AccountEvent::SignUpAttemptedForExistingEmail(_)
             | AccountEvent::EmailRetryRequested(_) => {}

@@ -80,6 +80,7 @@ pub enum Budget {
     /// Emails sent to one address (its canonical form), counted by the
     /// email worker.
     EmailPerAddress,
+    FailedAdminAuthPerIp,
 }
 
 impl Budget {
@@ -92,6 +93,7 @@ impl Budget {
             Self::ResendPerEmail => "resend-email",
             Self::FailedActivationPerIp => "failed-activation-ip",
             Self::EmailPerAddress => "email-address",
+            Self::FailedAdminAuthPerIp => "failed-admin-auth-ip",
         }
     }
 
@@ -104,6 +106,7 @@ impl Budget {
             Self::ResendPerEmail => "re",
             Self::FailedActivationPerIp => "fa",
             Self::EmailPerAddress => "ea",
+            Self::FailedAdminAuthPerIp => "aa",
         }
     }
 
@@ -112,7 +115,10 @@ impl Budget {
     fn per_client(self) -> bool {
         matches!(
             self,
-            Self::SignUpPerIp | Self::ResendPerIp | Self::FailedActivationPerIp
+            Self::SignUpPerIp
+                | Self::ResendPerIp
+                | Self::FailedActivationPerIp
+                | Self::FailedAdminAuthPerIp
         )
     }
 }

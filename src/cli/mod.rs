@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::{
+    admin, api_keys,
     commands::Commands,
     config::{Config, DatabaseConfig, RedisConfig},
     ops,
@@ -88,6 +89,76 @@ pub enum Command {
     /// One screen: projector lag, queue depths, dead letters, live workers
     /// and Redis persistence settings.
     Status,
+    /// Find, inspect and act on accounts: the admin API for operators with
+    /// a shell.
+    Accounts {
+        #[command(subcommand)]
+        action: AccountsAction,
+        /// Print JSON (as the admin API answers) instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Create, list and revoke the admin API's keys.
+    ApiKeys {
+        #[command(subcommand)]
+        action: ApiKeysAction,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsAction {
+    /// The account holding an email address or a username.
+    Find {
+        #[arg(
+            long,
+            required_unless_present = "username",
+            conflicts_with = "username"
+        )]
+        email: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// An account's state.
+    Show {
+        id: Uuid,
+    },
+    /// An account's events, decoded (password hashes never print).
+    History {
+        id: Uuid,
+    },
+    /// A new activation email for a pending account.
+    Resend {
+        id: Uuid,
+    },
+    /// Verify a pending account by hand.
+    Activate {
+        id: Uuid,
+    },
+    /// Block an active account: it cannot sign in.
+    Block {
+        id: Uuid,
+        #[arg(long)]
+        reason: String,
+    },
+    Unblock {
+        id: Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysAction {
+    /// Create a key; its secret is printed once and never stored.
+    Create {
+        name: String,
+    },
+    List,
+    /// Revoke a key; it stops working at once.
+    Revoke {
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,7 +319,99 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let status = ops::status::gather(&pool, &mut redis, &redis_config.namespace).await?;
             print(&ops::status::render(&status))
         }
+        Command::Accounts { action, json } => accounts(action, json).await,
+        Command::ApiKeys { action, json } => {
+            let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
+            match action {
+                ApiKeysAction::Create { name } => {
+                    let created = api_keys::create(&pool, &name).await?;
+                    if json {
+                        print_json(&serde_json::json!({ "id": created.id, "key": created.secret }))
+                    } else {
+                        print(&format!(
+                            "id:  {}\nkey: {}\nThe key is shown only now; Porter keeps only its SHA-256.\n",
+                            created.id, created.secret
+                        ))
+                    }
+                }
+                ApiKeysAction::List => {
+                    let keys = api_keys::list(&pool).await?;
+                    if json {
+                        print_json(&keys)
+                    } else {
+                        print(&ops::accounts::render_keys(&keys))
+                    }
+                }
+                ApiKeysAction::Revoke { id } => {
+                    anyhow::ensure!(api_keys::revoke(&pool, id).await?, "no live API key {id}");
+                    print(&format!("revoked {id}\n"))
+                }
+            }
+        }
     }
+}
+
+/// `porter accounts …`, through the same `admin` functions as the API.
+async fn accounts(action: AccountsAction, json: bool) -> anyhow::Result<()> {
+    let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
+    let redis_config = RedisConfig::from_env()?;
+    let redis = crate::connect_redis(&redis_config.url).await?;
+    // An operator's resend is pushed at once; the worker still keeps the
+    // interval between emails when it sends.
+    let commands = Commands::new(
+        pool.clone(),
+        EmailQueue::new(redis, &redis_config.namespace),
+        std::time::Duration::ZERO,
+    );
+    let metadata = crate::store::EventMetadata {
+        actor: Some(ops::accounts::OPERATOR_ACTOR.into()),
+        ..Default::default()
+    };
+    let details = match action {
+        AccountsAction::Find { email, username } => {
+            let found = match (email, username) {
+                (Some(email), _) => {
+                    let email = crate::domain::EmailAddress::parse(&email)
+                        .map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+                    admin::find_by_email(&commands, &email).await?
+                }
+                (None, username) => {
+                    let username = username.context("give --email or --username")?;
+                    let username = crate::domain::Username::parse(&username)
+                        .map_err(|e| anyhow::anyhow!("--username: {e}"))?;
+                    admin::find_by_username(&commands, &username).await?
+                }
+            };
+            found.ok_or_else(|| anyhow::anyhow!("no such account"))?
+        }
+        AccountsAction::Show { id } => admin::details(&pool, id).await?,
+        AccountsAction::History { id } => {
+            let events = admin::history(&pool, id).await?;
+            return if json {
+                print_json(&events)
+            } else {
+                print(&ops::accounts::render_history(&events))
+            };
+        }
+        AccountsAction::Resend { id } => {
+            admin::resend_activation(&commands, id, &metadata).await?;
+            admin::details(&pool, id).await?
+        }
+        AccountsAction::Activate { id } => admin::activate(&commands, id, &metadata).await?,
+        AccountsAction::Block { id, reason } => {
+            admin::block(&commands, id, reason, &metadata).await?
+        }
+        AccountsAction::Unblock { id } => admin::unblock(&commands, id, &metadata).await?,
+    };
+    if json {
+        print_json(&details)
+    } else {
+        print(&ops::accounts::render_details(&details))
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    print(&format!("{}\n", serde_json::to_string_pretty(value)?))
 }
 
 /// Operator output goes to stdout; logs go to stderr.

@@ -19,10 +19,11 @@ use uuid::Uuid;
 use super::{
     EmailAddress, Username,
     events::{
-        AccountActivated, AccountEvent, AccountRegistered, ActivationEmailFailed,
-        ActivationEmailSent, ActivationReason, ActivationRequested, EmailRetryRequested,
-        EmailWithheld, IssuedKey, PasswordHash, RegistrationCancelled, RegistrationExpired,
-        RegistrationSuperseded, SignUpAttemptedForExistingEmail,
+        AccountActivated, AccountActivatedManually, AccountBlocked, AccountEvent,
+        AccountRegistered, AccountUnblocked, ActivationEmailFailed, ActivationEmailSent,
+        ActivationReason, ActivationRequested, EmailRetryRequested, EmailWithheld, IssuedKey,
+        PasswordHash, RegistrationCancelled, RegistrationExpired, RegistrationSuperseded,
+        SignUpAttemptedForExistingEmail,
     },
 };
 
@@ -37,6 +38,8 @@ pub enum AccountStatus {
     Cancelled,
     /// Not confirmed within `REGISTRATION_TTL`.
     Expired,
+    /// An active account an operator blocked; it cannot sign in.
+    Blocked,
 }
 
 impl AccountStatus {
@@ -47,6 +50,7 @@ impl AccountStatus {
             Self::Superseded => "superseded",
             Self::Cancelled => "cancelled",
             Self::Expired => "expired",
+            Self::Blocked => "blocked",
         }
     }
 
@@ -203,6 +207,17 @@ pub enum AccountCommand {
         request_id: Uuid,
         reason: String,
     },
+    /// An operator verifies the account without its link.
+    ActivateManually {
+        at: DateTime<Utc>,
+    },
+    Block {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    Unblock {
+        at: DateTime<Utc>,
+    },
     /// An operator re-drives the email of a request whose delivery failed for
     /// good, as the new request `request_id`.
     RetryEmail {
@@ -238,6 +253,14 @@ pub enum DomainError {
     PasswordRequired,
     #[error("the address belongs to another account; this registration cannot be confirmed")]
     AddressOwnedElsewhere,
+    #[error("the account is already active")]
+    AlreadyActive,
+    #[error("the account is not active (it is {})", .0.as_str())]
+    NotActive(AccountStatus),
+    #[error("the account is already blocked")]
+    AlreadyBlocked,
+    #[error("the account is not blocked")]
+    NotBlocked,
 }
 
 /// What `RetryEmail` does for a failed request.
@@ -358,7 +381,9 @@ pub fn decide(
             at,
             password_confirmed,
         } => match account.status {
-            AccountStatus::Active => Ok(vec![]),
+            // A link of an account that became active (and maybe blocked
+            // since) confirms nothing new.
+            AccountStatus::Active | AccountStatus::Blocked => Ok(vec![]),
             status if status.is_ended() => Err(DomainError::RegistrationEnded(status)),
             _ if account.address_owner.is_some() => Err(DomainError::AddressOwnedElsewhere),
             _ if account.is_contested() && !password_confirmed => {
@@ -368,6 +393,28 @@ pub fn decide(
                 request_id,
                 activated_at: at,
             })]),
+        },
+        AccountCommand::ActivateManually { at } => match account.status {
+            AccountStatus::Active | AccountStatus::Blocked => Err(DomainError::AlreadyActive),
+            status if status.is_ended() => Err(DomainError::RegistrationEnded(status)),
+            _ if account.address_owner.is_some() => Err(DomainError::AddressOwnedElsewhere),
+            _ => Ok(vec![AccountEvent::AccountActivatedManually(
+                AccountActivatedManually { activated_at: at },
+            )]),
+        },
+        AccountCommand::Block { reason, at } => match account.status {
+            AccountStatus::Active => Ok(vec![AccountEvent::AccountBlocked(AccountBlocked {
+                reason,
+                at,
+            })]),
+            AccountStatus::Blocked => Err(DomainError::AlreadyBlocked),
+            status => Err(DomainError::NotActive(status)),
+        },
+        AccountCommand::Unblock { at } => match account.status {
+            AccountStatus::Blocked => Ok(vec![AccountEvent::AccountUnblocked(AccountUnblocked {
+                at,
+            })]),
+            _ => Err(DomainError::NotBlocked),
         },
         AccountCommand::Supersede { by, at } => match account.status {
             AccountStatus::Pending => Ok(vec![AccountEvent::RegistrationSuperseded(
@@ -509,7 +556,11 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
                 request.delivery = Delivery::Failed;
             }
         }
-        AccountEvent::AccountActivated(_) => account.status = AccountStatus::Active,
+        AccountEvent::AccountActivated(_) | AccountEvent::AccountActivatedManually(_) => {
+            account.status = AccountStatus::Active;
+        }
+        AccountEvent::AccountBlocked(_) => account.status = AccountStatus::Blocked,
+        AccountEvent::AccountUnblocked(_) => account.status = AccountStatus::Active,
         AccountEvent::RegistrationSuperseded(_) => account.status = AccountStatus::Superseded,
         AccountEvent::RegistrationCancelled(_) => account.status = AccountStatus::Cancelled,
         AccountEvent::RegistrationExpired(_) => account.status = AccountStatus::Expired,
@@ -1250,6 +1301,91 @@ mod tests {
                 reason: "budget".into(),
             },
             Ok(vec![]),
+        );
+    }
+
+    fn active() -> Vec<AccountEvent> {
+        let mut history = registered();
+        history.push(activated());
+        history
+    }
+
+    #[test]
+    fn an_operator_activates_a_pending_registration_once() {
+        let manually = AccountEvent::AccountActivatedManually(AccountActivatedManually {
+            activated_at: at(7),
+        });
+        let command = AccountCommand::ActivateManually { at: at(7) };
+        check(registered(), command.clone(), Ok(vec![manually.clone()]));
+        let mut history = registered();
+        history.push(manually);
+        let account = replay(&history).expect("account exists");
+        assert_eq!(account.status, AccountStatus::Active);
+        assert_eq!(
+            account.outstanding_request(),
+            None,
+            "no link needed any more"
+        );
+        check(history, command.clone(), Err(DomainError::AlreadyActive));
+        let mut expired = registered();
+        expired.push(AccountEvent::RegistrationExpired(RegistrationExpired {
+            at: at(3),
+        }));
+        check(
+            expired,
+            command,
+            Err(DomainError::RegistrationEnded(AccountStatus::Expired)),
+        );
+    }
+
+    #[test]
+    fn only_an_active_account_is_blocked_and_only_a_blocked_one_unblocked() {
+        let block = AccountCommand::Block {
+            reason: "fraud".into(),
+            at: at(8),
+        };
+        let blocked = AccountEvent::AccountBlocked(AccountBlocked {
+            reason: "fraud".into(),
+            at: at(8),
+        });
+        check(active(), block.clone(), Ok(vec![blocked.clone()]));
+        check(
+            registered(),
+            block.clone(),
+            Err(DomainError::NotActive(AccountStatus::Pending)),
+        );
+        let mut history = active();
+        history.push(blocked);
+        assert_eq!(
+            replay(&history).expect("account exists").status,
+            AccountStatus::Blocked
+        );
+        check(history.clone(), block, Err(DomainError::AlreadyBlocked));
+        // Its old links confirm nothing, and it is not activated again.
+        check(
+            history.clone(),
+            AccountCommand::Activate {
+                request_id: id(2),
+                at: at(9),
+                password_confirmed: true,
+            },
+            Ok(vec![]),
+        );
+        let unblocked = AccountEvent::AccountUnblocked(AccountUnblocked { at: at(9) });
+        check(
+            history.clone(),
+            AccountCommand::Unblock { at: at(9) },
+            Ok(vec![unblocked.clone()]),
+        );
+        history.push(unblocked);
+        assert_eq!(
+            replay(&history).expect("account exists").status,
+            AccountStatus::Active
+        );
+        check(
+            history,
+            AccountCommand::Unblock { at: at(10) },
+            Err(DomainError::NotBlocked),
         );
     }
 }

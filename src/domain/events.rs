@@ -78,6 +78,26 @@ pub struct EmailWithheld {
     pub reason: String,
 }
 
+/// An operator verified the account by hand (admin API or `porter
+/// accounts activate`); the actor is in the event's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountActivatedManually {
+    pub activated_at: DateTime<Utc>,
+}
+
+/// An operator blocked the account: it cannot sign in, and its sessions and
+/// outstanding keys were revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountBlocked {
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountUnblocked {
+    pub at: DateTime<Utc>,
+}
+
 /// Why an activation email was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -164,6 +184,9 @@ pub enum AccountEvent {
     RegistrationCancelled(RegistrationCancelled),
     RegistrationExpired(RegistrationExpired),
     EmailWithheld(EmailWithheld),
+    AccountActivatedManually(AccountActivatedManually),
+    AccountBlocked(AccountBlocked),
+    AccountUnblocked(AccountUnblocked),
 }
 
 /// An event in its stored shape.
@@ -215,7 +238,10 @@ pub fn current_schema_version(event_type: &str) -> Option<i32> {
         | "RegistrationSuperseded"
         | "RegistrationCancelled"
         | "RegistrationExpired"
-        | "EmailWithheld" => Some(1),
+        | "EmailWithheld"
+        | "AccountActivatedManually"
+        | "AccountBlocked"
+        | "AccountUnblocked" => Some(1),
         _ => None,
     }
 }
@@ -234,6 +260,9 @@ impl AccountEvent {
             Self::RegistrationCancelled(_) => "RegistrationCancelled",
             Self::RegistrationExpired(_) => "RegistrationExpired",
             Self::EmailWithheld(_) => "EmailWithheld",
+            Self::AccountActivatedManually(_) => "AccountActivatedManually",
+            Self::AccountBlocked(_) => "AccountBlocked",
+            Self::AccountUnblocked(_) => "AccountUnblocked",
         }
     }
 
@@ -265,6 +294,16 @@ impl AccountEvent {
         }
     }
 
+    /// The payload in its current shape with every secret removed (password
+    /// hashes): what the admin API shows of an event.
+    pub fn public_payload(&self) -> Result<Value, EncodeError> {
+        let mut payload = self.encode()?.payload;
+        if let Value::Object(fields) = &mut payload {
+            fields.retain(|name, _| !name.contains("password"));
+        }
+        Ok(payload)
+    }
+
     /// The stored shape of this event. A payload that does not serialize is
     /// an error for the caller to report: writing JSON `null` into an
     /// append-only log would keep a broken event there for good.
@@ -281,6 +320,9 @@ impl AccountEvent {
             Self::RegistrationCancelled(e) => serde_json::to_value(e),
             Self::RegistrationExpired(e) => serde_json::to_value(e),
             Self::EmailWithheld(e) => serde_json::to_value(e),
+            Self::AccountActivatedManually(e) => serde_json::to_value(e),
+            Self::AccountBlocked(e) => serde_json::to_value(e),
+            Self::AccountUnblocked(e) => serde_json::to_value(e),
         }
         .map_err(|source| EncodeError {
             event_type: self.event_type(),
@@ -331,6 +373,11 @@ impl AccountEvent {
             "RegistrationCancelled" => Self::RegistrationCancelled(parse(event_type, v, payload)?),
             "RegistrationExpired" => Self::RegistrationExpired(parse(event_type, v, payload)?),
             "EmailWithheld" => Self::EmailWithheld(parse(event_type, v, payload)?),
+            "AccountActivatedManually" => {
+                Self::AccountActivatedManually(parse(event_type, v, payload)?)
+            }
+            "AccountBlocked" => Self::AccountBlocked(parse(event_type, v, payload)?),
+            "AccountUnblocked" => Self::AccountUnblocked(parse(event_type, v, payload)?),
             other => {
                 return Err(DecodeError::UnknownType {
                     event_type: other.to_owned(),
@@ -465,6 +512,12 @@ mod tests {
                 request_id: id,
                 reason: "address budget spent".into(),
             }),
+            AccountEvent::AccountActivatedManually(AccountActivatedManually { activated_at: at }),
+            AccountEvent::AccountBlocked(AccountBlocked {
+                reason: "chargeback".into(),
+                at,
+            }),
+            AccountEvent::AccountUnblocked(AccountUnblocked { at }),
         ]
     }
 
@@ -583,5 +636,16 @@ mod tests {
     fn password_hashes_never_show_in_debug_output() {
         let debug = format!("{:?}", samples()[0]);
         assert!(!debug.contains("argon2id"), "{debug}");
+    }
+
+    #[test]
+    fn public_payloads_carry_no_password_hash() {
+        for event in samples() {
+            let public = event.public_payload().expect("encodes").to_string();
+            assert!(!public.contains("password"), "{public}");
+            assert!(!public.contains("argon2id"), "{public}");
+        }
+        let registered = samples()[0].public_payload().expect("encodes");
+        assert_eq!(registered["username"], "Ada");
     }
 }

@@ -1,4 +1,5 @@
-//! Operator tasks behind `porter events`, `deliveries` and `status`.
+//! Operator tasks behind `porter events`, `deliveries`, `status`,
+//! `accounts` and `api-keys`.
 //! (`porter replay` is the read models' own `projection::replay`.)
 //!
 //! Each module does its work through library functions that tests call
@@ -6,6 +7,7 @@
 //! operator sees is tested as text and what it does is tested against the
 //! real Postgres and Redis.
 
+pub mod accounts;
 pub mod deliveries;
 pub mod events;
 pub mod status;

@@ -51,6 +51,8 @@ pub struct AccountRow {
     pub locale: String,
     /// When the registration was superseded, cancelled or expired.
     pub ended_at: Option<DateTime<Utc>>,
+    /// When an operator blocked the account; cleared on unblock.
+    pub blocked_at: Option<DateTime<Utc>>,
     /// The newest email request the account is still waiting for, and when
     /// it was recorded: what the stranded-request sweep looks at.
     pub outstanding_request: Option<Uuid>,
@@ -58,7 +60,7 @@ pub struct AccountRow {
 }
 
 const COLUMNS: &str = "id, username, email, status, registered_at, activated_at, emails_sent, \
-     last_email_at, version, locale, ended_at, outstanding_request, outstanding_since";
+     last_email_at, version, locale, ended_at, blocked_at, outstanding_request, outstanding_since";
 
 impl AccountRow {
     fn wait_for(&mut self, request_id: Uuid, since: DateTime<Utc>) {
@@ -77,6 +79,12 @@ impl AccountRow {
     fn end(&mut self, status: AccountStatus, at: DateTime<Utc>) {
         self.status = status.as_str().into();
         self.ended_at = Some(at);
+        self.settled_all();
+    }
+
+    /// Nothing is waiting for an email any more (the account is active
+    /// without its link, or its registration ended).
+    fn settled_all(&mut self) {
         self.outstanding_request = None;
         self.outstanding_since = None;
     }
@@ -102,6 +110,7 @@ pub fn fold(
             version,
             locale: registered.locale.clone(),
             ended_at: None,
+            blocked_at: None,
             outstanding_request: None,
             outstanding_since: None,
         });
@@ -122,6 +131,19 @@ pub fn fold(
         AccountEvent::AccountActivated(activated) => {
             row.status = AccountStatus::Active.as_str().into();
             row.activated_at = Some(activated.activated_at);
+        }
+        AccountEvent::AccountActivatedManually(activated) => {
+            row.status = AccountStatus::Active.as_str().into();
+            row.activated_at = Some(activated.activated_at);
+            row.settled_all();
+        }
+        AccountEvent::AccountBlocked(blocked) => {
+            row.status = AccountStatus::Blocked.as_str().into();
+            row.blocked_at = Some(blocked.at);
+        }
+        AccountEvent::AccountUnblocked(_) => {
+            row.status = AccountStatus::Active.as_str().into();
+            row.blocked_at = None;
         }
         AccountEvent::RegistrationSuperseded(e) => row.end(AccountStatus::Superseded, e.at),
         AccountEvent::RegistrationCancelled(e) => row.end(AccountStatus::Cancelled, e.at),
@@ -186,12 +208,14 @@ async fn upsert(
         "INSERT INTO {} ({COLUMNS}) \
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
                               $6::timestamptz[], $7::int[], $8::timestamptz[], $9::bigint[], \
-                              $10::text[], $11::timestamptz[], $12::uuid[], $13::timestamptz[]) \
+                              $10::text[], $11::timestamptz[], $12::timestamptz[], $13::uuid[], \
+                              $14::timestamptz[]) \
          ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username, email = EXCLUDED.email, \
              status = EXCLUDED.status, registered_at = EXCLUDED.registered_at, \
              activated_at = EXCLUDED.activated_at, emails_sent = EXCLUDED.emails_sent, \
              last_email_at = EXCLUDED.last_email_at, version = EXCLUDED.version, \
              locale = EXCLUDED.locale, ended_at = EXCLUDED.ended_at, \
+             blocked_at = EXCLUDED.blocked_at, \
              outstanding_request = EXCLUDED.outstanding_request, \
              outstanding_since = EXCLUDED.outstanding_since",
         table.name()
@@ -207,6 +231,7 @@ async fn upsert(
     .bind(columns.version)
     .bind(columns.locale)
     .bind(columns.ended_at)
+    .bind(columns.blocked_at)
     .bind(columns.outstanding_request)
     .bind(columns.outstanding_since)
     .execute(&mut **tx)
@@ -228,6 +253,7 @@ struct Columns {
     version: Vec<i64>,
     locale: Vec<String>,
     ended_at: Vec<Option<DateTime<Utc>>>,
+    blocked_at: Vec<Option<DateTime<Utc>>>,
     outstanding_request: Vec<Option<Uuid>>,
     outstanding_since: Vec<Option<DateTime<Utc>>>,
 }
@@ -245,6 +271,7 @@ impl Columns {
         self.version.push(row.version);
         self.locale.push(row.locale);
         self.ended_at.push(row.ended_at);
+        self.blocked_at.push(row.blocked_at);
         self.outstanding_request.push(row.outstanding_request);
         self.outstanding_since.push(row.outstanding_since);
     }
@@ -280,6 +307,41 @@ pub async fn outstanding_since_before(
          ORDER BY outstanding_since LIMIT $2",
     )
     .bind(cutoff)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One account in a listing page.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct ListedAccount {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub status: String,
+    pub registered_at: DateTime<Utc>,
+}
+
+/// Up to `limit` accounts after `after` (a `(registered_at, id)` position)
+/// in registration order, with `status` if given. The order is total and
+/// a new sign-up sorts after every existing account, so paging while
+/// sign-ups arrive returns each existing account exactly once.
+pub async fn list_page(
+    pool: &sqlx::PgPool,
+    status: Option<AccountStatus>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<ListedAccount>, sqlx::Error> {
+    let (after_at, after_id) = after.unzip();
+    sqlx::query_as(
+        "SELECT id, username, email, status, registered_at FROM accounts \
+         WHERE ($1::text IS NULL OR status = $1) \
+           AND ($2::timestamptz IS NULL OR (registered_at, id) > ($2, $3::uuid)) \
+         ORDER BY registered_at, id LIMIT $4",
+    )
+    .bind(status.map(AccountStatus::as_str))
+    .bind(after_at)
+    .bind(after_id)
     .bind(limit)
     .fetch_all(pool)
     .await

@@ -75,6 +75,10 @@ pub struct EventMetadata {
     pub causation_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ip_hash: Option<String>,
+    /// Who acted, for operators' acts: `api-key:<id>` (admin API) or
+    /// `operator` (`porter accounts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// An event as read back from the log.

@@ -27,6 +27,7 @@ impl RequestContext {
             http_request_id: Some(self.http_request_id.clone()),
             causation_id: None,
             client_ip_hash: Some(hex::encode(&digest[..8])),
+            actor: None,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::{
 };
 
 mod activation;
+mod admin;
 mod context;
 mod request;
 mod resend;

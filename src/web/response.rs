@@ -39,6 +39,12 @@ pub enum ApiError {
     PasswordRequired,
     #[error("too busy")]
     Overloaded,
+    #[error("no valid API key")]
+    Unauthorized,
+    #[error("no such account")]
+    AccountNotFound,
+    #[error("the action does not apply: {message}")]
+    Conflict { code: &'static str, message: String },
     #[error("rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
     #[error("the request URI is too long")]
@@ -121,6 +127,9 @@ impl ApiError {
             Self::LinkInvalid => StatusCode::GONE,
             Self::PasswordRequired => StatusCode::FORBIDDEN,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::AccountNotFound => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -139,6 +148,9 @@ impl ApiError {
             Self::LinkInvalid => "activation_link_invalid",
             Self::PasswordRequired => "password_required",
             Self::Overloaded => "overloaded",
+            Self::Unauthorized => "unauthorized",
+            Self::AccountNotFound => "account_not_found",
+            Self::Conflict { code, .. } => code,
             Self::RateLimited { .. } => "rate_limited",
             Self::UriTooLong => "uri_too_long",
             Self::RequestTimeout => "request_timeout",
@@ -172,6 +184,11 @@ impl ApiError {
                     .into()
             }
             Self::Overloaded => "Porter is busy right now; try again shortly.".into(),
+            Self::Unauthorized => {
+                "The admin API needs `Authorization: Bearer <api key>` with a live key.".into()
+            }
+            Self::AccountNotFound => "There is no account with this id.".into(),
+            Self::Conflict { message, .. } => format!("The action does not apply: {message}."),
             Self::RateLimited { retry_after_secs } => {
                 format!("Too many requests; try again in {retry_after_secs} seconds.")
             }
@@ -205,6 +222,11 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Self::MethodNotAllowed(allow) = self {
             response

@@ -12,7 +12,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{
-    AppState, activation,
+    AppState, activation, admin,
     context::RequestContext,
     request, resend,
     response::{ApiError, Body, add_standard_headers, json_response, text_response},
@@ -126,6 +126,7 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
             "cancel_registration",
             Err(ApiError::MethodNotAllowed("POST")),
         ),
+        (_, ["api", "admin", path @ ..]) => admin::handle(state, context, request, path).await,
         (&Method::GET | &Method::HEAD, ["api", "openapi.json"]) => ("openapi", Ok(openapi())),
         (&Method::GET | &Method::HEAD, ["healthz"]) => {
             ("healthz", Ok(text_response(StatusCode::OK, "ok\n")))

@@ -161,7 +161,12 @@ async fn a_newer_key_revokes_the_older_one() {
     app.sign_up(&user).await;
     let old_key = app.wait_for_mail(1).await[0].activation_key();
 
-    // A resend while pending sends a fresh link that replaces the old one.
+    // A resend while pending sends a fresh link that replaces the old one
+    // (once the first email is recorded; until then it merges into it).
+    eventually("the first email to be recorded", || async {
+        (app.count_events("ActivationEmailSent").await == 1).then_some(())
+    })
+    .await;
     let email = user["email"].as_str().expect("email");
     assert_eq!(app.resend(email).await.status(), 202);
     let new_key = app.wait_for_mail(2).await[1].activation_key();

@@ -18,6 +18,8 @@ const LAYERS: &[(&str, Layer)] = &[
     ("telemetry", Layer::Leaf),
     ("store", Layer::Store),
     ("commands", Layer::Service),
+    ("admin", Layer::Service),
+    ("api_keys", Layer::Service),
     ("projection", Layer::Service),
     ("queue", Layer::Service),
     ("rate_limit", Layer::Service),

@@ -2,6 +2,7 @@
 //! real Postgres, Redis and SMTP.
 
 mod activation;
+mod admin;
 mod bad_input;
 mod concurrency;
 mod delivery;

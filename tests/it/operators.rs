@@ -29,7 +29,7 @@ use crate::helpers::{TestApp, eventually, fresh_database, new_user, spawn_app};
 pub(crate) async fn accounts(pool: &PgPool) -> Vec<AccountRow> {
     sqlx::query_as(
         "SELECT id, username, email, status, registered_at, activated_at, emails_sent, last_email_at, \
-         version, locale, ended_at, outstanding_request, outstanding_since FROM accounts ORDER BY id",
+         version, locale, ended_at, blocked_at, outstanding_request, outstanding_since FROM accounts ORDER BY id",
     )
     .fetch_all(pool)
     .await

@@ -48,6 +48,15 @@ impl TestApp {
         .await
     }
 
+    /// Waits until `sent` emails are recorded in the log: a request made
+    /// before its predecessor's email is recorded merges into it.
+    async fn wait_recorded(&self, sent: i64) {
+        eventually("the emails to be recorded", || async {
+            (self.count_events("ActivationEmailSent").await == sent).then_some(())
+        })
+        .await;
+    }
+
     /// Waits for the `n`th email (counting from 1) and returns it.
     async fn nth_mail(&self, n: usize) -> ReceivedMail {
         self.wait_for_mail(n).await.remove(n - 1)
@@ -517,8 +526,10 @@ async fn emails_to_one_address_stop_at_its_budget_while_answers_stay_the_same() 
     let email = user["email"].as_str().expect("email");
     app.sign_up(&user).await;
     app.nth_mail(1).await;
+    app.wait_recorded(1).await;
     assert_eq!(app.resend(email).await.status(), 202);
     app.nth_mail(2).await;
+    app.wait_recorded(2).await;
     // The third request is recorded and answered alike, but not emailed.
     let third = app.resend(email).await;
     assert_eq!(third.status(), 202);

@@ -102,6 +102,7 @@ impl Account {
             http_request_id: Some(Uuid::new_v4().to_string()),
             causation_id: None,
             client_ip_hash: Some(format!("{:016x}", self.n)),
+            actor: None,
         };
         let sign_up = web();
         [

@@ -1,0 +1,296 @@
+//! `/api/admin/*`: the admin API, for the application that uses Porter.
+//!
+//! Every request needs `Authorization: Bearer <api key>`; anything else is
+//! `401` before the route is even looked at, so the API cannot be probed
+//! without a key, and failed attempts are budgeted per client address
+//! (`RATE_LIMIT_FAILED_ADMIN_AUTH_PER_IP`). The key's id is the actor in
+//! the metadata of every event an admin action appends. What the routes do
+//! is in `crate::admin`, shared with `porter accounts`.
+
+use http::{Method, Response, StatusCode, header};
+use hyper::{Request, body::Incoming};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    AppState,
+    context::RequestContext,
+    request,
+    response::{ApiError, Body, json_response},
+};
+use crate::{
+    admin::{self, AccountDetails, AdminError},
+    api_keys,
+    domain::{EmailAddress, Username},
+    rate_limit::Budget,
+    store::EventMetadata,
+};
+
+/// Longest block reason kept.
+const MAX_REASON_CHARS: usize = 500;
+/// Accounts per listing page unless `limit` says otherwise.
+const DEFAULT_PAGE: i64 = 50;
+
+/// Serves one admin request; `path` is what follows `/api/admin/`. Returns
+/// the route name for logs and metrics with the outcome.
+pub async fn handle(
+    state: &AppState,
+    context: &RequestContext,
+    request: Request<Incoming>,
+    path: &[&str],
+) -> (&'static str, Result<Response<Body>, ApiError>) {
+    let key_id = match authenticate(state, context, &request).await {
+        Ok(key_id) => key_id,
+        Err(error) => return ("admin_unauthorized", Err(error)),
+    };
+    let mut metadata = context.event_metadata();
+    metadata.actor = Some(format!("api-key:{key_id}"));
+    let method = request.method().clone();
+    match (&method, path) {
+        (&Method::GET, ["accounts"]) => ("admin_accounts", accounts(state, &request).await),
+        (_, ["accounts"]) => ("admin_accounts", Err(ApiError::MethodNotAllowed("GET"))),
+        (&Method::GET, ["accounts", id]) => ("admin_account", show(state, id).await),
+        (_, ["accounts", _]) => ("admin_account", Err(ApiError::MethodNotAllowed("GET"))),
+        (&Method::GET, ["accounts", id, "events"]) => {
+            ("admin_account_events", history(state, id).await)
+        }
+        (_, ["accounts", _, "events"]) => (
+            "admin_account_events",
+            Err(ApiError::MethodNotAllowed("GET")),
+        ),
+        (&Method::POST, ["accounts", id, action]) => {
+            let route = match *action {
+                "resend-activation" => "admin_resend_activation",
+                "activate" => "admin_activate",
+                "block" => "admin_block",
+                "unblock" => "admin_unblock",
+                _ => return ("not_found", Err(ApiError::NotFound)),
+            };
+            (route, act(state, &metadata, id, action, request).await)
+        }
+        (
+            _,
+            [
+                "accounts",
+                _,
+                "resend-activation" | "activate" | "block" | "unblock",
+            ],
+        ) => ("admin_action", Err(ApiError::MethodNotAllowed("POST"))),
+        _ => ("not_found", Err(ApiError::NotFound)),
+    }
+}
+
+/// The id of the live API key the request carries. A client that keeps
+/// failing is refused with `429` before any lookup.
+async fn authenticate(
+    state: &AppState,
+    context: &RequestContext,
+    request: &Request<Incoming>,
+) -> Result<Uuid, ApiError> {
+    let budget = state.config.limits.failed_admin_auth_per_ip;
+    let client = context.client_ip.to_string();
+    state
+        .rate_limiter
+        .check(Budget::FailedAdminAuthPerIp, budget, &client)
+        .await?;
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let key_id = match presented {
+        Some(key) => api_keys::authenticate(&state.pool, key).await?,
+        None => None,
+    };
+    match key_id {
+        Some(key_id) => Ok(key_id),
+        None => {
+            state
+                .rate_limiter
+                .record(Budget::FailedAdminAuthPerIp, budget, &client)
+                .await;
+            tracing::info!("admin request without a valid API key");
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::NotFound => Self::AccountNotFound,
+            AdminError::Conflict { code, message } => Self::Conflict { code, message },
+            AdminError::Command(error) => error.into(),
+        }
+    }
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(raw).map_err(|_| ApiError::field("id", "is not an account id (a UUID)"))
+}
+
+/// `GET /api/admin/accounts`: a lookup by `email` or `username`, or a page
+/// of the listing (`status`, `after`, `limit`).
+async fn accounts(
+    state: &AppState,
+    request: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    const KNOWN: [&str; 5] = ["email", "username", "status", "after", "limit"];
+    let query = request.uri().query().unwrap_or("");
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let mut errors = super::response::FieldErrors::new();
+    for (name, _) in &params {
+        if !KNOWN.contains(&name.as_str()) {
+            errors
+                .entry(name.chars().take(64).collect())
+                .or_default()
+                .push("is not a known parameter".into());
+        } else if params.iter().filter(|(other, _)| other == name).count() > 1 {
+            errors
+                .entry(name.clone())
+                .or_default()
+                .push("is given more than once".into());
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let lookup = match (param("email"), param("username")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field(
+                "username",
+                "look up by email or by username, not both",
+            ));
+        }
+        (Some(email), None) => Some(
+            admin::find_by_email(
+                &state.commands,
+                &EmailAddress::parse(email).map_err(|e| ApiError::field("email", e.to_string()))?,
+            )
+            .await?,
+        ),
+        (None, Some(username)) => Some(
+            admin::find_by_username(
+                &state.commands,
+                &Username::parse(username)
+                    .map_err(|e| ApiError::field("username", e.to_string()))?,
+            )
+            .await?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(found) = lookup {
+        if ["status", "after", "limit"]
+            .iter()
+            .any(|name| param(name).is_some())
+        {
+            return Err(ApiError::field(
+                "status",
+                "a lookup by email or username takes no listing parameters",
+            ));
+        }
+        let details = found.ok_or(ApiError::AccountNotFound)?;
+        return Ok(details_response(StatusCode::OK, &details));
+    }
+    let status = param("status")
+        .map(|name| {
+            admin::parse_status(name).ok_or_else(|| {
+                ApiError::field(
+                    "status",
+                    "is not one of pending, active, blocked, superseded, cancelled, expired",
+                )
+            })
+        })
+        .transpose()?;
+    let after = param("after")
+        .map(|cursor| {
+            admin::decode_cursor(cursor)
+                .ok_or_else(|| ApiError::field("after", "is not a cursor this API returned"))
+        })
+        .transpose()?;
+    let limit = param("limit")
+        .map(|raw| {
+            raw.parse::<i64>()
+                .ok()
+                .filter(|limit| (1..=admin::MAX_PAGE).contains(limit))
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "limit",
+                        format!("is not a number from 1 to {}", admin::MAX_PAGE),
+                    )
+                })
+        })
+        .transpose()?
+        .unwrap_or(DEFAULT_PAGE);
+    let page = admin::list(&state.pool, status, after, limit).await?;
+    Ok(json_response(StatusCode::OK, &page))
+}
+
+async fn show(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
+    let details = admin::details(&state.pool, parse_id(raw_id)?).await?;
+    Ok(details_response(StatusCode::OK, &details))
+}
+
+async fn history(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
+    let id = parse_id(raw_id)?;
+    let events = admin::history(&state.pool, id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "account_id": id, "events": events }),
+    ))
+}
+
+async fn act(
+    state: &AppState,
+    metadata: &EventMetadata,
+    raw_id: &str,
+    action: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let id = parse_id(raw_id)?;
+    let commands = &state.commands;
+    let details = match action {
+        "block" => {
+            let [reason] = request::json_fields(request, ["reason"]).await?;
+            let reason = reason.trim();
+            if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+                return Err(ApiError::field(
+                    "reason",
+                    format!("must be 1 to {MAX_REASON_CHARS} characters"),
+                ));
+            }
+            admin::block(commands, id, reason.to_owned(), metadata).await?
+        }
+        other => {
+            let [] = request::optional_fields(request, []).await?;
+            match other {
+                "resend-activation" => {
+                    admin::resend_activation(commands, id, metadata).await?;
+                    return Ok(json_response(
+                        StatusCode::ACCEPTED,
+                        &json!({
+                            "status": "accepted",
+                            "message": "A new activation link is on its way, within the address's email budget.",
+                        }),
+                    ));
+                }
+                "activate" => admin::activate(commands, id, metadata).await?,
+                _ => admin::unblock(commands, id, metadata).await?,
+            }
+        }
+    };
+    Ok(details_response(StatusCode::OK, &details))
+}
+
+fn details_response(status: StatusCode, details: &AccountDetails) -> Response<Body> {
+    json_response(status, details)
+}
