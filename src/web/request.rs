@@ -19,7 +19,9 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads a JSON object body with exactly the `expected` string fields, or
 /// explains per field what is wrong. Unknown fields are errors, not ignored:
-/// a client sending `is_admin` should learn it has no effect.
+/// a client sending `is_admin` should learn it has no effect. A field given
+/// twice is an error too: parsers disagree on which one wins, so a proxy or
+/// a log could see another value than Porter does.
 pub async fn json_fields<const N: usize>(
     request: Request<Incoming>,
     expected: [&'static str; N],
@@ -28,9 +30,9 @@ pub async fn json_fields<const N: usize>(
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = read_body(request).await?;
-    let object: Map<String, Value> = match serde_json::from_slice(&body) {
-        Ok(Value::Object(object)) => object,
-        Ok(_) => {
+    let members = match serde_json::from_slice::<Members>(&body) {
+        Ok(Members::Object(members)) => members,
+        Ok(Members::NotAnObject) => {
             return Err(ApiError::MalformedJson(
                 "the body must be a JSON object".into(),
             ));
@@ -38,6 +40,17 @@ pub async fn json_fields<const N: usize>(
         Err(e) => return Err(ApiError::MalformedJson(describe_json_error(&e))),
     };
     let mut errors = FieldErrors::new();
+    let mut object = Map::new();
+    for (name, value) in members {
+        if object.contains_key(&name) {
+            let messages = errors.entry(truncate(&name)).or_default();
+            if messages.is_empty() {
+                messages.push("is given more than once".into());
+            }
+        } else {
+            object.insert(name, value);
+        }
+    }
     let known: BTreeSet<&str> = expected.iter().copied().collect();
     for name in object.keys().filter(|name| !known.contains(name.as_str())) {
         errors
@@ -66,6 +79,66 @@ pub async fn json_fields<const N: usize>(
         Ok(values)
     } else {
         Err(ApiError::Validation(errors))
+    }
+}
+
+/// A JSON document's top level: an object's members in order, duplicates
+/// kept, or anything else.
+enum Members {
+    Object(Vec<(String, Value)>),
+    NotAnObject,
+}
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+    type Value = Members;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry::<String, Value>()? {
+            members.push(member);
+        }
+        Ok(Members::Object(members))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Members, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_unit<E>(self) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
     }
 }
 

@@ -69,6 +69,7 @@ pub async fn sign_up(
         password_hash,
         locale: "en".into(),
     };
+    context.commit_begins();
     match state.commands.register(registration, &metadata).await {
         Ok(executed) => {
             tracing::info!(account_id = %executed.account.id, "account registered");

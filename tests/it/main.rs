@@ -5,6 +5,7 @@ mod activation;
 mod bad_input;
 mod concurrency;
 mod delivery;
+mod edge;
 mod faults;
 mod helpers;
 mod layers;
