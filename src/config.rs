@@ -28,6 +28,9 @@ pub struct Config {
     pub web: WebConfig,
     pub worker: WorkerConfig,
     pub limits: RateLimits,
+    /// Where a process serves `GET /metrics` (`METRICS_PORT`), web and
+    /// worker alike; never on the public port; no listener when unset.
+    pub metrics_port: Option<u16>,
     pub log_format: LogFormat,
 }
 
@@ -69,14 +72,52 @@ pub struct MailConfig {
     pub retry: RetryPolicy,
 }
 
-/// The web process: its port, its proxies and its password hashing.
+/// The web process: its ports, connections, proxies and password hashing.
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     pub port: u16,
+    pub connections: ConnectionLimits,
+    /// A request not answered by then gets `503`, unless its events are
+    /// being committed (then it is answered when they are).
+    pub handler_deadline: Duration,
     /// The proxies whose `X-Forwarded-For` is believed, as addresses or
     /// CIDR ranges.
     pub trusted_proxies: Vec<IpRange>,
     pub hashing: HashingConfig,
+}
+
+/// What one HTTP listener allows its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once; one more is closed at once.
+    pub max_connections: usize,
+    /// A connection with no request in progress (including one that has
+    /// sent nothing yet) is closed after this long.
+    pub idle_timeout: Duration,
+    /// Cleartext HTTP/2 (prior knowledge), off unless `HTTP2=true`.
+    pub http2: Option<Http2Limits>,
+}
+
+impl ConnectionLimits {
+    /// A metrics listener: a scraper or two, HTTP/1 only.
+    pub const METRICS: Self = Self {
+        max_connections: 16,
+        idle_timeout: Duration::from_secs(10),
+        http2: None,
+    };
+}
+
+/// HTTP/2's own bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Limits {
+    /// Concurrent streams per connection.
+    pub max_streams: u32,
+    /// A PING goes out after this long without frames; no answer within
+    /// the same time closes the connection.
+    pub keep_alive_interval: Duration,
+    /// After this long the connection is told to go away (GOAWAY) and
+    /// drains, so a client cannot hold one connection for ever.
+    pub max_connection_age: Duration,
 }
 
 /// Argon2id on bounded threads.
@@ -100,8 +141,6 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Finished jobs' data is deleted from Redis after this long.
     pub job_retention: Duration,
-    /// Where the worker serves `GET /metrics`; no listener when unset.
-    pub metrics_port: Option<u16>,
     /// A registration not confirmed within this long expires and releases
     /// its username and address.
     pub registration_ttl: Duration,
@@ -211,8 +250,10 @@ impl std::fmt::Display for SecretUrl {
 
 /// Argon2id cost. The default is OWASP's m=19456 KiB, t=2; OWASP lists
 /// equivalent pairs that trade memory for passes (m=9216 t=4, m=7168 t=5),
-/// which a memory-tight deployment may choose. Anything cheaper than the
-/// cheapest of them (m × t below 35 840) is refused.
+/// which a memory-tight deployment may choose. A cost is accepted only when
+/// it is at least one of OWASP's pairs in both memory and passes, so memory
+/// is bounded from below too: many passes over a little memory are cheap
+/// on a GPU, which is what Argon2's memory is there to prevent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Cost {
     pub memory_kib: u32,
@@ -225,7 +266,14 @@ impl Argon2Cost {
         memory_kib: 19_456,
         iterations: 2,
     };
-    const OWASP_FLOOR: u64 = 7168 * 5;
+    /// OWASP's Password Storage Cheat Sheet, Argon2id: (KiB, passes).
+    const OWASP_PAIRS: [(u32, u32); 5] = [
+        (47_104, 1),
+        (19_456, 2),
+        (12_288, 3),
+        (9_216, 4),
+        (7_168, 5),
+    ];
 }
 
 /// `max` per `window`: a burst of `max`, then one more every `window / max`
@@ -285,6 +333,7 @@ impl Config {
             web: WebConfig::read(&env)?,
             worker: WorkerConfig::read(&env)?,
             limits: RateLimits::read(&env)?,
+            metrics_port: env.optional("METRICS_PORT", parse_number)?,
             log_format: read_log_format(&env)?,
         })
     }
@@ -328,9 +377,13 @@ impl MailConfig {
         Ok(Self {
             smtp_url: env.required("SMTP_URL", parse_smtp_url)?,
             from: env.required("MAIL_FROM", parse_mailbox)?,
-            public_base_url: env.required("PUBLIC_BASE_URL", parse_public_base_url)?,
+            public_base_url: check_link_security(
+                env.required("PUBLIC_BASE_URL", parse_public_base_url)?,
+                env.optional("ALLOW_INSECURE_LINKS", parse_bool)?
+                    .unwrap_or(false),
+            )?,
             activation_ttl: env
-                .optional("ACTIVATION_TTL", parse_duration)?
+                .optional("ACTIVATION_TTL", parse_activation_ttl)?
                 .unwrap_or(Duration::from_secs(15 * 60)),
             min_interval: env
                 .optional("EMAIL_MIN_INTERVAL", parse_duration)?
@@ -359,8 +412,34 @@ impl WebConfig {
         let concurrency = env
             .optional("HASH_CONCURRENCY", parse_positive)?
             .unwrap_or(cpus);
+        let http2 = env.optional("HTTP2", parse_bool)?.unwrap_or(false);
         Ok(Self {
             port: env.optional("PORT", parse_number)?.unwrap_or(8080),
+            connections: ConnectionLimits {
+                max_connections: env
+                    .optional("MAX_CONNECTIONS", parse_positive)?
+                    .unwrap_or(1024),
+                idle_timeout: env
+                    .optional("CONNECTION_IDLE_TIMEOUT", parse_duration)?
+                    .unwrap_or(Duration::from_secs(10)),
+                http2: match http2 {
+                    false => None,
+                    true => Some(Http2Limits {
+                        max_streams: env
+                            .optional("HTTP2_MAX_STREAMS", parse_positive)?
+                            .map_or(100, |n| n.min(10_000) as u32),
+                        keep_alive_interval: env
+                            .optional("HTTP2_KEEP_ALIVE_INTERVAL", parse_duration)?
+                            .unwrap_or(Duration::from_secs(20)),
+                        max_connection_age: env
+                            .optional("HTTP2_MAX_CONNECTION_AGE", parse_duration)?
+                            .unwrap_or(Duration::from_secs(600)),
+                    }),
+                },
+            },
+            handler_deadline: env
+                .optional("HANDLER_DEADLINE", parse_duration)?
+                .unwrap_or(Duration::from_secs(30)),
             trusted_proxies: env
                 .optional("TRUSTED_PROXIES", parse_ip_ranges)?
                 .unwrap_or_default(),
@@ -395,7 +474,6 @@ impl WorkerConfig {
             job_retention: env
                 .optional("JOB_RETENTION", parse_duration)?
                 .unwrap_or(Duration::from_secs(24 * 3600)),
-            metrics_port: env.optional("METRICS_PORT", parse_number)?,
             registration_ttl: env
                 .optional("REGISTRATION_TTL", parse_duration)?
                 .unwrap_or(Duration::from_secs(72 * 3600)),
@@ -521,6 +599,42 @@ fn parse_public_base_url(raw: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// Links sent in clear can be read and used by anyone on the path, so an
+/// `http` base URL is for a machine's own loopback only, unless the
+/// operator says otherwise (`ALLOW_INSECURE_LINKS=true`).
+fn check_link_security(url: Url, allow_insecure: bool) -> Result<Url, ConfigError> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if url.scheme() == "http" && !loopback && !allow_insecure {
+        return Err(ConfigError {
+            variable: "PUBLIC_BASE_URL",
+            problem: "links over http are only for localhost; use https, or set \
+                      ALLOW_INSECURE_LINKS=true"
+                .into(),
+        });
+    }
+    Ok(url)
+}
+
+/// Longest an activation key may live: a link is a password reset in
+/// disguise, and a day covers any inbox delay.
+const MAX_ACTIVATION_TTL: Duration = Duration::from_secs(24 * 3600);
+
+fn parse_activation_ttl(raw: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(raw)?;
+    if ttl > MAX_ACTIVATION_TTL {
+        return Err("must be at most 24h".into());
+    }
+    Ok(ttl)
+}
+
 fn parse_mailbox(raw: &str) -> Result<Mailbox, String> {
     Mailbox::from_str(raw).map_err(|e| format!("is not a valid mailbox ({e})"))
 }
@@ -534,6 +648,14 @@ fn parse_namespace(raw: &str) -> Result<String, String> {
         Ok(raw.to_owned())
     } else {
         Err("must be at most 64 characters of [A-Za-z0-9._-]".into())
+    }
+}
+
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(format!("{other:?} is not one of true, false")),
     }
 }
 
@@ -582,13 +704,15 @@ impl Limit {
 }
 
 fn parse_argon2_cost(memory_kib: u32, iterations: u32) -> Result<Argon2Cost, ConfigError> {
-    if u64::from(memory_kib) * u64::from(iterations) < Argon2Cost::OWASP_FLOOR || iterations == 0 {
+    let meets_a_pair = Argon2Cost::OWASP_PAIRS
+        .iter()
+        .any(|&(m, t)| memory_kib >= m && iterations >= t);
+    if !meets_a_pair {
         return Err(ConfigError {
             variable: "ARGON2_MEMORY_KIB",
             problem: format!(
-                "{memory_kib} KiB × {iterations} passes is below OWASP's floor for Argon2id \
-                 (m × t ≥ {}; e.g. 19456 × 2, 9216 × 4, 7168 × 5)",
-                Argon2Cost::OWASP_FLOOR
+                "{memory_kib} KiB × {iterations} passes is below every OWASP pair for Argon2id \
+                 (at least one of 47104 × 1, 19456 × 2, 12288 × 3, 9216 × 4, 7168 × 5 in both)"
             ),
         });
     }
@@ -719,6 +843,13 @@ mod tests {
             ("MAIL_FROM", "not a mailbox"),
             ("ACTIVATION_TTL", "soon"),
             ("ACTIVATION_TTL", "0"),
+            ("ACTIVATION_TTL", "25h"),
+            ("ACTIVATION_TTL", "86401"),
+            ("PUBLIC_BASE_URL", "http://porter.example"),
+            ("PUBLIC_BASE_URL", "http://10.0.0.1:8080"),
+            ("HTTP2", "yes"),
+            ("MAX_CONNECTIONS", "0"),
+            ("ALLOW_INSECURE_LINKS", "maybe"),
             ("WORKER_CONCURRENCY", "0"),
             ("TRUSTED_PROXIES", "10.0.0.1,nonsense"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
@@ -738,6 +869,57 @@ mod tests {
             let error = load(&vars).expect_err(value);
             assert_eq!(error.variable, name, "{value}");
         }
+    }
+
+    #[test]
+    fn http_links_are_for_localhost_unless_allowed() {
+        for local in [
+            "http://localhost:8080",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "http://porter.localhost",
+        ] {
+            let mut vars = complete();
+            vars.insert("PUBLIC_BASE_URL", local.into());
+            assert!(load(&vars).is_ok(), "{local}");
+        }
+        let mut vars = complete();
+        vars.insert("PUBLIC_BASE_URL", "http://porter.example".into());
+        let error = load(&vars).expect_err("http for a public host");
+        assert!(
+            error.to_string().contains("ALLOW_INSECURE_LINKS"),
+            "{error}"
+        );
+        vars.insert("ALLOW_INSECURE_LINKS", "true".into());
+        assert!(load(&vars).is_ok(), "the operator allowed it");
+    }
+
+    #[test]
+    fn activation_keys_live_at_most_a_day() {
+        let mut vars = complete();
+        vars.insert("ACTIVATION_TTL", "24h".into());
+        assert_eq!(
+            load(&vars).expect("a day").mail.activation_ttl,
+            Duration::from_secs(86_400)
+        );
+    }
+
+    #[test]
+    fn http2_is_off_unless_asked_for_and_then_bounded() {
+        assert_eq!(
+            load(&complete()).expect("loads").web.connections.http2,
+            None
+        );
+        let mut vars = complete();
+        vars.insert("HTTP2", "true".into());
+        let http2 = load(&vars)
+            .expect("loads")
+            .web
+            .connections
+            .http2
+            .expect("on");
+        assert_eq!(http2.max_streams, 100);
+        assert_eq!(http2.max_connection_age, Duration::from_secs(600));
     }
 
     #[test]
@@ -775,6 +957,19 @@ mod tests {
             load(&vars).expect_err("too cheap").variable,
             "ARGON2_MEMORY_KIB"
         );
+        // Passes do not make up for memory: m × t is huge, m is 8 KiB.
+        vars.insert("ARGON2_MEMORY_KIB", "8".into());
+        vars.insert("ARGON2_ITERATIONS", "100000".into());
+        assert_eq!(
+            load(&vars).expect_err("too little memory").variable,
+            "ARGON2_MEMORY_KIB"
+        );
+        vars.insert("ARGON2_MEMORY_KIB", "7167".into());
+        vars.insert("ARGON2_ITERATIONS", "50".into());
+        assert!(load(&vars).is_err(), "below OWASP's least memory");
+        vars.insert("ARGON2_MEMORY_KIB", "12288".into());
+        vars.insert("ARGON2_ITERATIONS", "3".into());
+        assert!(load(&vars).is_ok(), "an OWASP pair");
     }
 
     #[test]

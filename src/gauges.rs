@@ -5,23 +5,43 @@
 //! Read at scrape time rather than kept up to date, so every process reports
 //! the same current values and nothing has to track them in between. Reading
 //! is bounded by a timeout: a scrape while Redis is away answers with the
-//! last values instead of hanging. Which process serves a scrape, and on
-//! which listener, is that process's business (`web`, `worker`).
+//! last values instead of hanging. Reading is also bounded in rate: however
+//! often and however many at once scrape, the reads run at most once per
+//! [`REFRESH_INTERVAL`] (concurrent scrapes wait for the one reading), so
+//! `/metrics` cannot be used to load the database.
+//!
+//! [`serve`] is the metrics listener (`METRICS_PORT`) both processes use:
+//! it answers `GET /metrics` and nothing else, never on the public port.
+//! What a process adds to its scrape is its business (`web`, `worker`).
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, header};
+use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
+use hyper::{Request, body::Incoming};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
+use tokio::{net::TcpListener, sync::Mutex, time::Instant};
 
 use crate::{
-    http_server::Body,
+    config::ConnectionLimits,
+    http_server::{self, Body},
     metrics::{self, QueueGauges},
     projection,
     queue::backend,
 };
+
+/// Shared state is read at most this often, whatever the scrape rate.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The content type of [`metrics::encode_all`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -30,17 +50,49 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// values it has.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Where the gauges are read from.
+/// Where the gauges are read from, and when they last were.
 #[derive(Debug, Clone)]
 pub struct Sources {
-    pub pool: PgPool,
-    pub redis: ConnectionManager,
-    pub redis_namespace: String,
+    pool: PgPool,
+    redis: ConnectionManager,
+    redis_namespace: String,
+    /// When the last read finished; held while reading, so concurrent
+    /// scrapes wait for one read instead of each making their own.
+    refreshed_at: Arc<Mutex<Option<Instant>>>,
+    refreshes: Arc<AtomicU64>,
+}
+
+impl Sources {
+    pub fn new(pool: PgPool, redis: ConnectionManager, redis_namespace: &str) -> Self {
+        Self {
+            pool,
+            redis,
+            redis_namespace: redis_namespace.to_owned(),
+            refreshed_at: Arc::new(Mutex::new(None)),
+            refreshes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// How many times the shared state has been read.
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Reads the shared state unless it was read within [`REFRESH_INTERVAL`].
+    async fn refresh_if_due(&self) {
+        let mut refreshed_at = self.refreshed_at.lock().await;
+        if refreshed_at.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL) {
+            return;
+        }
+        refresh(self).await;
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        *refreshed_at = Some(Instant::now());
+    }
 }
 
 /// Reads the shared-state gauges. A source that fails or times out keeps
 /// its gauges at their last values; the failure is logged.
-pub async fn refresh(sources: &Sources) {
+async fn refresh(sources: &Sources) {
     let mut redis = sources.redis.clone();
     let queue = backend::stats(&mut redis, &sources.redis_namespace);
     let lag = projection::lag(&sources.pool, projection::accounts::CHECKPOINT);
@@ -71,9 +123,43 @@ pub async fn refresh(sources: &Sources) {
     }
 }
 
-/// Refreshes the gauges and answers a scrape with the whole registry.
-pub async fn scrape(sources: &Sources) -> Response<Body> {
-    refresh(sources).await;
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves; each
+/// scrape first calls `before_scrape` (a process's own gauges), then
+/// refreshes the shared ones if due.
+pub async fn serve(
+    listener: TcpListener,
+    sources: Sources,
+    before_scrape: impl Fn() + Clone + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()>,
+) {
+    let handler = move |_peer: IpAddr, request: Request<Incoming>| {
+        let sources = sources.clone();
+        let before_scrape = before_scrape.clone();
+        async move {
+            let (status, text) = match (request.method(), request.uri().path()) {
+                (&Method::GET, "/metrics") => {
+                    before_scrape();
+                    return scrape(&sources).await;
+                }
+                (_, "/metrics") => (StatusCode::METHOD_NOT_ALLOWED, "only GET /metrics here\n"),
+                _ => (StatusCode::NOT_FOUND, "only GET /metrics here\n"),
+            };
+            let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+            *response.status_mut() = status;
+            if status == StatusCode::METHOD_NOT_ALLOWED {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET"));
+            }
+            response
+        }
+    };
+    http_server::serve(listener, ConnectionLimits::METRICS, handler, shutdown).await;
+}
+
+/// Refreshes the gauges if due and answers a scrape with the whole registry.
+async fn scrape(sources: &Sources) -> Response<Body> {
+    sources.refresh_if_due().await;
     let mut response = Response::new(Full::new(Bytes::from(metrics::encode_all())));
     response
         .headers_mut()

@@ -80,31 +80,47 @@ pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState>
         ),
         hasher: PasswordHasher::new(config.web.hashing)
             .context("start the password hashing threads")?,
+        gauges: gauges::Sources::new(pool.clone(), redis.clone(), namespace),
         redis,
         pool,
         config,
     })
 }
 
-/// Serves HTTP on `listener` until `shutdown` is cancelled.
+/// Where the web process listens: the API, and `/metrics` apart from it.
+#[derive(Debug)]
+pub struct WebListeners {
+    pub api: TcpListener,
+    pub metrics: Option<TcpListener>,
+}
+
+/// Serves HTTP on `listeners` until `shutdown` is cancelled.
 pub async fn run_web(
     config: Config,
     pool: PgPool,
-    listener: TcpListener,
+    listeners: WebListeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let state = Arc::new(web_state(config, pool).await?);
-    serve_web(state, listener, shutdown).await
+    serve_web(state, listeners, shutdown).await
 }
 
 /// Serves HTTP with an already built state (tests keep a handle on it).
 pub async fn serve_web(
     state: Arc<AppState>,
-    listener: TcpListener,
+    listeners: WebListeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    tracing::info!(address = %listener.local_addr()?, "web: listening");
-    web::serve(listener, state, shutdown.cancelled_owned()).await;
+    if let Some(metrics) = listeners.metrics {
+        tracing::info!(address = %metrics.local_addr()?, "web metrics: listening");
+        tokio::spawn(web::serve_metrics(
+            metrics,
+            state.clone(),
+            shutdown.clone().cancelled_owned(),
+        ));
+    }
+    tracing::info!(address = %listeners.api.local_addr()?, "web: listening");
+    web::serve(listeners.api, state, shutdown.cancelled_owned()).await;
     Ok(())
 }
 
@@ -118,24 +134,19 @@ pub async fn run_worker(
     worker::run(state, shutdown).await
 }
 
-/// Starts the worker's `GET /metrics` listener on `METRICS_PORT`, if set.
+/// Starts the worker's `GET /metrics` listener (`METRICS_PORT`).
 pub async fn serve_worker_metrics(
     config: &Config,
     pool: &PgPool,
+    listener: TcpListener,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let Some(port) = config.worker.metrics_port else {
-        return Ok(());
-    };
-    let listener = TcpListener::bind(("0.0.0.0", port))
-        .await
-        .with_context(|| format!("bind port {port} (METRICS_PORT)"))?;
-    let sources = gauges::Sources {
-        pool: pool.clone(),
-        redis: connect_redis(&config.redis.url).await?,
-        redis_namespace: config.redis.namespace.clone(),
-    };
-    tracing::info!(port, "worker metrics: listening");
+    let sources = gauges::Sources::new(
+        pool.clone(),
+        connect_redis(&config.redis.url).await?,
+        &config.redis.namespace,
+    );
+    tracing::info!(address = %listener.local_addr()?, "worker metrics: listening");
     tokio::spawn(worker::metrics::serve(
         listener,
         sources,

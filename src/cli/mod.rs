@@ -1,6 +1,9 @@
 //! The `porter` command line: one subcommand per process role or operator task.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::{
+    io::{IsTerminal as _, Write as _},
+    net::Ipv4Addr,
+};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -185,24 +188,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Web => {
             let config = Config::from_env()?;
             let pool = startup::connect_postgres(&config.database).await?;
-            let listener = bind(config.web.port).await?;
-            startup::run_web(config, pool, listener, startup::shutdown_on_signal()?).await
+            let listeners = startup::WebListeners {
+                api: bind(ANY, config.web.port, "PORT").await?,
+                metrics: bind_metrics(ANY, &config).await?,
+            };
+            startup::run_web(config, pool, listeners, startup::shutdown_on_signal()?).await
         }
         Command::Worker => {
             let config = Config::from_env()?;
             let pool = startup::connect_postgres(&config.database).await?;
             let shutdown = startup::shutdown_on_signal()?;
-            startup::serve_worker_metrics(&config, &pool, &shutdown).await?;
+            if let Some(listener) = bind_metrics(ANY, &config).await? {
+                startup::serve_worker_metrics(&config, &pool, listener, &shutdown).await?;
+            }
             startup::run_worker(config, pool, shutdown).await
         }
         Command::Dev => {
+            // For a developer's machine: nothing listens beyond loopback.
             let config = Config::from_env()?;
             let pool = startup::connect_postgres(&config.database).await?;
             startup::migrate(&pool).await?;
-            let listener = bind(config.web.port).await?;
+            let listeners = startup::WebListeners {
+                api: bind(LOOPBACK, config.web.port, "PORT").await?,
+                metrics: bind_metrics(LOOPBACK, &config).await?,
+            };
             let shutdown = startup::shutdown_on_signal()?;
-            startup::serve_worker_metrics(&config, &pool, &shutdown).await?;
-            let web = startup::run_web(config.clone(), pool.clone(), listener, shutdown.clone());
+            let web = startup::run_web(config.clone(), pool.clone(), listeners, shutdown.clone());
             let worker = startup::run_worker(config, pool, shutdown);
             let (web, worker) = tokio::join!(web, worker);
             web.and(worker)
@@ -422,10 +433,23 @@ fn print(text: &str) -> anyhow::Result<()> {
         .context("write to stdout")
 }
 
-async fn bind(port: u16) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(("0.0.0.0", port))
+/// Every interface: `web` and `worker` in production.
+const ANY: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+/// This machine only: `dev`.
+const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+async fn bind(host: Ipv4Addr, port: u16, variable: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
         .await
-        .with_context(|| format!("bind port {port} (PORT)"))
+        .with_context(|| format!("bind {host}:{port} ({variable})"))
+}
+
+/// The metrics listener on `METRICS_PORT`, when set.
+async fn bind_metrics(host: Ipv4Addr, config: &Config) -> anyhow::Result<Option<TcpListener>> {
+    match config.metrics_port {
+        Some(port) => bind(host, port, "METRICS_PORT").await.map(Some),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::{
-    commands::Commands, config::Config, hashing::PasswordHasher, http_server, keys::ActivationKeys,
-    mail::Templates, rate_limit::RateLimiter,
+    commands::Commands, config::Config, gauges, hashing::PasswordHasher, http_server,
+    keys::ActivationKeys, mail::Templates, rate_limit::RateLimiter,
 };
 
 mod activation;
@@ -37,6 +37,8 @@ pub struct AppState {
     pub templates: Templates,
     pub hasher: PasswordHasher,
     pub rate_limiter: RateLimiter,
+    /// What the metrics listener reads shared gauges from.
+    pub gauges: gauges::Sources,
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains.
@@ -45,9 +47,22 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let limits = state.config.web.connections;
     let handler = move |peer: IpAddr, request: Request<Incoming>| {
         let state = state.clone();
         async move { routes::handle(&state, peer, request).await }
     };
-    http_server::serve(listener, handler, shutdown).await;
+    http_server::serve(listener, limits, handler, shutdown).await;
+}
+
+/// Serves `GET /metrics` on its own listener (`METRICS_PORT`), never on
+/// the public port: the shared gauges and this process's hashing queue.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let sources = state.gauges.clone();
+    let before_scrape = move || crate::metrics::set_hash_queue_depth(state.hasher.queue_depth());
+    gauges::serve(listener, sources, before_scrape, shutdown).await;
 }

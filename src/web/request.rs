@@ -19,7 +19,9 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads a JSON object body with exactly the `expected` string fields, or
 /// explains per field what is wrong. Unknown fields are errors, not ignored:
-/// a client sending `is_admin` should learn it has no effect.
+/// a client sending `is_admin` should learn it has no effect. A field given
+/// twice is an error too: parsers disagree on which one wins, so a proxy or
+/// a log could see another value than Porter does.
 pub async fn json_fields<const N: usize>(
     request: Request<Incoming>,
     expected: [&'static str; N],
@@ -28,42 +30,17 @@ pub async fn json_fields<const N: usize>(
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = read_body(request).await?;
-    let object: Map<String, Value> = match serde_json::from_slice(&body) {
-        Ok(Value::Object(object)) => object,
-        Ok(_) => {
-            return Err(ApiError::MalformedJson(
-                "the body must be a JSON object".into(),
-            ));
-        }
-        Err(e) => return Err(ApiError::MalformedJson(describe_json_error(&e))),
-    };
     let mut errors = FieldErrors::new();
-    let known: BTreeSet<&str> = expected.iter().copied().collect();
-    for name in object.keys().filter(|name| !known.contains(name.as_str())) {
-        errors
-            .entry(truncate(name))
-            .or_default()
-            .push("is not a known field".into());
+    let values = string_fields(json_members(&body)?, expected, &mut errors);
+    for (name, value) in expected.iter().zip(&values) {
+        if value.is_none() {
+            errors
+                .entry((*name).into())
+                .or_insert_with(|| vec!["is required".into()]);
+        }
     }
-    let values = expected.map(|name| match object.get(name) {
-        Some(Value::String(value)) => value.clone(),
-        Some(_) => {
-            errors
-                .entry(name.into())
-                .or_default()
-                .push("must be a string".into());
-            String::new()
-        }
-        None => {
-            errors
-                .entry(name.into())
-                .or_default()
-                .push("is required".into());
-            String::new()
-        }
-    });
     if errors.is_empty() {
-        Ok(values)
+        Ok(values.map(Option::unwrap_or_default))
     } else {
         Err(ApiError::Validation(errors))
     }
@@ -71,8 +48,8 @@ pub async fn json_fields<const N: usize>(
 
 /// Reads the optional string fields `expected` from a JSON object or from a
 /// browser's form post (`application/x-www-form-urlencoded`); an empty body
-/// has none of them. Unknown fields and non-string values are refused as in
-/// [`json_fields`].
+/// has none of them. Unknown, repeated and non-string fields are refused as
+/// in [`json_fields`].
 pub async fn optional_fields<const N: usize>(
     request: Request<Incoming>,
     expected: [&'static str; N],
@@ -83,24 +60,53 @@ pub async fn optional_fields<const N: usize>(
     if body.is_empty() {
         return Ok([(); N].map(|()| None));
     }
-    let object: Map<String, Value> = if is_form {
+    let members = if is_form {
         url::form_urlencoded::parse(&body)
             .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
             .collect()
     } else if is_json {
-        match serde_json::from_slice(&body) {
-            Ok(Value::Object(object)) => object,
-            Ok(_) => {
-                return Err(ApiError::MalformedJson(
-                    "the body must be a JSON object".into(),
-                ));
-            }
-            Err(e) => return Err(ApiError::MalformedJson(describe_json_error(&e))),
-        }
+        json_members(&body)?
     } else {
         return Err(ApiError::UnsupportedMediaType);
     };
     let mut errors = FieldErrors::new();
+    let values = string_fields(members, expected, &mut errors);
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// The members of a JSON object body, in order, duplicates kept.
+fn json_members(body: &[u8]) -> Result<Vec<(String, Value)>, ApiError> {
+    match serde_json::from_slice::<Members>(body) {
+        Ok(Members::Object(members)) => Ok(members),
+        Ok(Members::NotAnObject) => Err(ApiError::MalformedJson(
+            "the body must be a JSON object".into(),
+        )),
+        Err(e) => Err(ApiError::MalformedJson(describe_json_error(&e))),
+    }
+}
+
+/// The `expected` string fields among `members`; what is wrong with the
+/// others (repeated, unknown, not a string) goes to `errors`.
+fn string_fields<const N: usize>(
+    members: Vec<(String, Value)>,
+    expected: [&'static str; N],
+    errors: &mut FieldErrors,
+) -> [Option<String>; N] {
+    let mut object = Map::new();
+    for (name, value) in members {
+        if object.contains_key(&name) {
+            let messages = errors.entry(truncate(&name)).or_default();
+            if messages.is_empty() {
+                messages.push("is given more than once".into());
+            }
+        } else {
+            object.insert(name, value);
+        }
+    }
     let known: BTreeSet<&str> = expected.iter().copied().collect();
     for name in object.keys().filter(|name| !known.contains(name.as_str())) {
         errors
@@ -108,7 +114,7 @@ pub async fn optional_fields<const N: usize>(
             .or_default()
             .push("is not a known field".into());
     }
-    let values = expected.map(|name| match object.get(name) {
+    expected.map(|name| match object.get(name) {
         Some(Value::String(value)) => Some(value.clone()),
         Some(_) => {
             errors
@@ -118,11 +124,66 @@ pub async fn optional_fields<const N: usize>(
             None
         }
         None => None,
-    });
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(ApiError::Validation(errors))
+    })
+}
+
+/// A JSON document's top level: an object's members in order, duplicates
+/// kept, or anything else.
+enum Members {
+    Object(Vec<(String, Value)>),
+    NotAnObject,
+}
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+    type Value = Members;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry::<String, Value>()? {
+            members.push(member);
+        }
+        Ok(Members::Object(members))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Members, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
+    }
+
+    fn visit_unit<E>(self) -> Result<Members, E> {
+        Ok(Members::NotAnObject)
     }
 }
 

@@ -275,9 +275,17 @@ fn with_content_type(
     response
 }
 
-/// Adds the headers every response carries, whatever produced it.
-pub fn add_standard_headers(response: &mut Response<Body>, http_request_id: &str) {
+/// Adds the headers every response carries, whatever produced it; `hsts`
+/// when Porter is reached over https (`PUBLIC_BASE_URL`), so browsers never
+/// try it in clear again.
+pub fn add_standard_headers(response: &mut Response<Body>, http_request_id: &str, hsts: bool) {
     let headers = response.headers_mut();
+    if hsts {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

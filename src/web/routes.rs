@@ -1,10 +1,7 @@
 //! The router: a `match` on method and path, plus what every request gets
 //! (a request id, a tracing span, standard headers, one log line).
 
-use std::{
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::{net::IpAddr, pin::pin, time::Instant};
 
 use http::{Method, Response, StatusCode};
 use hyper::{Request, body::Incoming};
@@ -18,13 +15,12 @@ use super::{
     response::{ApiError, Body, add_standard_headers, json_response, text_response},
     signup,
 };
-use crate::gauges;
 
 pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) -> Response<Body> {
-    let context = RequestContext {
-        http_request_id: Uuid::now_v7().to_string(),
-        client_ip: request::client_ip(peer, request.headers(), &state.config.web.trusted_proxies),
-    };
+    let context = RequestContext::new(
+        Uuid::now_v7().to_string(),
+        request::client_ip(peer, request.headers(), &state.config.web.trusted_proxies),
+    );
     // Every line logged while the request is handled, in the store, Redis
     // and mail code too, carries the HTTP request id through this span.
     let span = tracing::info_span!("http_request", http_request_id = %context.http_request_id);
@@ -54,7 +50,8 @@ async fn respond(
             error.into_response(&context.http_request_id)
         }
     };
-    add_standard_headers(&mut response, &context.http_request_id);
+    let hsts = state.config.mail.public_base_url.scheme() == "https";
+    add_standard_headers(&mut response, &context.http_request_id, hsts);
     crate::metrics::record_request(route, response.status(), started.elapsed());
     // The route name, never the raw path: paths carry activation keys.
     tracing::info!(
@@ -71,10 +68,12 @@ type Handled = (&'static str, Result<Response<Body>, ApiError>);
 
 /// Longest request URI accepted; Porter's own URIs are far shorter.
 const MAX_URI_BYTES: usize = 2048;
-/// A request that has not been answered by then gets `503`; its unfinished
-/// work is dropped (an open transaction rolls back).
-const HANDLER_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Routes the request within `HANDLER_DEADLINE`. A handler still running
+/// then gets `503` and its unfinished work is dropped (an open transaction
+/// rolls back), unless it has begun committing events
+/// ([`RequestContext::commit_begins`]): dropping it then could answer `503`
+/// for a sign-up that happened, so it is left to finish and answer.
 async fn dispatch(
     state: &AppState,
     context: &RequestContext,
@@ -83,12 +82,19 @@ async fn dispatch(
     if request.uri().to_string().len() > MAX_URI_BYTES {
         return ("uri_too_long", Err(ApiError::UriTooLong));
     }
-    match tokio::time::timeout(HANDLER_DEADLINE, route(state, context, request)).await {
-        Ok(handled) => handled,
-        Err(_) => (
-            "deadline",
-            Err(ApiError::Unavailable("handler deadline passed".into())),
-        ),
+    let mut handler = pin!(route(state, context, request));
+    tokio::select! {
+        handled = &mut handler => handled,
+        () = tokio::time::sleep(state.config.web.handler_deadline) => {
+            if !context.committing() {
+                return (
+                    "deadline",
+                    Err(ApiError::Unavailable("handler deadline passed".into())),
+                );
+            }
+            tracing::warn!("handler deadline passed while committing; letting it finish");
+            handler.await
+        }
     }
 }
 
@@ -133,20 +139,8 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
         }
         (&Method::GET | &Method::HEAD, ["readyz"]) => ("readyz", readiness(state).await),
         (_, ["healthz" | "readyz"]) => ("health", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
-        (&Method::GET, ["metrics"]) => ("metrics", Ok(metrics(state).await)),
         _ => ("not_found", Err(ApiError::NotFound)),
     }
-}
-
-/// The web process's scrape: the shared gauges and its hashing queue.
-async fn metrics(state: &AppState) -> Response<Body> {
-    crate::metrics::set_hash_queue_depth(state.hasher.queue_depth());
-    let sources = gauges::Sources {
-        pool: state.pool.clone(),
-        redis: state.redis.clone(),
-        redis_namespace: state.config.redis.namespace.clone(),
-    };
-    gauges::scrape(&sources).await
 }
 
 /// The API description, embedded at build time.
@@ -160,7 +154,8 @@ fn openapi() -> Response<Body> {
 }
 
 /// Ready when Postgres and Redis both answer; a load balancer stops sending
-/// traffic to a process that cannot record anything.
+/// traffic to a process that cannot record anything. The answer says ready
+/// or not, never which dependency failed (that is in the log).
 async fn readiness(state: &AppState) -> Result<Response<Body>, ApiError> {
     let timeout = std::time::Duration::from_secs(2);
     let postgres =
@@ -172,14 +167,19 @@ async fn readiness(state: &AppState) -> Result<Response<Body>, ApiError> {
     .await;
     let postgres_ok = matches!(postgres, Ok(Ok(_)));
     let redis_ok = matches!(redis, Ok(Ok(_)));
-    let status = if postgres_ok && redis_ok {
-        StatusCode::OK
+    if !postgres_ok {
+        tracing::warn!("not ready: Postgres does not answer");
+    }
+    if !redis_ok {
+        tracing::warn!("not ready: Redis does not answer");
+    }
+    let (status, ready) = if postgres_ok && redis_ok {
+        (StatusCode::OK, "ready")
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
     };
-    let body = serde_json::json!({
-        "postgres": if postgres_ok { "ok" } else { "unavailable" },
-        "redis": if redis_ok { "ok" } else { "unavailable" },
-    });
-    Ok(json_response(status, &body))
+    Ok(json_response(
+        status,
+        &serde_json::json!({ "status": ready }),
+    ))
 }

@@ -68,6 +68,7 @@ pub async fn sign_up(
         password_hash,
         locale: "en".into(),
     };
+    context.commit_begins();
     match state
         .commands
         .sign_up(sign_up, &context.event_metadata())

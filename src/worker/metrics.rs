@@ -1,15 +1,11 @@
-//! The worker's `GET /metrics` listener (`METRICS_PORT`): the worker serves
-//! no other HTTP, so this listener answers only the scrape.
+//! The worker's `GET /metrics` listener (`METRICS_PORT`): the shared gauges;
+//! the worker's own counters are recorded where its work happens.
 
-use std::{future::Future, net::IpAddr};
+use std::future::Future;
 
-use bytes::Bytes;
-use http::{Method, Response, StatusCode};
-use http_body_util::Full;
-use hyper::{Request, body::Incoming};
 use tokio::net::TcpListener;
 
-use crate::{gauges, http_server};
+use crate::gauges;
 
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -17,17 +13,5 @@ pub async fn serve(
     sources: gauges::Sources,
     shutdown: impl Future<Output = ()>,
 ) {
-    let handler = move |_peer: IpAddr, request: Request<Incoming>| {
-        let sources = sources.clone();
-        async move {
-            if request.method() == Method::GET && request.uri().path() == "/metrics" {
-                return gauges::scrape(&sources).await;
-            }
-            let mut response =
-                Response::new(Full::new(Bytes::from_static(b"only GET /metrics here\n")));
-            *response.status_mut() = StatusCode::NOT_FOUND;
-            response
-        }
-    };
-    http_server::serve(listener, handler, shutdown).await;
+    gauges::serve(listener, sources, || {}, shutdown).await;
 }

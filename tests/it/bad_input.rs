@@ -198,3 +198,25 @@ async fn unknown_routes_and_wrong_methods() {
     assert_eq!(wrong.header("allow"), "POST");
     assert_error(&app, wrong, 405, "method_not_allowed").await;
 }
+
+#[tokio::test]
+async fn a_field_given_twice_is_a_400_on_that_field() {
+    let app = spawn_app().await;
+    let body = format!(
+        r#"{{"username":"first_name","email":"twice@example.com","password":"{PASSWORD}","username":"second_name"}}"#
+    );
+    let response = app
+        .send(
+            app.client
+                .post(app.url("/api/users"))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.json()["error"]["fields"],
+        serde_json::json!({ "username": ["is given more than once"] })
+    );
+    assert_eq!(app.count_events("AccountRegistered").await, 0);
+}

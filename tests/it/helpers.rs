@@ -151,6 +151,8 @@ fn test_environment(
 #[derive(Debug)]
 pub struct TestApp {
     pub address: String,
+    /// The web process's metrics listener (`METRICS_PORT`).
+    pub metrics_address: String,
     pub config: Config,
     /// The environment `config` was read from; child processes get it too.
     pub env: BTreeMap<&'static str, String>,
@@ -239,14 +241,20 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let address = format!("http://{}", listener.local_addr().expect("local address"));
+    let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let metrics_address = format!("http://{}", metrics.local_addr().expect("local address"));
     let web = Arc::new(
         porter::startup::web_state(config.clone(), pool.clone())
             .await
             .expect("web state"),
     );
+    let listeners = porter::startup::WebListeners {
+        api: listener,
+        metrics: Some(metrics),
+    };
     tokio::spawn(porter::startup::serve_web(
         web.clone(),
-        listener,
+        listeners,
         shutdown.clone(),
     ));
     if options.run_worker {
@@ -261,6 +269,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         .expect("connect to Redis");
     TestApp {
         address,
+        metrics_address,
         config,
         env,
         pool,

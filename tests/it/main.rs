@@ -6,6 +6,7 @@ mod admin;
 mod bad_input;
 mod concurrency;
 mod delivery;
+mod edge;
 mod faults;
 mod helpers;
 mod layers;

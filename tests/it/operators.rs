@@ -583,14 +583,24 @@ fn samples(text: &str) -> HashMap<String, f64> {
 }
 
 async fn scrape(app: &TestApp) -> String {
-    let response = app.get("/metrics").await;
+    let response = app
+        .client
+        .get(format!("{}/metrics", app.metrics_address))
+        .send()
+        .await
+        .expect("scrape the metrics listener");
     assert_eq!(response.status(), 200);
-    let content_type = response.content_type();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     assert!(
         content_type.starts_with("application/openmetrics-text"),
         "{content_type}"
     );
-    response.text()
+    response.text().await.expect("body")
 }
 
 #[tokio::test]
@@ -644,11 +654,11 @@ async fn metrics_parse_as_prometheus_text_and_count_sign_ups() {
     let shutdown = CancellationToken::new();
     tokio::spawn(porter::worker::metrics::serve(
         listener,
-        porter::gauges::Sources {
-            pool: app.pool.clone(),
-            redis: app.redis.clone(),
-            redis_namespace: app.config.redis.namespace.clone(),
-        },
+        porter::gauges::Sources::new(
+            app.pool.clone(),
+            app.redis.clone(),
+            &app.config.redis.namespace,
+        ),
         shutdown.clone().cancelled_owned(),
     ));
     let text = app
