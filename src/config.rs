@@ -92,6 +92,9 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Finished jobs' data is deleted from Redis after this long.
     pub job_retention: Duration,
+    /// Dead letters (jobs given up) are deleted from Redis after this long;
+    /// the failure stays in the event log.
+    pub dead_letter_retention: Duration,
     /// Where the worker serves `GET /metrics`; no listener when unset.
     pub metrics_port: Option<u16>,
 }
@@ -364,6 +367,9 @@ impl WorkerConfig {
             job_retention: env
                 .optional("JOB_RETENTION", parse_duration)?
                 .unwrap_or(Duration::from_secs(24 * 3600)),
+            dead_letter_retention: env
+                .optional("DEAD_LETTER_RETENTION", parse_duration)?
+                .unwrap_or(Duration::from_secs(30 * 24 * 3600)),
             metrics_port: env.optional("METRICS_PORT", parse_number)?,
         })
     }
@@ -500,8 +506,8 @@ fn parse_positive(raw: &str) -> Result<usize, String> {
     }
 }
 
-/// Accepts a number of seconds, optionally with an `ms`, `s`, `m` or `h`
-/// suffix.
+/// Accepts a number of seconds, optionally with an `ms`, `s`, `m`, `h` or
+/// `d` suffix.
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     let (digits, millis_per_unit) = if let Some(digits) = raw.strip_suffix("ms") {
         (digits, 1)
@@ -511,12 +517,14 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
         (digits, 60_000)
     } else if let Some(digits) = raw.strip_suffix('h') {
         (digits, 3_600_000)
+    } else if let Some(digits) = raw.strip_suffix('d') {
+        (digits, 86_400_000)
     } else {
         (raw, 1_000)
     };
     let count: u64 = digits
         .parse()
-        .map_err(|_| format!("{raw:?} is not a duration like 900, 900s, 15m, 1h or 250ms"))?;
+        .map_err(|_| format!("{raw:?} is not a duration like 900, 900s, 15m, 1h, 30d or 250ms"))?;
     match count.checked_mul(millis_per_unit) {
         Some(0) | None => Err("must be a positive duration".into()),
         Some(millis) => Ok(Duration::from_millis(millis)),
@@ -686,6 +694,7 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
     }
 

@@ -109,7 +109,7 @@ pub async fn run_worker(
     pool: PgPool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = Arc::new(WorkerState::connect(config, pool, shutdown.clone()).await?);
+    let state = Arc::new(WorkerState::connect(config, pool).await?);
     worker::run(state, shutdown).await
 }
 

@@ -1,6 +1,6 @@
 //! The worker process: sends account emails from the Redis queue, keeps the
 //! read models up to date, relays requests the web process could not enqueue,
-//! and cleans up finished jobs.
+//! and cleans up finished jobs and expired dead letters.
 //!
 //! apalis-redis drops a worker for good when its Redis connection breaks, so
 //! the email worker runs under a small supervisor that rebuilds it with a
@@ -53,16 +53,12 @@ pub struct WorkerState {
     pub keys: ActivationKeys,
     pub templates: Templates,
     pub mailer: Mailer,
-    /// Cancelled on SIGTERM; a job waiting to retry hands itself back.
-    pub shutdown: CancellationToken,
+    /// The email queue, for jobs put back to run later.
+    pub queue: EmailQueue,
 }
 
 impl WorkerState {
-    pub async fn connect(
-        config: Config,
-        pool: PgPool,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<Self> {
+    pub async fn connect(config: Config, pool: PgPool) -> anyhow::Result<Self> {
         let redis = crate::connect_redis(&config.redis.url).await?;
         let namespace = &config.redis.namespace;
         let keys = ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl);
@@ -70,11 +66,8 @@ impl WorkerState {
         let transport = MailTransport::from_config(config.mail.smtp_url.expose())
             .context("set up the mail transport")?;
         let mailer = Mailer::new(transport, config.mail.from.clone());
-        let commands = Commands::new(
-            pool.clone(),
-            EmailQueue::new(redis.clone(), namespace),
-            config.mail.min_interval,
-        );
+        let queue = EmailQueue::new(redis.clone(), namespace);
+        let commands = Commands::new(pool.clone(), queue.clone(), config.mail.min_interval);
         Ok(Self {
             config,
             pool,
@@ -83,7 +76,7 @@ impl WorkerState {
             keys,
             templates,
             mailer,
-            shutdown,
+            queue,
         })
     }
 }
@@ -95,13 +88,13 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
     let namespace = state.config.redis.namespace.clone();
     let relay = tokio::spawn(relay::run(
         state.pool.clone(),
-        EmailQueue::new(state.redis.clone(), &namespace),
+        state.queue.clone(),
         shutdown.clone(),
     ));
     let housekeeping = tokio::spawn(housekeeping::run(
         state.redis.clone(),
         namespace,
-        state.config.worker.job_retention,
+        state.config.worker,
         shutdown.clone(),
     ));
     let projector = tokio::spawn({
