@@ -81,8 +81,9 @@ pub struct HashingConfig {
     pub queue_limit: usize,
     pub argon2: Argon2Cost,
     /// A sign-up that waited this long for a hashing thread is answered
-    /// `503` rather than hashed late.
-    pub max_wait: Duration,
+    /// `503` rather than hashed late. `None` (unset): derived at start from
+    /// the hash rate measured there (`hashing::default_max_wait`).
+    pub max_wait: Option<Duration>,
 }
 
 /// The worker process.
@@ -347,12 +348,7 @@ impl WebConfig {
                     env.optional("ARGON2_ITERATIONS", parse_number)?
                         .unwrap_or(Argon2Cost::OWASP_DEFAULT.iterations),
                 )?,
-                // A full queue (32 per thread) drains in about 0.5 to 1.6 s
-                // at OWASP's cost; a longer wait admits bigger bursts on a
-                // slow machine but lets overload answers take longer.
-                max_wait: env
-                    .optional("HASH_MAX_WAIT", parse_duration)?
-                    .unwrap_or(Duration::from_secs(1)),
+                max_wait: env.optional("HASH_MAX_WAIT", parse_duration)?,
             },
         })
     }
@@ -617,6 +613,14 @@ mod tests {
             "https://porter.example/"
         );
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(
+            config.web.hashing.max_wait, None,
+            "measured at start unless set"
+        );
+        assert_eq!(
+            config.worker.dead_letter_retention,
+            Duration::from_secs(30 * 86_400)
+        );
     }
 
     #[test]
