@@ -31,10 +31,15 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// `DATABASE_URL`.
+/// `DATABASE_URL`, `MIGRATION_DATABASE_URL`.
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
+    /// The runtime role's connection: `web`, `worker` and the operator
+    /// commands that only read or append.
     pub url: SecretUrl,
+    /// The schema owner's connection, for `migrate` and `replay` (which
+    /// swaps a read model's table); `None` when one role does everything.
+    pub migration_url: Option<SecretUrl>,
 }
 
 /// `REDIS_URL`, `REDIS_NAMESPACE`.
@@ -279,7 +284,20 @@ impl DatabaseConfig {
     fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
             url: env.required("DATABASE_URL", parse_database_url)?,
+            migration_url: env.optional("MIGRATION_DATABASE_URL", parse_database_url)?,
         })
+    }
+
+    /// The connection that owns the schema: `MIGRATION_DATABASE_URL`, or
+    /// `DATABASE_URL` when that is unset.
+    pub fn owner(&self) -> Self {
+        Self {
+            url: self
+                .migration_url
+                .clone()
+                .unwrap_or_else(|| self.url.clone()),
+            migration_url: None,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod layers;
 mod openapi;
 mod operators;
 mod ordering;
+mod privileges;
 mod queue;
 mod relay;
 mod security;

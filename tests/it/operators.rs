@@ -270,6 +270,7 @@ async fn an_interrupted_replay_leaves_the_live_table_intact_and_usable() {
     // dropped future alone leaves its open transaction in the pool).
     let database = porter::config::DatabaseConfig {
         url: porter::config::SecretUrl::new(url),
+        migration_url: None,
     };
     let doomed = porter::connect_postgres(&database).await.expect("connect");
     let (signal, first_batch) = tokio::sync::oneshot::channel();
