@@ -311,15 +311,18 @@ async fn jobs(
     Ok(jobs)
 }
 
-/// Takes `job_id` out of the dead-letter set once it has been re-driven.
-/// Its payload and meta stay, like those of every finished job.
+/// Takes `job_id` out of the dead-letter set once it has been re-driven,
+/// into the done set: its payload and meta are then purged after
+/// `JOB_RETENTION` like those of every finished job, rather than never.
 pub async fn forget_dead(
     redis: &mut ConnectionManager,
     namespace: &str,
     job_id: &str,
 ) -> Result<(), redis::RedisError> {
-    redis::cmd("SREM")
-        .arg(QueueKeys::email(namespace).dead())
+    let keys = QueueKeys::email(namespace);
+    redis::cmd("SMOVE")
+        .arg(keys.dead())
+        .arg(keys.done())
         .arg(job_id)
         .query_async::<()>(redis)
         .await
