@@ -360,10 +360,7 @@ impl Commands {
     pub async fn push_email(&self, account: &Account, request_id: Uuid) {
         let min_interval = chrono::Duration::from_std(self.email_min_interval).unwrap_or_default();
         let not_before: Option<DateTime<Utc>> = account.next_email_allowed_at(min_interval);
-        let job = SendAccountEmail {
-            account_id: account.id,
-            request_id,
-        };
+        let job = SendAccountEmail::new(account.id, request_id);
         if let Err(error) = self.email_queue.push(job, not_before).await {
             tracing::warn!(email_request_id = %request_id, %error, "email job not enqueued; the relay will push it");
         }

@@ -34,10 +34,15 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// `DATABASE_URL`.
+/// `DATABASE_URL`, `MIGRATION_DATABASE_URL`.
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
+    /// The runtime role's connection: `web`, `worker` and the operator
+    /// commands that only read or append.
     pub url: SecretUrl,
+    /// The schema owner's connection, for `migrate` and `replay` (which
+    /// swaps a read model's table); `None` when one role does everything.
+    pub migration_url: Option<SecretUrl>,
 }
 
 /// `REDIS_URL`, `REDIS_NAMESPACE`, `RATE_LIMIT_REDIS_URL`.
@@ -130,8 +135,9 @@ pub struct HashingConfig {
     pub queue_limit: usize,
     pub argon2: Argon2Cost,
     /// A sign-up that waited this long for a hashing thread is answered
-    /// `503` rather than hashed late.
-    pub max_wait: Duration,
+    /// `503` rather than hashed late. `None` (unset): derived at start from
+    /// the hash rate measured there (`hashing::default_max_wait`).
+    pub max_wait: Option<Duration>,
 }
 
 /// The worker process.
@@ -150,6 +156,9 @@ pub struct WorkerConfig {
     /// An email request still outstanding after this long has its job
     /// pushed again (a no-op when the job is still in Redis).
     pub stranded_after: Duration,
+    /// Dead letters (jobs given up) are deleted from Redis after this long;
+    /// the failure stays in the event log.
+    pub dead_letter_retention: Duration,
 }
 
 /// An address range in CIDR notation (`10.0.0.0/8`, `fd00::/8`); a bare
@@ -348,7 +357,20 @@ impl DatabaseConfig {
     fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
             url: env.required("DATABASE_URL", parse_database_url)?,
+            migration_url: env.optional("MIGRATION_DATABASE_URL", parse_database_url)?,
         })
+    }
+
+    /// The connection that owns the schema: `MIGRATION_DATABASE_URL`, or
+    /// `DATABASE_URL` when that is unset.
+    pub fn owner(&self) -> Self {
+        Self {
+            url: self
+                .migration_url
+                .clone()
+                .unwrap_or_else(|| self.url.clone()),
+            migration_url: None,
+        }
     }
 }
 
@@ -454,12 +476,7 @@ impl WebConfig {
                     env.optional("ARGON2_ITERATIONS", parse_number)?
                         .unwrap_or(Argon2Cost::OWASP_DEFAULT.iterations),
                 )?,
-                // A full queue (32 per thread) drains in about 0.5 to 1.6 s
-                // at OWASP's cost; a longer wait admits bigger bursts on a
-                // slow machine but lets overload answers take longer.
-                max_wait: env
-                    .optional("HASH_MAX_WAIT", parse_duration)?
-                    .unwrap_or(Duration::from_secs(1)),
+                max_wait: env.optional("HASH_MAX_WAIT", parse_duration)?,
             },
         })
     }
@@ -483,6 +500,9 @@ impl WorkerConfig {
             stranded_after: env
                 .optional("STRANDED_REQUEST_AGE", parse_duration)?
                 .unwrap_or(Duration::from_secs(5 * 60)),
+            dead_letter_retention: env
+                .optional("DEAD_LETTER_RETENTION", parse_duration)?
+                .unwrap_or(Duration::from_secs(30 * 24 * 3600)),
         })
     }
 }
@@ -671,8 +691,8 @@ fn parse_positive(raw: &str) -> Result<usize, String> {
     }
 }
 
-/// Accepts a number of seconds, optionally with an `ms`, `s`, `m` or `h`
-/// suffix.
+/// Accepts a number of seconds, optionally with an `ms`, `s`, `m`, `h` or
+/// `d` suffix.
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     let (digits, millis_per_unit) = if let Some(digits) = raw.strip_suffix("ms") {
         (digits, 1)
@@ -682,12 +702,14 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
         (digits, 60_000)
     } else if let Some(digits) = raw.strip_suffix('h') {
         (digits, 3_600_000)
+    } else if let Some(digits) = raw.strip_suffix('d') {
+        (digits, 86_400_000)
     } else {
         (raw, 1_000)
     };
     let count: u64 = digits
         .parse()
-        .map_err(|_| format!("{raw:?} is not a duration like 900, 900s, 15m, 1h or 250ms"))?;
+        .map_err(|_| format!("{raw:?} is not a duration like 900, 900s, 15m, 1h, 30d or 250ms"))?;
     match count.checked_mul(millis_per_unit) {
         Some(0) | None => Err("must be a positive duration".into()),
         Some(millis) => Ok(Duration::from_millis(millis)),
@@ -789,6 +811,14 @@ mod tests {
             "https://porter.example/"
         );
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(
+            config.web.hashing.max_wait, None,
+            "measured at start unless set"
+        );
+        assert_eq!(
+            config.worker.dead_letter_retention,
+            Duration::from_secs(30 * 86_400)
+        );
     }
 
     #[test]
@@ -928,6 +958,7 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
     }
 

@@ -9,6 +9,11 @@
 //! waited past `HASH_MAX_WAIT` for a thread, are shed with a typed error
 //! (the web layer answers `503`) instead of letting latency grow without
 //! bound; a request whose client went away is not hashed at all.
+//!
+//! The wait must fit the machine: a fixed default that suits a fast, idle
+//! machine sheds most of a burst on a slow or busy one. Unless
+//! `HASH_MAX_WAIT` is set, the hasher times Argon2 at start and allows a
+//! full queue twice the time it takes to drain ([`default_max_wait`]).
 
 use std::{
     sync::{
@@ -33,6 +38,12 @@ use crate::{
 
 /// One lane: the threads, not the lanes, give parallelism.
 const LANES: u32 = 1;
+/// How much longer than a full queue's drain time the default wait is:
+/// other work on the machine (builds, Postgres, the worker) can halve the
+/// hash rate measured at start.
+const HEADROOM: u32 = 2;
+/// The default wait is never shorter than this, however fast the machine.
+const MIN_DEFAULT_MAX_WAIT: Duration = Duration::from_secs(1);
 const SALT_BYTES: usize = 16;
 const OUTPUT_BYTES: usize = 32;
 
@@ -82,6 +93,8 @@ pub struct PasswordHasher {
     /// Hashes computed since start, for metrics and for proving that refused
     /// requests cost none.
     computed: Arc<AtomicU64>,
+    /// How long a request may wait for a thread before it is shed.
+    max_wait: Duration,
 }
 
 impl std::fmt::Debug for Job {
@@ -105,13 +118,29 @@ impl Drop for InFlight {
 impl PasswordHasher {
     /// Starts `threads` hashing threads; up to `queue_limit` hashes may run or
     /// wait. The threads end when the last clone of the hasher is dropped.
-    pub fn new(config: HashingConfig) -> std::io::Result<Self> {
+    /// Without a configured wait, it first times two hashes on the calling
+    /// thread (about 50 ms at OWASP's cost) to derive one.
+    pub fn new(config: HashingConfig) -> Result<Self, HashError> {
         let HashingConfig {
             concurrency: threads,
             queue_limit,
             argon2: cost,
             max_wait,
         } = config;
+        let queue_limit = queue_limit.max(threads);
+        let max_wait = match max_wait {
+            Some(max_wait) => max_wait,
+            None => {
+                let one_hash = time_one_hash(cost)?;
+                let max_wait = default_max_wait(queue_limit, threads, one_hash);
+                tracing::info!(
+                    one_hash_ms = one_hash.as_millis() as u64,
+                    max_wait_ms = max_wait.as_millis() as u64,
+                    "HASH_MAX_WAIT unset: derived from the measured hash time"
+                );
+                max_wait
+            }
+        };
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         let computed = Arc::new(AtomicU64::new(0));
@@ -119,14 +148,21 @@ impl PasswordHasher {
             let (queue, computed) = (queue.clone(), computed.clone());
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || hash_loop(&queue, &computed, cost, max_wait))?;
+                .spawn(move || hash_loop(&queue, &computed, cost, max_wait))
+                .map_err(|e| HashError::Failed(format!("start a hashing thread: {e}")))?;
         }
         Ok(Self {
             jobs,
             in_flight: Arc::new(AtomicUsize::new(0)),
-            queue_limit: queue_limit.max(threads),
+            queue_limit,
             computed,
+            max_wait,
         })
+    }
+
+    /// How long a request may wait for a hashing thread before it is shed.
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
     }
 
     /// Hashes computed since start.
@@ -182,6 +218,38 @@ impl PasswordHasher {
     }
 }
 
+/// The wait for a hashing thread when `HASH_MAX_WAIT` is unset: the time a
+/// full queue of `queue_limit` takes to drain on `threads` threads at
+/// `one_hash` each, times [`HEADROOM`], and at least
+/// [`MIN_DEFAULT_MAX_WAIT`]. So a burst of `HASH_QUEUE_LIMIT` sign-ups is
+/// accepted whole even while other work halves the hash rate. (2 cores at
+/// 22 ms a hash: 32 rounds × 22 ms × 2 ≈ 1.4 s.)
+pub fn default_max_wait(queue_limit: usize, threads: usize, one_hash: Duration) -> Duration {
+    let rounds = u32::try_from(queue_limit.div_ceil(threads.max(1))).unwrap_or(u32::MAX);
+    one_hash
+        .saturating_mul(rounds)
+        .saturating_mul(HEADROOM)
+        .max(MIN_DEFAULT_MAX_WAIT)
+}
+
+/// How long one hash at `cost` takes on this thread: the second of two, so
+/// that first-touch page faults on the buffer are not counted.
+fn time_one_hash(cost: Argon2Cost) -> Result<Duration, HashError> {
+    let params = params(cost)?;
+    let mut memory = vec![Block::default(); params.block_count()];
+    let password = Password::parse("calibration passphrase, never stored", None)
+        .map_err(|e| HashError::Failed(format!("calibration password: {e}")))?;
+    hash_with(&params, &password, &mut memory)?;
+    let started = Instant::now();
+    hash_with(&params, &password, &mut memory)?;
+    Ok(started.elapsed())
+}
+
+fn params(cost: Argon2Cost) -> Result<Params, HashError> {
+    Params::new(cost.memory_kib, cost.iterations, LANES, Some(OUTPUT_BYTES))
+        .map_err(|e| HashError::Failed(format!("invalid Argon2 parameters: {e}")))
+}
+
 /// One hashing thread: takes jobs until the hasher is dropped, reusing one
 /// Argon2 memory buffer.
 fn hash_loop(
@@ -190,10 +258,10 @@ fn hash_loop(
     cost: Argon2Cost,
     max_wait: Duration,
 ) {
-    let params = match Params::new(cost.memory_kib, cost.iterations, LANES, Some(OUTPUT_BYTES)) {
+    let params = match params(cost) {
         Ok(params) => params,
         Err(error) => {
-            tracing::error!(%error, "invalid Argon2 parameters; hashing thread stopped");
+            tracing::error!(%error, "hashing thread stopped");
             return;
         }
     };
@@ -304,9 +372,42 @@ mod tests {
             concurrency: threads,
             queue_limit,
             argon2: Argon2Cost::OWASP_DEFAULT,
-            max_wait: Duration::from_secs(60),
+            max_wait: Some(Duration::from_secs(60)),
         })
         .expect("threads")
+    }
+
+    #[test]
+    fn the_default_wait_lets_a_full_queue_drain_twice_over() {
+        let ms = Duration::from_millis;
+        assert_eq!(default_max_wait(64, 2, ms(22)), ms(32 * 22 * 2));
+        assert_eq!(default_max_wait(65, 2, ms(22)), ms(33 * 22 * 2));
+        assert_eq!(default_max_wait(32, 1, ms(100)), ms(6400));
+        assert_eq!(
+            default_max_wait(4, 2, ms(22)),
+            MIN_DEFAULT_MAX_WAIT,
+            "never under the floor"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_configured_wait_the_hasher_measures_one() {
+        let hasher = PasswordHasher::new(HashingConfig {
+            concurrency: 1,
+            queue_limit: 1000,
+            argon2: Argon2Cost::OWASP_DEFAULT,
+            max_wait: None,
+        })
+        .expect("threads");
+        // 1000 rounds × 2 of a hash that touches 2 × 19 MiB, which no
+        // machine does in under half a millisecond: above the floor.
+        assert!(
+            hasher.max_wait() > MIN_DEFAULT_MAX_WAIT,
+            "{:?}",
+            hasher.max_wait()
+        );
+        let password = Password::parse("correct horse battery staple", None).expect("valid");
+        assert!(hasher.hash(password).await.is_ok());
     }
 
     #[tokio::test]

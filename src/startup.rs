@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +21,7 @@ use crate::{
     mail::Templates,
     queue::EmailQueue,
     rate_limit::RateLimiter,
+    store,
     web::{self, AppState},
     worker::{self, WorkerState},
 };
@@ -60,6 +64,38 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .run(pool)
         .await
         .context("apply database migrations")
+}
+
+/// `porter migrate`: applies the migrations as the schema's owner and, when
+/// `web` and `worker` connect as another role, grants that role its rights
+/// ([`store::grant_runtime_privileges`]).
+pub async fn migrate_as_owner(database: &DatabaseConfig) -> anyhow::Result<()> {
+    let pool = connect_postgres(&database.owner()).await?;
+    migrate(&pool).await?;
+    if let Some(role) = runtime_role(database)? {
+        store::grant_runtime_privileges(&pool, &role)
+            .await
+            .with_context(|| format!("grant the runtime role {role} its privileges"))?;
+        tracing::info!(role, "runtime role granted its privileges");
+    }
+    pool.close().await;
+    Ok(())
+}
+
+/// The role of `DATABASE_URL`, when `MIGRATION_DATABASE_URL` names another.
+fn runtime_role(database: &DatabaseConfig) -> anyhow::Result<Option<String>> {
+    let Some(owner_url) = &database.migration_url else {
+        return Ok(None);
+    };
+    let user = |url: &SecretUrl, variable: &str| -> anyhow::Result<String> {
+        let options: PgConnectOptions = url
+            .expose()
+            .parse()
+            .with_context(|| format!("parse {variable}"))?;
+        Ok(options.get_username().to_owned())
+    };
+    let runtime = user(&database.url, "DATABASE_URL")?;
+    Ok((runtime != user(owner_url, "MIGRATION_DATABASE_URL")?).then_some(runtime))
 }
 
 pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState> {
@@ -130,7 +166,7 @@ pub async fn run_worker(
     pool: PgPool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = Arc::new(WorkerState::connect(config, pool, shutdown.clone()).await?);
+    let state = Arc::new(WorkerState::connect(config, pool).await?);
     worker::run(state, shutdown).await
 }
 

@@ -25,6 +25,15 @@ pub mod queue {
 /// event log, so a job that waited in Redis never acts on stale data. The job id
 /// is the id of the requesting event, which makes enqueueing idempotent: the web
 /// process and the outbox relay can both push it and it runs once.
+///
+/// A job that has to wait (a transient failure, or too soon after the last
+/// email to the address) is not kept in a worker slot: the worker pushes its
+/// successor, scheduled for later, and finishes. The successor carries the
+/// count of failed attempts, and its id is the request id with the number of
+/// times the request was put back (`<request id>.2`), so a run that happens
+/// twice pushes one successor, not two. Both counters are left out of the JSON
+/// while zero, so a first push reads exactly as it did before they existed,
+/// and a payload without them decodes as a first push.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendAccountEmail {
     /// The account whose stream holds the request.
@@ -32,13 +41,48 @@ pub struct SendAccountEmail {
     /// The `event_id` of the `ActivationRequested` or
     /// `SignUpAttemptedForExistingEmail` event that asked for this email.
     pub request_id: Uuid,
+    /// Attempts at this request that already failed transiently.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_attempts: u32,
+    /// How many times this request was put back on the queue, for a failure
+    /// or to wait; part of the job id.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requeues: u32,
 }
 
 impl SendAccountEmail {
-    /// The job id used when enqueueing: the requesting event's id.
-    pub fn job_id(&self) -> String {
-        self.request_id.to_string()
+    /// The first job of a request.
+    pub fn new(account_id: Uuid, request_id: Uuid) -> Self {
+        Self {
+            account_id,
+            request_id,
+            failed_attempts: 0,
+            requeues: 0,
+        }
     }
+
+    /// The job id used when enqueueing: the requesting event's id, followed
+    /// by the requeue count once the job has been put back.
+    pub fn job_id(&self) -> String {
+        match self.requeues {
+            0 => self.request_id.to_string(),
+            n => format!("{}.{n}", self.request_id),
+        }
+    }
+
+    /// The job that runs this request again later, after a failed attempt
+    /// (`failed`) or after waiting without trying.
+    pub fn requeued(&self, failed: bool) -> Self {
+        Self {
+            failed_attempts: self.failed_attempts + u32::from(failed),
+            requeues: self.requeues + 1,
+            ..self.clone()
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]
@@ -47,10 +91,7 @@ mod tests {
 
     #[test]
     fn wire_format_is_stable() {
-        let job = SendAccountEmail {
-            account_id: Uuid::nil(),
-            request_id: Uuid::max(),
-        };
+        let job = SendAccountEmail::new(Uuid::nil(), Uuid::max());
         let json = serde_json::to_string(&job).expect("serialize");
         assert_eq!(
             json,
@@ -58,5 +99,23 @@ mod tests {
         );
         let back: SendAccountEmail = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, job);
+        assert_eq!(job.job_id(), "ffffffff-ffff-ffff-ffff-ffffffffffff");
+    }
+
+    #[test]
+    fn a_requeued_job_carries_its_attempts_under_its_own_id() {
+        let first = SendAccountEmail::new(Uuid::nil(), Uuid::max());
+        let retry = first.requeued(true);
+        let waited = retry.requeued(false);
+        assert_eq!((retry.failed_attempts, retry.requeues), (1, 1));
+        assert_eq!((waited.failed_attempts, waited.requeues), (1, 2));
+        assert_eq!(waited.job_id(), "ffffffff-ffff-ffff-ffff-ffffffffffff.2");
+        let json = serde_json::to_string(&waited).expect("serialize");
+        assert_eq!(
+            json,
+            r#"{"account_id":"00000000-0000-0000-0000-000000000000","request_id":"ffffffff-ffff-ffff-ffff-ffffffffffff","failed_attempts":1,"requeues":2}"#
+        );
+        let back: SendAccountEmail = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, waited);
     }
 }

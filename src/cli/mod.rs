@@ -35,7 +35,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply database migrations (the Procfile's release step).
+    /// Apply database migrations (the Procfile's release step) as the owner
+    /// (MIGRATION_DATABASE_URL, else DATABASE_URL), and grant DATABASE_URL's
+    /// role its runtime privileges when it is another role.
     Migrate,
     /// Serve the HTTP API on PORT.
     Web,
@@ -44,7 +46,8 @@ pub enum Command {
     /// Migrate, then run web and worker in one process (local use).
     Dev,
     /// Rebuild a read model from the first event into a shadow table and swap
-    /// it in atomically. No jobs, no Redis writes, no email.
+    /// it in atomically. No jobs, no Redis writes, no email. Connects as the
+    /// owner (MIGRATION_DATABASE_URL, else DATABASE_URL).
     Replay {
         /// The read model to rebuild.
         #[arg(long, value_enum, default_value = "accounts")]
@@ -180,8 +183,7 @@ pub enum DeliveriesAction {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => {
-            let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
-            startup::migrate(&pool).await?;
+            startup::migrate_as_owner(&DatabaseConfig::from_env()?).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -206,8 +208,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev => {
             // For a developer's machine: nothing listens beyond loopback.
             let config = Config::from_env()?;
+            startup::migrate_as_owner(&config.database).await?;
             let pool = startup::connect_postgres(&config.database).await?;
-            startup::migrate(&pool).await?;
             let listeners = startup::WebListeners {
                 api: bind(LOOPBACK, config.web.port, "PORT").await?,
                 metrics: bind_metrics(LOOPBACK, &config).await?,
@@ -223,7 +225,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             dry_run,
             batch,
         } => {
-            let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
+            // The swap replaces the read model's table: the owner's work.
+            let pool = startup::connect_postgres(&DatabaseConfig::from_env()?.owner()).await?;
             let options = replay::ReplayOptions {
                 read_model,
                 batch_size: batch,

@@ -130,19 +130,34 @@ pub enum SendError {
 }
 
 impl From<smtp::Error> for SendError {
-    /// Only a 5xx reply is permanent. Everything else is transient, including
-    /// lettre's "client" errors, which are mostly configuration or server
-    /// capability problems (no STARTTLS, no usable AUTH mechanism) that an
+    /// A 5xx reply is permanent, and so is a message the relay cannot carry
+    /// at all ([`relay_cannot_carry`]). Everything else is transient,
+    /// including lettre's other "client" errors, which are relay-wide
+    /// configuration problems (no STARTTLS, no usable AUTH mechanism) that an
     /// operator can fix: the job's retry budget bounds the cost.
     fn from(err: smtp::Error) -> Self {
         if err.is_permanent() {
             Self::Permanent(format!("SMTP server rejected the email: {err}"))
+        } else if relay_cannot_carry(&err) {
+            Self::Permanent(format!("the SMTP relay cannot carry this email: {err}"))
         } else if err.is_timeout() {
             Self::Transient(format!("SMTP timeout: {err}"))
         } else {
             Self::Transient(format!("SMTP: {err}"))
         }
     }
+}
+
+/// Whether lettre refused, before sending anything, a message this relay
+/// lacks an extension for: a non-ASCII address without SMTPUTF8, or
+/// non-ASCII content without 8BITMIME. The same message through the same
+/// relay fails the same way every time, so retrying only delays the verdict.
+/// lettre reports both as "client" errors told apart by their text alone.
+fn relay_cannot_carry(err: &smtp::Error) -> bool {
+    err.is_client()
+        && err
+            .to_string()
+            .contains("non-ascii chars but server does not support")
 }
 
 /// Sends rendered emails from one sender address. Cloning is cheap.

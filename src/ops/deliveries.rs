@@ -341,10 +341,7 @@ mod tests {
 
     #[test]
     fn dead_letters_show_ids_reason_and_attempts_with_addresses_masked() {
-        let job = SendAccountEmail {
-            account_id: Uuid::from_u128(1),
-            request_id: Uuid::from_u128(2),
-        };
+        let job = SendAccountEmail::new(Uuid::from_u128(1), Uuid::from_u128(2));
         let deliveries = Deliveries {
             stats: QueueStats {
                 queue: "porter:queue:email".into(),

@@ -35,7 +35,7 @@ use redis::{Script, aio::ConnectionManager};
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 pub const MISSED_HEARTBEATS: usize = 3;
 
-/// Done-job ids examined per round trip when purging.
+/// Finished-job ids examined per round trip when purging.
 const PURGE_SCAN_BATCH: usize = 500;
 
 /// The full queue name: namespaced so deployments sharing a Redis stay apart.
@@ -311,15 +311,18 @@ async fn jobs(
     Ok(jobs)
 }
 
-/// Takes `job_id` out of the dead-letter set once it has been re-driven.
-/// Its payload and meta stay, like those of every finished job.
+/// Takes `job_id` out of the dead-letter set once it has been re-driven,
+/// into the done set: its payload and meta are then purged after
+/// `JOB_RETENTION` like those of every finished job, rather than never.
 pub async fn forget_dead(
     redis: &mut ConnectionManager,
     namespace: &str,
     job_id: &str,
 ) -> Result<(), redis::RedisError> {
-    redis::cmd("SREM")
-        .arg(QueueKeys::email(namespace).dead())
+    let keys = QueueKeys::email(namespace);
+    redis::cmd("SMOVE")
+        .arg(keys.dead())
+        .arg(keys.done())
         .arg(job_id)
         .query_async::<()>(redis)
         .await
@@ -359,9 +362,10 @@ pub async fn hand_back_inflight(
         .await
 }
 
-/// Deletes the given done jobs that finished before the cutoff.
-const PURGE_DONE: &str = r"
-local done_set, data_hash, meta_prefix = KEYS[1], KEYS[2], KEYS[3]
+/// Deletes the given finished jobs (of the set `KEYS[1]`, done or dead)
+/// that finished before the cutoff.
+const PURGE_FINISHED: &str = r"
+local finished_set, data_hash, meta_prefix = KEYS[1], KEYS[2], KEYS[3]
 local cutoff = tonumber(ARGV[1])
 local removed = 0
 for i = 2, #ARGV do
@@ -372,7 +376,7 @@ for i = 2, #ARGV do
     redis.call('HDEL', data_hash, id)
     redis.call('HDEL', meta_prefix .. ':result', id)
     redis.call('DEL', meta)
-    redis.call('SREM', done_set, id)
+    redis.call('SREM', finished_set, id)
     removed = removed + 1
   end
 end
@@ -380,24 +384,46 @@ return removed
 ";
 
 /// Deletes the data of email jobs that finished successfully longer than
-/// `retention` ago (by Redis's clock). Returns how many it deleted. Dead
-/// jobs are kept: they are the dead-letter set an operator re-drives.
+/// `retention` ago (by Redis's clock). Returns how many it deleted.
 pub async fn purge_finished_jobs(
     redis: &ConnectionManager,
     namespace: &str,
     retention: Duration,
 ) -> Result<usize, redis::RedisError> {
     let keys = QueueKeys::email(namespace);
-    let (done_set, data_hash, meta_prefix) = (keys.done(), keys.data(), keys.meta_prefix());
+    purge_older_than(redis, &keys, keys.done(), retention).await
+}
+
+/// Deletes dead letters, with their data, that were given up longer than
+/// `retention` ago (by Redis's clock). Returns how many it deleted. apalis
+/// stamps `done_at` when it files a job as dead, so that is the age.
+pub async fn purge_dead_letters(
+    redis: &ConnectionManager,
+    namespace: &str,
+    retention: Duration,
+) -> Result<usize, redis::RedisError> {
+    let keys = QueueKeys::email(namespace);
+    purge_older_than(redis, &keys, keys.dead(), retention).await
+}
+
+/// Scans `set` in batches and deletes its members that finished more than
+/// `retention` ago, with their payloads, meta and results.
+async fn purge_older_than(
+    redis: &ConnectionManager,
+    keys: &QueueKeys,
+    set: String,
+    retention: Duration,
+) -> Result<usize, redis::RedisError> {
+    let (data_hash, meta_prefix) = (keys.data(), keys.meta_prefix());
     let mut redis = redis.clone();
     let now: (u64, u64) = redis::cmd("TIME").query_async(&mut redis).await?;
     let cutoff = now.0.saturating_sub(retention.as_secs());
-    let script = Script::new(PURGE_DONE);
+    let script = Script::new(PURGE_FINISHED);
     let mut cursor = 0u64;
     let mut removed = 0;
     loop {
         let (next, ids): (u64, Vec<String>) = redis::cmd("SSCAN")
-            .arg(&done_set)
+            .arg(&set)
             .arg(cursor)
             .arg("COUNT")
             .arg(PURGE_SCAN_BATCH)
@@ -405,7 +431,7 @@ pub async fn purge_finished_jobs(
             .await?;
         if !ids.is_empty() {
             let purged: usize = script
-                .key(&done_set)
+                .key(&set)
                 .key(&data_hash)
                 .key(&meta_prefix)
                 .arg(cutoff)

@@ -20,6 +20,10 @@ use uuid::Uuid;
 
 use crate::domain::{AccountEvent, DecodeError, EncodeError, EncodedEvent};
 
+mod privileges;
+
+pub use privileges::grant_runtime_privileges;
+
 /// The stream of one account.
 pub fn account_stream(account_id: Uuid) -> String {
     format!("account-{account_id}")

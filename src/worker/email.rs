@@ -13,11 +13,16 @@
 //! two jobs for one address at the same moment could both pass, but
 //! `EMAIL_MIN_INTERVAL` already spaces emails to one address.
 //!
-//! Transient failures are retried here (see [`super::retry`]); when the budget
-//! is spent, or at once for a permanent failure, `ActivationEmailFailed` is
-//! appended and the job is aborted into the dead-letter set.
+//! A job never waits inside a worker slot. A transient failure, or an email
+//! that would follow the last one to the address too soon, puts the job's
+//! successor on the queue for later (see [`SendAccountEmail::requeued`]) and
+//! frees the slot, so a slow or refusing relay for one address cannot starve
+//! the others. The failed-attempt count travels in the payload; when the
+//! budget of [`super::retry`] is spent, or at once for a permanent failure,
+//! `ActivationEmailFailed` is appended and the job is aborted into the
+//! dead-letter set.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::{DateTime, Utc};
@@ -54,31 +59,44 @@ pub async fn handle(payload: Value, state: Data<Arc<WorkerState>>) -> Result<(),
 #[tracing::instrument(skip_all, fields(account_id = %job.account_id, email_request_id = %job.request_id))]
 async fn send_account_email(job: SendAccountEmail, state: &WorkerState) -> Result<(), BoxDynError> {
     let policy = state.config.mail.retry;
-    let mut attempt = 1;
-    loop {
-        let error = match deliver(state, &job).await {
-            Ok(()) => return Ok(()),
-            Err(AttemptError::NotYet(pause)) => {
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => continue,
-                    () = state.shutdown.cancelled() => return Err(AttemptError::NotYet(pause).into()),
-                }
-            }
-            Err(error) => error,
-        };
-        let permanent = matches!(error, AttemptError::Permanent(_));
-        if permanent || attempt >= policy.attempts {
-            record_failure(state, &job, &error.to_string(), permanent, attempt).await;
-            return Err(AbortError::new(error).into());
+    let attempt = job.failed_attempts + 1;
+    let error = match deliver(state, &job).await {
+        Ok(()) => return Ok(()),
+        Err(AttemptError::NotYet(pause)) => {
+            return requeue(state, job.requeued(false), pause).await;
         }
-        let pause = backoff(&policy, attempt);
-        tracing::warn!(attempt, retry_in_ms = pause.as_millis() as u64, error = %error, "email attempt failed");
-        tokio::select! {
-            () = tokio::time::sleep(pause) => attempt += 1,
-            // On shutdown, hand the job back; apalis re-queues a failed job.
-            () = state.shutdown.cancelled() => return Err(error.into()),
-        }
+        Err(error) => error,
+    };
+    let permanent = matches!(error, AttemptError::Permanent(_));
+    if permanent || attempt >= policy.attempts {
+        record_failure(state, &job, &error.to_string(), permanent, attempt).await;
+        return Err(AbortError::new(error).into());
     }
+    let pause = backoff(&policy, attempt);
+    tracing::warn!(attempt, retry_in_ms = pause.as_millis() as u64, error = %error, "email attempt failed");
+    requeue(state, job.requeued(true), pause).await
+}
+
+/// Schedules `successor` to run after `pause` and reports this run done. If
+/// Redis refuses the push, this run fails instead and apalis-redis runs it
+/// again a few seconds later (its own re-run, which repeats the attempt
+/// without counting it).
+async fn requeue(
+    state: &WorkerState,
+    successor: SendAccountEmail,
+    pause: Duration,
+) -> Result<(), BoxDynError> {
+    let not_before = chrono::Duration::from_std(pause)
+        .ok()
+        .and_then(|pause| Utc::now().checked_add_signed(pause));
+    state
+        .queue
+        .push(successor, not_before)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "could not put the email job back on the queue");
+            BoxDynError::from(error)
+        })
 }
 
 /// One attempt: decide, issue a key if needed, render, send, record.

@@ -1,6 +1,6 @@
 //! The worker process: sends account emails from the Redis queue, keeps the
 //! read models up to date, relays requests the web process could not enqueue,
-//! and cleans up finished jobs.
+//! and cleans up finished jobs and expired dead letters.
 //!
 //! apalis-redis drops a worker for good when its Redis connection breaks, so
 //! the email worker runs under a small supervisor that rebuilds it with a
@@ -58,16 +58,12 @@ pub struct WorkerState {
     pub mailer: Mailer,
     /// Counts emails per address against `EMAIL_PER_ADDRESS`.
     pub rate_limiter: RateLimiter,
-    /// Cancelled on SIGTERM; a job waiting to retry hands itself back.
-    pub shutdown: CancellationToken,
+    /// The email queue, for jobs put back to run later.
+    pub queue: EmailQueue,
 }
 
 impl WorkerState {
-    pub async fn connect(
-        config: Config,
-        pool: PgPool,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<Self> {
+    pub async fn connect(config: Config, pool: PgPool) -> anyhow::Result<Self> {
         let redis = crate::connect_redis(&config.redis.url).await?;
         let namespace = &config.redis.namespace;
         let keys = ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl);
@@ -80,11 +76,8 @@ impl WorkerState {
             namespace,
             config.limits.ipv6_prefix,
         );
-        let commands = Commands::new(
-            pool.clone(),
-            EmailQueue::new(redis.clone(), namespace),
-            config.mail.min_interval,
-        );
+        let queue = EmailQueue::new(redis.clone(), namespace);
+        let commands = Commands::new(pool.clone(), queue.clone(), config.mail.min_interval);
         Ok(Self {
             config,
             pool,
@@ -94,7 +87,7 @@ impl WorkerState {
             templates,
             mailer,
             rate_limiter,
-            shutdown,
+            queue,
         })
     }
 }
@@ -106,13 +99,13 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
     let namespace = state.config.redis.namespace.clone();
     let relay = tokio::spawn(relay::run(
         state.pool.clone(),
-        EmailQueue::new(state.redis.clone(), &namespace),
+        state.queue.clone(),
         shutdown.clone(),
     ));
     let housekeeping = tokio::spawn(housekeeping::run(
         state.redis.clone(),
         namespace,
-        state.config.worker.job_retention,
+        state.config.worker,
         shutdown.clone(),
     ));
     let sweeps = tokio::spawn(sweeps::run(state.clone(), shutdown.clone()));

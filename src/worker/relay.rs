@@ -87,10 +87,7 @@ async fn relay_batch(pool: &PgPool, queue: &EmailQueue) -> Result<usize, RelayEr
 fn email_request(recorded: &RecordedEvent) -> Option<SendAccountEmail> {
     let account_id = recorded.account_id()?;
     match recorded.decode() {
-        Ok(event) => Some(SendAccountEmail {
-            account_id,
-            request_id: event.request_id()?,
-        }),
+        Ok(event) => Some(SendAccountEmail::new(account_id, event.request_id()?)),
         Err(error) => {
             tracing::error!(position = recorded.position, %error, "relay skipped an unreadable event");
             None

@@ -1,9 +1,10 @@
 //! Porter's own retry policy for email jobs.
 //!
 //! apalis-redis would re-run a failed job up to a hard-coded 25 times on its
-//! own schedule, ignoring any configured budget. Porter instead retries a
-//! transient failure inside the job with capped exponential backoff and full
-//! jitter, and reports every final outcome to apalis as done or aborted, so
+//! own schedule, ignoring any configured budget. Porter instead decides here
+//! whether a failure is worth repeating and how long to wait (capped
+//! exponential backoff, full jitter); the job then schedules its successor
+//! that much later and reports every run to apalis as done or aborted, so
 //! what happens to a failing email is decided here and recorded in the log.
 
 use std::time::Duration;

@@ -28,7 +28,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// has been seen) does not fail a test; a passing test never waits it out.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-fn server_url() -> String {
+pub fn server_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
@@ -57,6 +57,7 @@ pub async fn fresh_database_on(server_url: &str) -> (String, PgPool) {
     url.set_path(&name);
     let database = porter::config::DatabaseConfig {
         url: porter::config::SecretUrl::new(url.as_str()),
+        migration_url: None,
     };
     let pool = porter::connect_postgres(&database)
         .await
@@ -78,6 +79,9 @@ pub struct TestOptions {
     pub redis_url: Option<String>,
     /// Another Postgres server than the shared one.
     pub postgres_url: Option<String>,
+    /// An existing, migrated database to run against as it is (a role other
+    /// than the server's superuser), instead of a fresh one.
+    pub database_url: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -87,6 +91,7 @@ impl Default for TestOptions {
             run_worker: true,
             redis_url: None,
             postgres_url: None,
+            database_url: None,
         }
     }
 }
@@ -232,8 +237,19 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let (database_url, pool) =
-        fresh_database_on(&options.postgres_url.clone().unwrap_or_else(server_url)).await;
+    let (database_url, pool) = match &options.database_url {
+        Some(url) => {
+            let database = porter::config::DatabaseConfig {
+                url: porter::config::SecretUrl::new(url.as_str()),
+                migration_url: None,
+            };
+            let pool = porter::connect_postgres(&database)
+                .await
+                .expect("connect to the given database");
+            (url.clone(), pool)
+        }
+        None => fresh_database_on(&options.postgres_url.clone().unwrap_or_else(server_url)).await,
+    };
     let mail = MailServer::start().await;
     let redis_url = options.redis_url.clone().unwrap_or_else(redis_url);
     let env = test_environment(&database_url, &redis_url, &mail.url(), &options);

@@ -13,6 +13,7 @@ mod layers;
 mod openapi;
 mod operators;
 mod ordering;
+mod privileges;
 mod queue;
 mod rate_limits;
 mod registrations;

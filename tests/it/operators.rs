@@ -277,6 +277,7 @@ async fn an_interrupted_replay_leaves_the_live_table_intact_and_usable() {
     // dropped future alone leaves its open transaction in the pool).
     let database = porter::config::DatabaseConfig {
         url: porter::config::SecretUrl::new(url),
+        migration_url: None,
     };
     let doomed = porter::connect_postgres(&database).await.expect("connect");
     let (signal, first_batch) = tokio::sync::oneshot::channel();
@@ -510,6 +511,16 @@ async fn a_dead_email_is_listed_and_a_retry_sends_it_once_the_recipient_accepts(
     assert_eq!(app.activate(&mail.activation_key()).await.status(), 200);
     assert_eq!(app.count_events("EmailRetryRequested").await, 1);
     assert!(dead_jobs(&app).await.is_empty());
+    let finished: bool = redis::cmd("SISMEMBER")
+        .arg(app.queue_keys().done())
+        .arg(&dead.job_id)
+        .query_async(&mut redis)
+        .await
+        .expect("SISMEMBER");
+    assert!(
+        finished,
+        "a re-driven dead letter counts as finished, so housekeeping purges it"
+    );
 
     // A second retry of the same job finds nothing dead.
     let again =

@@ -17,10 +17,7 @@ async fn a_pushed_job_is_read_back_where_the_backend_looks() {
     })
     .await;
     let namespace = &app.config.redis.namespace;
-    let job = SendAccountEmail {
-        account_id: Uuid::new_v4(),
-        request_id: Uuid::now_v7(),
-    };
+    let job = SendAccountEmail::new(Uuid::new_v4(), Uuid::now_v7());
     let queue = EmailQueue::new(app.redis.clone(), namespace);
     queue.push(job.clone(), None).await.expect("push");
     queue.push(job.clone(), None).await.expect("a second push");

@@ -244,6 +244,24 @@ impl Api {
         SignUp { status, email }
     }
 
+    /// Asks for a new activation link for `email`.
+    pub async fn resend(&self, email: &str) -> Status {
+        match self
+            .client
+            .post(format!("{}/api/activate-account/resend", self.base))
+            .json(&json!({ "email": email }))
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let code = response.status().as_u16();
+                let _ = response.bytes().await;
+                Status::Code(code)
+            }
+            Err(error) => Status::Transport(error.to_string()),
+        }
+    }
+
     /// Confirms an activation key, as the page's button does (JSON answer).
     pub async fn activate(&self, key: &str) -> Activation {
         match self

@@ -12,6 +12,9 @@
 //! the captured emails; the processes' peak memory; and replay of a
 //! generated log into another fresh database. All traffic goes to
 //! 127.0.0.1, and every loop is bounded in count and time.
+//!
+//! `--soak DURATION` runs a different measurement instead: steady load for
+//! the duration (see [`soak`]).
 
 use std::{
     collections::BTreeMap,
@@ -39,12 +42,21 @@ use crate::{
     stats::{Latency, millis},
 };
 
+/// Progress on stderr; defined before the modules so that they can use it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        #[allow(clippy::print_stderr)]
+        { eprintln!("bench: {}", format!($($arg)*)); }
+    }};
+}
+
 mod cpu;
 mod limits;
 mod load;
 mod processes;
 mod replay;
 mod report;
+mod soak;
 mod stats;
 
 /// Email jobs run at once in the worker (Porter's default).
@@ -114,6 +126,12 @@ struct Args {
     /// experiments (e.g. `MALLOC_ARENA_MAX=2`); may be repeated.
     #[arg(long = "porter-env", value_parser = parse_env_pair)]
     porter_env: Vec<(String, String)>,
+    /// Instead of the measurements above, run sign-ups, resends and
+    /// activations at 80 % of the measured peak for this long (`600`,
+    /// `10m`, `1h`), then report errors by status, p99 per minute and the
+    /// processes' memory per minute with its slope.
+    #[arg(long, value_parser = soak::parse_duration)]
+    soak: Option<Duration>,
 }
 
 fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
@@ -153,13 +171,6 @@ impl Plan {
             activation_max: s(30),
         }
     }
-}
-
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        #[allow(clippy::print_stderr)]
-        { eprintln!("bench: {}", format!($($arg)*)); }
-    }};
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -231,6 +242,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("create database {name}"))?;
     }
+    if let Some(duration) = setup.args.soak {
+        let soaked = Box::pin(soak(&setup, duration)).await;
+        cleanup(&setup, &mut admin).await;
+        let text = soaked?.render();
+        let path = setup.args.out.join(format!("{}-soak.txt", setup.stamp));
+        std::fs::write(&path, &text).with_context(|| format!("write {}", path.display()))?;
+        #[allow(clippy::print_stdout)]
+        {
+            println!("\n{text}");
+            println!("text: {}", path.display());
+        }
+        say!("finished in {:.0} s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let measured = Box::pin(measure(&setup)).await;
     cleanup(&setup, &mut admin).await;
     let mut report = measured?;
@@ -289,6 +314,23 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
         cpu,
         targets: Vec::new(),
     })
+}
+
+/// The soak: Porter started as for the measurements, warmed up, then
+/// [`Porter::soak`]. Other work on the machine is noted, not waited for.
+async fn soak(setup: &Setup, duration: Duration) -> anyhow::Result<soak::SoakReport> {
+    migrate(setup).await?;
+    let machine = machine(&setup.database_url, &setup.args.redis_url).await?;
+    let meter = CpuMeter::new(&setup.database, None);
+    let idle = wait_for_quiet(&meter, 0).await;
+    let mut porter = Porter::start(setup, machine.cpus, &meter).await?;
+    porter.warm_up().await?;
+    let report = porter.soak(duration).await?;
+    porter.stop().await?;
+    Ok(report.with_busy_note(format!(
+        "; other work used {:.2} of {} cores before the start",
+        idle.rest, machine.cpus
+    )))
 }
 
 async fn migrate(setup: &Setup) -> anyhow::Result<()> {
@@ -406,6 +448,7 @@ impl<'a> Porter<'a> {
                 ("RATE_LIMIT_SIGN_UP_PER_IP", "100000000/1m".into()),
                 ("RATE_LIMIT_SIGN_UP_GLOBAL", "100000000/1m".into()),
                 ("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", "100000000/1m".into()),
+                ("RATE_LIMIT_RESEND_PER_IP", "100000000/1m".into()),
             ]
             .map(|(name, value)| (name.to_owned(), value))
             .to_vec(),
