@@ -6,10 +6,13 @@
 //! `std::env` directly so the rules can be unit-tested without touching the
 //! process environment.
 
-use std::{net::IpAddr, str::FromStr, time::Duration};
+use std::{net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use lettre::message::Mailbox;
+use lettre::{Address, message::Mailbox};
+use serde::Serialize;
 use url::Url;
+
+use crate::domain::Locale;
 
 /// A configuration problem, always naming the variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +31,29 @@ pub struct Config {
     pub web: WebConfig,
     pub worker: WorkerConfig,
     pub limits: RateLimits,
+    pub templates: TemplatesConfig,
     pub log_format: LogFormat,
+}
+
+/// What emails and pages say, and in which language: `TEMPLATES_DIR`,
+/// `DEFAULT_LOCALE`, `PRODUCT_NAME`, `SUPPORT_URL`, `SUPPORT_EMAIL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplatesConfig {
+    /// Files here replace the built-in templates of the same path
+    /// (`de/activation/subject.hbs`), and a complete folder adds a locale.
+    pub dir: Option<PathBuf>,
+    /// The locale of a person whose request names none Porter has.
+    pub default_locale: Locale,
+    pub brand: Brand,
+}
+
+/// The operator's brand, given to every template as `product_name`,
+/// `support_url` and `support_email`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Brand {
+    pub product_name: String,
+    pub support_url: Option<String>,
+    pub support_email: Option<String>,
 }
 
 /// `DATABASE_URL`.
@@ -261,6 +286,7 @@ impl Config {
             web: WebConfig::read(&env)?,
             worker: WorkerConfig::read(&env)?,
             limits: RateLimits::read(&env)?,
+            templates: TemplatesConfig::read(&env)?,
             log_format: read_log_format(&env)?,
         })
     }
@@ -386,6 +412,48 @@ impl RateLimits {
                 .unwrap_or(Limit::per(10, 60)),
         })
     }
+}
+
+impl TemplatesConfig {
+    /// For `porter templates`, which needs nothing else.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&PROCESS_ENV)
+    }
+
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            dir: env.optional("TEMPLATES_DIR", |raw| Ok(PathBuf::from(raw)))?,
+            default_locale: env
+                .optional("DEFAULT_LOCALE", |raw| {
+                    Locale::parse(raw).map_err(|e| format!("{raw:?} {e}"))
+                })?
+                .unwrap_or_else(Locale::english),
+            brand: Brand {
+                product_name: env
+                    .optional("PRODUCT_NAME", parse_product_name)?
+                    .unwrap_or_else(|| "Porter".into()),
+                support_url: env.optional("SUPPORT_URL", |raw| {
+                    parse_url_with_schemes(raw, &["http", "https", "mailto"]).map(String::from)
+                })?,
+                support_email: env.optional("SUPPORT_EMAIL", |raw| {
+                    Address::from_str(raw)
+                        .map(|address| address.to_string())
+                        .map_err(|e| format!("is not an email address ({e})"))
+                })?,
+            },
+        })
+    }
+}
+
+/// A name shown in subjects and headings: one line of text.
+fn parse_product_name(raw: &str) -> Result<String, String> {
+    if raw.chars().count() > 100 {
+        return Err("must be at most 100 characters".into());
+    }
+    if raw.chars().any(char::is_control) {
+        return Err("must be one line without control characters".into());
+    }
+    Ok(raw.to_owned())
 }
 
 /// Reads `LOG_FORMAT` alone, which telemetry needs before the rest is loaded.
@@ -671,6 +739,10 @@ mod tests {
             ("REDIS_NAMESPACE", "a b"),
             ("RATE_LIMIT_SIGN_UP_PER_IP", "30"),
             ("RATE_LIMIT_RESEND_PER_EMAIL", "0/1h"),
+            ("DEFAULT_LOCALE", "en_US"),
+            ("PRODUCT_NAME", "Acme\r\nBcc: x@example.com"),
+            ("SUPPORT_URL", "javascript:alert(1)"),
+            ("SUPPORT_EMAIL", "help desk"),
         ];
         for (name, value) in cases {
             let mut vars = complete();
@@ -678,6 +750,24 @@ mod tests {
             let error = load(&vars).expect_err(value);
             assert_eq!(error.variable, name, "{value}");
         }
+    }
+
+    #[test]
+    fn templates_default_to_english_porter_without_support_links() {
+        let config = load(&complete()).expect("complete");
+        assert_eq!(config.templates.default_locale.as_str(), "en");
+        assert_eq!(config.templates.dir, None);
+        assert_eq!(config.templates.brand.product_name, "Porter");
+        assert_eq!(config.templates.brand.support_url, None);
+        let mut vars = complete();
+        vars.insert("DEFAULT_LOCALE", "DE-ch".into());
+        vars.insert("SUPPORT_EMAIL", "help@acme.example".into());
+        let config = load(&vars).expect("valid");
+        assert_eq!(config.templates.default_locale.as_str(), "de-CH");
+        assert_eq!(
+            config.templates.brand.support_email.as_deref(),
+            Some("help@acme.example")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::{
     gauges,
     hashing::PasswordHasher,
     keys::ActivationKeys,
-    mail::Templates,
+    mail::{DevMailbox, Templates},
     queue::EmailQueue,
     web::{self, AppState, RateLimiter},
     worker::{self, WorkerState},
@@ -71,10 +71,11 @@ pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState>
             config.mail.min_interval,
         ),
         keys: ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl),
-        templates: Templates::load().context("load templates")?,
+        templates: Templates::load(&config.templates).context("load templates")?,
         rate_limiter: RateLimiter::new(redis.clone(), namespace),
         hasher: PasswordHasher::new(config.web.hashing)
             .context("start the password hashing threads")?,
+        dev_mailbox: None,
         redis,
         pool,
         config,
@@ -109,8 +110,29 @@ pub async fn run_worker(
     pool: PgPool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = Arc::new(WorkerState::connect(config, pool, shutdown.clone()).await?);
+    let state = Arc::new(WorkerState::connect(config, pool, shutdown.clone(), None).await?);
     worker::run(state, shutdown).await
+}
+
+/// `porter dev`: the web server and the worker in one process, sharing a
+/// mailbox of what the worker sent, which the web server shows on
+/// `/dev/mail`. Only this function turns that mailbox on.
+pub async fn run_dev(
+    config: Config,
+    pool: PgPool,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mailbox = DevMailbox::new();
+    let mut web = web_state(config.clone(), pool.clone()).await?;
+    web.dev_mailbox = Some(mailbox.clone());
+    let worker = WorkerState::connect(config, pool, shutdown.clone(), Some(mailbox)).await?;
+    tracing::info!("dev: the emails sent are listed on /dev/mail");
+    let (web, worker) = tokio::join!(
+        serve_web(Arc::new(web), listener, shutdown.clone()),
+        worker::run(Arc::new(worker), shutdown),
+    );
+    web.and(worker)
 }
 
 /// Starts the worker's `GET /metrics` listener on `METRICS_PORT`, if set.

@@ -131,10 +131,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = bind(config.web.port).await?;
             let shutdown = startup::shutdown_on_signal()?;
             startup::serve_worker_metrics(&config, &pool, &shutdown).await?;
-            let web = startup::run_web(config.clone(), pool.clone(), listener, shutdown.clone());
-            let worker = startup::run_worker(config, pool, shutdown);
-            let (web, worker) = tokio::join!(web, worker);
-            web.and(worker)
+            startup::run_dev(config, pool, listener, shutdown).await
         }
         Command::Replay {
             read_model,

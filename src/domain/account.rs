@@ -68,6 +68,9 @@ pub struct Account {
     pub username: String,
     pub email: String,
     pub email_canonical: String,
+    /// The BCP 47 tag recorded at sign-up: the language of every email and
+    /// page the account gets.
+    pub locale: String,
     pub status: AccountStatus,
     /// The stream version this state reflects; the expected version of the
     /// next append.
@@ -300,6 +303,7 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
             username: registered.username.clone(),
             email: registered.email.clone(),
             email_canonical: registered.email_canonical.clone(),
+            locale: registered.locale.clone(),
             status: AccountStatus::Pending,
             version,
             last_email_at: None,

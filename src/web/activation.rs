@@ -6,37 +6,59 @@
 //! its TTL, so a second click is told "already active" (the aggregate makes
 //! the second confirmation a no-op, not the key). Every invalid case (malformed, unknown, expired, revoked) gets the
 //! same `410`, so responses reveal nothing about which keys exist.
+//!
+//! Pages are in the account's locale when the key leads to one, and
+//! otherwise in the browser's (`Accept-Language`).
 
 use chrono::Utc;
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 
 use super::{
     AppState,
     context::RequestContext,
+    locale,
     rate_limit::Budget,
     response::{ApiError, Body, html_response, json_response},
 };
 use crate::{
-    domain::{AccountCommand, ActivationKey},
+    domain::{AccountCommand, ActivationKey, Locale},
     mail::Page,
 };
 
-pub fn page(state: &AppState, raw_key: &str) -> Result<Response<Body>, ApiError> {
+pub async fn page(
+    state: &AppState,
+    raw_key: &str,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, ApiError> {
     let Ok(key) = ActivationKey::parse(raw_key) else {
-        return link_invalid(state, true);
+        return link_invalid(state, headers, true);
+    };
+    let locale = match account_locale(state, &key).await {
+        Some(locale) => locale,
+        None => locale::negotiate(&state.templates, headers).clone(),
     };
     let html = state
         .templates
-        .render_page(Page::Activate, &json!({ "key": key.expose() }))
+        .render_page(&locale, Page::Activate, &json!({ "key": key.expose() }))
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(html_response(StatusCode::OK, html))
+}
+
+/// The locale of the account a live key belongs to. `None` when the key is
+/// not live, or Redis or Postgres cannot say: the page only shows a button,
+/// so the browser's language is good enough then.
+async fn account_locale(state: &AppState, key: &ActivationKey) -> Option<Locale> {
+    let grant = state.keys.lookup(key).await.ok()??;
+    let account = state.commands.load(grant.account_id).await.ok()??;
+    Some(state.templates.locale_for(&account.locale).clone())
 }
 
 pub async fn activate(
     state: &AppState,
     context: &RequestContext,
     raw_key: &str,
+    headers: &HeaderMap,
     wants_html: bool,
 ) -> Result<Response<Body>, ApiError> {
     // Guessing keys is hopeless (≈190 bits), but a client that keeps failing
@@ -60,7 +82,7 @@ pub async fn activate(
         limiter
             .record(Budget::FailedActivationPerIp, failure_budget, &client)
             .await;
-        return link_invalid(state, wants_html);
+        return link_invalid(state, headers, wants_html);
     };
     let executed = state
         .commands
@@ -80,9 +102,11 @@ pub async fn activate(
         tracing::info!(account_id = %grant.account_id, "activation succeeded");
     }
     if wants_html {
+        let locale = state.templates.locale_for(&executed.account.locale);
         let html = state
             .templates
             .render_page(
+                locale,
                 Page::Activated,
                 &json!({ "already_active": already_active }),
             )
@@ -100,13 +124,18 @@ pub async fn activate(
     ))
 }
 
-fn link_invalid(state: &AppState, wants_html: bool) -> Result<Response<Body>, ApiError> {
+fn link_invalid(
+    state: &AppState,
+    headers: &HeaderMap,
+    wants_html: bool,
+) -> Result<Response<Body>, ApiError> {
     if !wants_html {
         return Err(ApiError::LinkInvalid);
     }
+    let locale = locale::negotiate(&state.templates, headers);
     let html = state
         .templates
-        .render_page(Page::LinkInvalid, &json!({}))
+        .render_page(locale, Page::LinkInvalid, &json!({}))
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(html_response(StatusCode::GONE, html))
 }

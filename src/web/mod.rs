@@ -2,7 +2,7 @@
 //!
 //! Inside `web` the router (`routes`) sits above the handlers (`signup`,
 //! `resend`, `activation`), which sit above what they share (`context`,
-//! `request`, `response`, `rate_limit`); a handler never imports the router
+//! `locale`, `request`, `response`, `rate_limit`); a handler never imports the router
 //! or another handler. `tests/it/layers.rs` holds both rules.
 
 use std::{future::Future, net::IpAddr, sync::Arc};
@@ -13,12 +13,18 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::{
-    commands::Commands, config::Config, hashing::PasswordHasher, http_server, keys::ActivationKeys,
-    mail::Templates,
+    commands::Commands,
+    config::Config,
+    hashing::PasswordHasher,
+    http_server,
+    keys::ActivationKeys,
+    mail::{DevMailbox, Templates},
 };
 
 mod activation;
 mod context;
+mod dev_mail;
+mod locale;
 mod rate_limit;
 mod request;
 mod resend;
@@ -39,6 +45,8 @@ pub struct AppState {
     pub templates: Templates,
     pub hasher: PasswordHasher,
     pub rate_limiter: RateLimiter,
+    /// `porter dev` only: the emails its worker sent, served on `/dev/mail`.
+    pub dev_mailbox: Option<DevMailbox>,
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains.

@@ -24,6 +24,17 @@ pub async fn json_fields<const N: usize>(
     request: Request<Incoming>,
     expected: [&'static str; N],
 ) -> Result<[String; N], ApiError> {
+    let (required, []) = json_fields_and_optional(request, expected, []).await?;
+    Ok(required)
+}
+
+/// Like [`json_fields`], with `optional` string fields that may be absent
+/// (or `null`) as well.
+pub async fn json_fields_and_optional<const N: usize, const M: usize>(
+    request: Request<Incoming>,
+    expected: [&'static str; N],
+    optional: [&'static str; M],
+) -> Result<([String; N], [Option<String>; M]), ApiError> {
     if !is_json(request.headers()) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -38,32 +49,38 @@ pub async fn json_fields<const N: usize>(
         Err(e) => return Err(ApiError::MalformedJson(describe_json_error(&e))),
     };
     let mut errors = FieldErrors::new();
-    let known: BTreeSet<&str> = expected.iter().copied().collect();
+    let known: BTreeSet<&str> = expected.iter().chain(&optional).copied().collect();
     for name in object.keys().filter(|name| !known.contains(name.as_str())) {
         errors
             .entry(truncate(name))
             .or_default()
             .push("is not a known field".into());
     }
-    let values = expected.map(|name| match object.get(name) {
-        Some(Value::String(value)) => value.clone(),
+    // A mistyped field is reported and read as empty; an absent or null one
+    // is `None`.
+    let string = |name: &'static str, errors: &mut FieldErrors| match object.get(name) {
+        Some(Value::String(value)) => Some(value.clone()),
+        None | Some(Value::Null) => None,
         Some(_) => {
             errors
                 .entry(name.into())
                 .or_default()
                 .push("must be a string".into());
-            String::new()
+            Some(String::new())
         }
-        None => {
+    };
+    let optional_values = optional.map(|name| string(name, &mut errors));
+    let values = expected.map(|name| {
+        string(name, &mut errors).unwrap_or_else(|| {
             errors
                 .entry(name.into())
                 .or_default()
                 .push("is required".into());
             String::new()
-        }
+        })
     });
     if errors.is_empty() {
-        Ok(values)
+        Ok((values, optional_values))
     } else {
         Err(ApiError::Validation(errors))
     }

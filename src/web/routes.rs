@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{
     AppState, activation,
     context::RequestContext,
-    request, resend,
+    dev_mail, request, resend,
     response::{ApiError, Body, add_standard_headers, json_response, text_response},
     signup,
 };
@@ -101,9 +101,10 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
             ("sign_up", signup::sign_up(state, context, request).await)
         }
         (_, ["api", "users"]) => ("sign_up", Err(ApiError::MethodNotAllowed("POST"))),
-        (&Method::GET | &Method::HEAD, ["activate", key]) => {
-            ("activation_page", activation::page(state, key))
-        }
+        (&Method::GET | &Method::HEAD, ["activate", key]) => (
+            "activation_page",
+            activation::page(state, key, request.headers()).await,
+        ),
         (_, ["activate", _]) => (
             "activation_page",
             Err(ApiError::MethodNotAllowed("GET, HEAD")),
@@ -112,10 +113,11 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
             ("resend", resend::resend(state, context, request).await)
         }
         (&Method::POST, ["api", "activate-account", key]) => {
-            let wants_html = request::wants_html(request.headers());
+            let headers = request.headers();
+            let wants_html = request::wants_html(headers);
             (
                 "activate",
-                activation::activate(state, context, key, wants_html).await,
+                activation::activate(state, context, key, headers, wants_html).await,
             )
         }
         (_, ["api", "activate-account", _]) => {
@@ -128,6 +130,11 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
         (&Method::GET | &Method::HEAD, ["readyz"]) => ("readyz", readiness(state).await),
         (_, ["healthz" | "readyz"]) => ("health", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
         (&Method::GET, ["metrics"]) => ("metrics", Ok(metrics(state).await)),
+        // `porter dev` only: the state has a mailbox nowhere else.
+        (&Method::GET | &Method::HEAD, ["dev", "mail", rest @ ..]) => match &state.dev_mailbox {
+            Some(mailbox) => ("dev_mail", dev_mail::serve(mailbox, rest)),
+            None => ("not_found", Err(ApiError::NotFound)),
+        },
         _ => ("not_found", Err(ApiError::NotFound)),
     }
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{
     AppState,
     context::RequestContext,
+    locale,
     rate_limit::Budget,
     request,
     response::{ApiError, Body, FieldErrors, json_response},
@@ -37,8 +38,10 @@ pub async fn sign_up(
             &context.client_ip.to_string(),
         )
         .await?;
-    let [username, email, password] =
-        request::json_fields(request, ["username", "email", "password"]).await?;
+    let negotiated = locale::negotiate(&state.templates, request.headers()).clone();
+    let ([username, email, password], [requested_locale]) =
+        request::json_fields_and_optional(request, ["username", "email", "password"], ["locale"])
+            .await?;
     let mut errors = FieldErrors::new();
     let mut report =
         |field: &str, message: String| errors.entry(field.to_owned()).or_default().push(message);
@@ -51,7 +54,15 @@ pub async fn sign_up(
     let password = Password::parse(&password, username.as_ref())
         .map_err(|e| report("password", e.to_string()))
         .ok();
-    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+    let locale = match requested_locale {
+        Some(raw) => locale::requested(&state.templates, &raw)
+            .map_err(|e| report("locale", e))
+            .ok(),
+        None => Some(negotiated),
+    };
+    let (Some(username), Some(email), Some(password), Some(locale)) =
+        (username, email, password, locale)
+    else {
         return Err(ApiError::Validation(errors));
     };
 
@@ -63,7 +74,7 @@ pub async fn sign_up(
         username,
         email: email.clone(),
         password_hash,
-        locale: "en".into(),
+        locale: locale.to_string(),
     };
     match state.commands.register(registration, &metadata).await {
         Ok(executed) => {

@@ -23,7 +23,7 @@ use crate::{
     commands::Commands,
     config::Config,
     keys::ActivationKeys,
-    mail::{MailTransport, Mailer, Templates},
+    mail::{DevMailbox, MailTransport, Mailer, Templates},
     queue::{
         EmailQueue,
         backend::{email_queue_config, hand_back_inflight},
@@ -62,14 +62,18 @@ impl WorkerState {
         config: Config,
         pool: PgPool,
         shutdown: CancellationToken,
+        dev_mailbox: Option<DevMailbox>,
     ) -> anyhow::Result<Self> {
         let redis = crate::connect_redis(&config.redis.url).await?;
         let namespace = &config.redis.namespace;
         let keys = ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl);
-        let templates = Templates::load().context("load email templates")?;
+        let templates = Templates::load(&config.templates).context("load templates")?;
         let transport = MailTransport::from_config(config.mail.smtp_url.expose())
             .context("set up the mail transport")?;
-        let mailer = Mailer::new(transport, config.mail.from.clone());
+        let mut mailer = Mailer::new(transport, config.mail.from.clone());
+        if let Some(mailbox) = dev_mailbox {
+            mailer = mailer.keeping_in(mailbox);
+        }
         let commands = Commands::new(
             pool.clone(),
             EmailQueue::new(redis.clone(), namespace),
