@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use crate::{
     commands::Commands,
-    config::{Config, DatabaseConfig, RedisConfig},
+    config::{Config, DatabaseConfig, RedisConfig, TemplatesConfig},
+    domain::Locale,
     ops,
     projection::replay::{self, DEFAULT_BATCH_SIZE, ReadModel},
     queue::EmailQueue,
@@ -88,6 +89,37 @@ pub enum Command {
     /// One screen: projector lag, queue depths, dead letters, live workers
     /// and Redis persistence settings.
     Status,
+    /// Check the email and page templates (TEMPLATES_DIR, DEFAULT_LOCALE,
+    /// the brand) or preview one rendered with sample data.
+    Templates {
+        #[command(subcommand)]
+        action: TemplatesAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesAction {
+    /// Load and render every template of every locale, as the processes do
+    /// at start; a problem is one line naming the file.
+    Check,
+    /// Write an email (.eml, .html, .txt) or a page (.html) rendered with
+    /// sample data, per locale.
+    Preview {
+        /// What to render.
+        #[arg(value_enum)]
+        kind: ops::templates::PreviewKind,
+        /// Only this locale (a BCP 47 tag; `de-CH` finds `de`); all when
+        /// absent.
+        #[arg(long, value_parser = parse_locale)]
+        locale: Option<Locale>,
+        /// The folder to write into (created when missing).
+        #[arg(long, default_value = "var/preview")]
+        out: std::path::PathBuf,
+    },
+}
+
+fn parse_locale(raw: &str) -> Result<Locale, String> {
+    Locale::parse(raw).map_err(|e| format!("{raw:?} {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +276,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut redis = crate::connect_redis(&redis_config.url).await?;
             let status = ops::status::gather(&pool, &mut redis, &redis_config.namespace).await?;
             print(&ops::status::render(&status))
+        }
+        Command::Templates { action } => templates(action),
+    }
+}
+
+fn templates(action: TemplatesAction) -> anyhow::Result<()> {
+    let config = TemplatesConfig::from_env()?;
+    match action {
+        TemplatesAction::Check => print(&ops::templates::check(&config)?),
+        TemplatesAction::Preview { kind, locale, out } => {
+            let files = ops::templates::preview(&config, kind, locale.as_ref(), &out)?;
+            let list: String = files
+                .iter()
+                .map(|path| format!("{}\n", path.display()))
+                .collect();
+            print(&list)
         }
     }
 }

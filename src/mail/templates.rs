@@ -330,6 +330,8 @@ pub struct Templates {
     locales: BTreeMap<Locale, LocaleTemplates>,
     default_locale: Locale,
     brand: Brand,
+    /// How many files came from `TEMPLATES_DIR`.
+    overrides: usize,
 }
 
 /// The files every locale must have, below its folder.
@@ -369,9 +371,10 @@ impl Templates {
     pub fn load(config: &TemplatesConfig) -> Result<Self, TemplateError> {
         let mut sources = embedded_sources()?;
         let built_in: BTreeSet<Locale> = sources.keys().cloned().collect();
-        if let Some(dir) = &config.dir {
-            add_overrides(dir, &mut sources)?;
-        }
+        let overrides = match &config.dir {
+            Some(dir) => add_overrides(dir, &mut sources)?,
+            None => 0,
+        };
         let required = required_files();
         let mut locales = BTreeMap::new();
         for (locale, files) in &sources {
@@ -413,6 +416,7 @@ impl Templates {
             locales,
             default_locale: config.default_locale.clone(),
             brand: config.brand.clone(),
+            overrides,
         };
         templates.check()?;
         Ok(templates)
@@ -421,6 +425,11 @@ impl Templates {
     /// The locales there are templates for, in order.
     pub fn locales(&self) -> impl Iterator<Item = &Locale> + Clone {
         self.locales.keys()
+    }
+
+    /// How many files `TEMPLATES_DIR` gave.
+    pub fn overrides(&self) -> usize {
+        self.overrides
     }
 
     /// `DEFAULT_LOCALE`.
@@ -658,13 +667,14 @@ fn locale_and_file(origin: &str, relative: &str) -> Result<(Locale, String), Tem
     Ok((locale, file.to_owned()))
 }
 
-/// Reads every file below `dir` over the built-in ones.
+/// Reads every file below `dir` over the built-in ones; returns how many.
 fn add_overrides(
     dir: &Path,
     sources: &mut BTreeMap<Locale, BTreeMap<String, Source>>,
-) -> Result<(), TemplateError> {
+) -> Result<usize, TemplateError> {
     let mut files = Vec::new();
     walk(dir, &mut files)?;
+    let count = files.len();
     for path in files {
         let origin = path.display().to_string();
         let relative = path
@@ -681,7 +691,7 @@ fn add_overrides(
             .or_default()
             .insert(file, Source { text, origin });
     }
-    Ok(())
+    Ok(count)
 }
 
 /// Every file below `dir`, skipping hidden ones (`.DS_Store`, editors'

@@ -1,4 +1,5 @@
-//! Operator tasks behind `porter events`, `deliveries` and `status`.
+//! Operator tasks behind `porter events`, `deliveries`, `status` and
+//! `templates`.
 //! (`porter replay` is the read models' own `projection::replay`.)
 //!
 //! Each module does its work through library functions that tests call
@@ -9,3 +10,4 @@
 pub mod deliveries;
 pub mod events;
 pub mod status;
+pub mod templates;

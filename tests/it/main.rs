@@ -8,6 +8,7 @@ mod delivery;
 mod faults;
 mod helpers;
 mod layers;
+mod locales;
 mod openapi;
 mod operators;
 mod ordering;
