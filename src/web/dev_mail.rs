@@ -130,8 +130,8 @@ mod tests {
     fn urls_become_links_and_everything_is_escaped() {
         assert_eq!(
             linkify("Open <this>:\nhttp://127.0.0.1:8080/activate/AbC?x=1&y=2\n\nBye & thanks"),
-            "Open &lt;this&gt;:\n<a href=\"http://127.0.0.1:8080/activate/AbC?x=1&amp;y=2\">\
-             http://127.0.0.1:8080/activate/AbC?x=1&amp;y=2</a>\n\nBye &amp; thanks"
+            "Open &lt;this&gt;:\n<a href=\"http://127.0.0.1:8080/activate/AbC?x&#x3D;1&amp;y&#x3D;2\">\
+             http://127.0.0.1:8080/activate/AbC?x&#x3D;1&amp;y&#x3D;2</a>\n\nBye &amp; thanks"
         );
         assert_eq!(
             linkify("(see https://a.example)"),

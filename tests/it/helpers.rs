@@ -310,12 +310,23 @@ impl TestApp {
     /// Starts `porter <role>` as a separate process with this app's
     /// configuration, for tests that kill or signal processes.
     pub fn spawn_process(&self, role: &str, port: u16) -> tokio::process::Child {
+        self.spawn_process_with(role, port, &[])
+    }
+
+    /// [`Self::spawn_process`] with some variables set otherwise.
+    pub fn spawn_process_with(
+        &self,
+        role: &str,
+        port: u16,
+        overrides: &[(&str, String)],
+    ) -> tokio::process::Child {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_porter"))
             .arg(role)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(&self.env)
             .env("PORT", port.to_string())
+            .envs(overrides.iter().map(|(name, value)| (*name, value)))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
