@@ -140,10 +140,6 @@ impl Browser {
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     pub async fn goto(&self, url: &str) {
         within(self.client.goto(url), &format!("open {url}")).await;
     }
