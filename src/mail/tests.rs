@@ -144,7 +144,9 @@ fn pages_have_no_scripts_or_external_assets() {
 fn every_locale_has_every_template_and_renders_it_completely() {
     let t = templates();
     let locales: Vec<&str> = t.locales().map(Locale::as_str).collect();
-    assert_eq!(locales, ["de", "en"], "the shipped locales");
+    for shipped in ["de", "en"] {
+        assert!(locales.contains(&shipped), "{shipped} ships with Porter");
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     let required = templates::required_files();
     for locale in &locales {

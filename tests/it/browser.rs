@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// How long one WebDriver command (a page load, a click) may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The flags that let Chromium run headless as root, with nothing of its
 /// own on the network.
