@@ -28,30 +28,39 @@ async fn a_developer_activates_an_account_from_the_dev_mailbox() {
     })
     .await;
 
+    let sign_up = |user: &serde_json::Value, locale: &str| {
+        let mut body = user.clone();
+        body["locale"] = json!(locale);
+        http.post(format!("{base}/api/users")).json(&body).send()
+    };
     let user = new_user();
-    let mut body = user.clone();
-    body["locale"] = json!("en");
-    let signed_up = http
-        .post(format!("{base}/api/users"))
-        .json(&body)
-        .send()
-        .await
-        .expect("sign-up sent");
-    assert_eq!(signed_up.status(), 202);
+    assert_eq!(sign_up(&user, "en").await.expect("sent").status(), 202);
     let email = user["email"].as_str().expect("email");
-    // The message is in the mailbox once the SMTP server has it.
+    // Each message is in the mailbox once the SMTP server has it.
     app.wait_for_mail(1).await;
+    let later = new_user();
+    assert_eq!(sign_up(&later, "de").await.expect("sent").status(), 202);
+    app.wait_for_mail(2).await;
 
     let browser = Browser::start("dev_mail").await;
     let mut shots = Vec::new();
 
     browser.goto(&format!("{base}/dev/mail")).await;
-    let row = browser.text_of("tbody tr").await;
-    assert!(row.contains(email), "{row}");
-    assert!(row.contains("Activate your Porter account"), "{row}");
+    let newest = browser.text_of("tbody tr:nth-child(1)").await;
+    assert!(
+        newest.contains(later["email"].as_str().expect("email")),
+        "{newest}"
+    );
+    assert!(
+        newest.contains("Aktivieren Sie Ihr Porter-Konto"),
+        "{newest}"
+    );
+    let older = browser.text_of("tbody tr:nth-child(2)").await;
+    assert!(older.contains(email), "{older}");
+    assert!(older.contains("Activate your Porter account"), "{older}");
     shots.push(browser.screenshot("mailbox").await);
 
-    browser.click_and_wait("tbody tr a").await;
+    browser.click_and_wait("tbody tr:nth-child(2) a").await;
     assert_eq!(browser.url().await.path(), "/dev/mail/1");
     let text = browser.text_of("pre").await;
     assert!(text.starts_with("Hi "), "{text}");
