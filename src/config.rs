@@ -6,10 +6,13 @@
 //! `std::env` directly so the rules can be unit-tested without touching the
 //! process environment.
 
-use std::{net::IpAddr, str::FromStr, time::Duration};
+use std::{net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use lettre::message::Mailbox;
+use lettre::{Address, message::Mailbox};
+use serde::Serialize;
 use url::Url;
+
+use crate::domain::Locale;
 
 /// A configuration problem, always naming the variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +34,29 @@ pub struct Config {
     /// Where a process serves `GET /metrics` (`METRICS_PORT`), web and
     /// worker alike; never on the public port; no listener when unset.
     pub metrics_port: Option<u16>,
+    pub templates: TemplatesConfig,
     pub log_format: LogFormat,
+}
+
+/// What emails and pages say, and in which language: `TEMPLATES_DIR`,
+/// `DEFAULT_LOCALE`, `PRODUCT_NAME`, `SUPPORT_URL`, `SUPPORT_EMAIL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplatesConfig {
+    /// Files here replace the built-in templates of the same path
+    /// (`de/activation/subject.hbs`), and a complete folder adds a locale.
+    pub dir: Option<PathBuf>,
+    /// The locale of a person whose request names none Porter has.
+    pub default_locale: Locale,
+    pub brand: Brand,
+}
+
+/// The operator's brand, given to every template as `product_name`,
+/// `support_url` and `support_email`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Brand {
+    pub product_name: String,
+    pub support_url: Option<String>,
+    pub support_email: Option<String>,
 }
 
 /// `DATABASE_URL`, `MIGRATION_DATABASE_URL`.
@@ -343,6 +368,7 @@ impl Config {
             worker: WorkerConfig::read(&env)?,
             limits: RateLimits::read(&env)?,
             metrics_port: env.optional("METRICS_PORT", parse_number)?,
+            templates: TemplatesConfig::read(&env)?,
             log_format: read_log_format(&env)?,
         })
     }
@@ -533,6 +559,48 @@ impl RateLimits {
                 .unwrap_or(64),
         })
     }
+}
+
+impl TemplatesConfig {
+    /// For `porter templates`, which needs nothing else.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&PROCESS_ENV)
+    }
+
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            dir: env.optional("TEMPLATES_DIR", |raw| Ok(PathBuf::from(raw)))?,
+            default_locale: env
+                .optional("DEFAULT_LOCALE", |raw| {
+                    Locale::parse(raw).map_err(|e| format!("{raw:?} {e}"))
+                })?
+                .unwrap_or_else(Locale::english),
+            brand: Brand {
+                product_name: env
+                    .optional("PRODUCT_NAME", parse_product_name)?
+                    .unwrap_or_else(|| "Porter".into()),
+                support_url: env.optional("SUPPORT_URL", |raw| {
+                    parse_url_with_schemes(raw, &["http", "https", "mailto"]).map(String::from)
+                })?,
+                support_email: env.optional("SUPPORT_EMAIL", |raw| {
+                    Address::from_str(raw)
+                        .map(|address| address.to_string())
+                        .map_err(|e| format!("is not an email address ({e})"))
+                })?,
+            },
+        })
+    }
+}
+
+/// A name shown in subjects and headings: one line of text.
+fn parse_product_name(raw: &str) -> Result<String, String> {
+    if raw.chars().count() > 100 {
+        return Err("must be at most 100 characters".into());
+    }
+    if raw.chars().any(char::is_control) {
+        return Err("must be one line without control characters".into());
+    }
+    Ok(raw.to_owned())
 }
 
 /// Reads `LOG_FORMAT` alone, which telemetry needs before the rest is loaded.
@@ -892,6 +960,10 @@ mod tests {
             ("RATE_LIMIT_IPV6_PREFIX", "0"),
             ("RATE_LIMIT_IPV6_PREFIX", "129"),
             ("RATE_LIMIT_REDIS_URL", "http://cache"),
+            ("DEFAULT_LOCALE", "en_US"),
+            ("PRODUCT_NAME", "Acme\r\nBcc: x@example.com"),
+            ("SUPPORT_URL", "javascript:alert(1)"),
+            ("SUPPORT_EMAIL", "help desk"),
         ];
         for (name, value) in cases {
             let mut vars = complete();
@@ -931,6 +1003,24 @@ mod tests {
         assert_eq!(
             load(&vars).expect("a day").mail.activation_ttl,
             Duration::from_secs(86_400)
+        );
+    }
+
+    #[test]
+    fn templates_default_to_english_porter_without_support_links() {
+        let config = load(&complete()).expect("complete");
+        assert_eq!(config.templates.default_locale.as_str(), "en");
+        assert_eq!(config.templates.dir, None);
+        assert_eq!(config.templates.brand.product_name, "Porter");
+        assert_eq!(config.templates.brand.support_url, None);
+        let mut vars = complete();
+        vars.insert("DEFAULT_LOCALE", "DE-ch".into());
+        vars.insert("SUPPORT_EMAIL", "help@acme.example".into());
+        let config = load(&vars).expect("valid");
+        assert_eq!(config.templates.default_locale.as_str(), "de-CH");
+        assert_eq!(
+            config.templates.brand.support_email.as_deref(),
+            Some("help@acme.example")
         );
     }
 

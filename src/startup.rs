@@ -18,7 +18,7 @@ use crate::{
     gauges,
     hashing::PasswordHasher,
     keys::ActivationKeys,
-    mail::Templates,
+    mail::{DevMailbox, Templates},
     queue::EmailQueue,
     rate_limit::RateLimiter,
     store,
@@ -108,7 +108,7 @@ pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState>
             config.mail.min_interval,
         ),
         keys: ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl),
-        templates: Templates::load().context("load templates")?,
+        templates: Templates::load(&config.templates).context("load templates")?,
         rate_limiter: RateLimiter::new(
             connect_redis(&config.redis.rate_limit_url).await?,
             namespace,
@@ -117,6 +117,7 @@ pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState>
         hasher: PasswordHasher::new(config.web.hashing)
             .context("start the password hashing threads")?,
         gauges: gauges::Sources::new(pool.clone(), redis.clone(), namespace),
+        dev_mailbox: None,
         redis,
         pool,
         config,
@@ -166,11 +167,32 @@ pub async fn run_worker(
     pool: PgPool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = Arc::new(WorkerState::connect(config, pool).await?);
+    let state = Arc::new(WorkerState::connect(config, pool, None).await?);
     worker::run(state, shutdown).await
 }
 
-/// Starts the worker's `GET /metrics` listener (`METRICS_PORT`).
+/// `porter dev`: the web server and the worker in one process, sharing a
+/// mailbox of what the worker sent, which the web server shows on
+/// `/dev/mail`. Only this function turns that mailbox on.
+pub async fn run_dev(
+    config: Config,
+    pool: PgPool,
+    listeners: WebListeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mailbox = DevMailbox::new();
+    let mut web = web_state(config.clone(), pool.clone()).await?;
+    web.dev_mailbox = Some(mailbox.clone());
+    let worker = WorkerState::connect(config, pool, Some(mailbox)).await?;
+    tracing::info!("dev: the emails sent are listed on /dev/mail");
+    let (web, worker) = tokio::join!(
+        serve_web(Arc::new(web), listeners, shutdown.clone()),
+        worker::run(Arc::new(worker), shutdown),
+    );
+    web.and(worker)
+}
+
+/// Starts the worker's `GET /metrics` listener on `METRICS_PORT`, if set.
 pub async fn serve_worker_metrics(
     config: &Config,
     pool: &PgPool,

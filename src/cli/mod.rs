@@ -13,7 +13,8 @@ use uuid::Uuid;
 use crate::{
     admin, api_keys,
     commands::Commands,
-    config::{Config, DatabaseConfig, RedisConfig},
+    config::{Config, DatabaseConfig, RedisConfig, TemplatesConfig},
+    domain::Locale,
     ops,
     projection::replay::{self, DEFAULT_BATCH_SIZE, ReadModel},
     queue::EmailQueue,
@@ -112,6 +113,12 @@ pub enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Check the email and page templates (TEMPLATES_DIR, DEFAULT_LOCALE,
+    /// the brand) or preview one rendered with sample data.
+    Templates {
+        #[command(subcommand)]
+        action: TemplatesAction,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +175,31 @@ pub enum ApiKeysAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TemplatesAction {
+    /// Load and render every template of every locale, as the processes do
+    /// at start; a problem is one line naming the file.
+    Check,
+    /// Write an email (.eml, .html, .txt) or a page (.html) rendered with
+    /// sample data, per locale.
+    Preview {
+        /// What to render.
+        #[arg(value_enum)]
+        kind: ops::templates::PreviewKind,
+        /// Only this locale (a BCP 47 tag; `de-CH` finds `de`); all when
+        /// absent.
+        #[arg(long, value_parser = parse_locale)]
+        locale: Option<Locale>,
+        /// The folder to write into (created when missing).
+        #[arg(long, default_value = "var/preview")]
+        out: std::path::PathBuf,
+    },
+}
+
+fn parse_locale(raw: &str) -> Result<Locale, String> {
+    Locale::parse(raw).map_err(|e| format!("{raw:?} {e}"))
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DeliveriesAction {
     /// Send a dead email again, as a new request of the same kind.
     Retry {
@@ -215,10 +247,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics: bind_metrics(LOOPBACK, &config).await?,
             };
             let shutdown = startup::shutdown_on_signal()?;
-            let web = startup::run_web(config.clone(), pool.clone(), listeners, shutdown.clone());
-            let worker = startup::run_worker(config, pool, shutdown);
-            let (web, worker) = tokio::join!(web, worker);
-            web.and(worker)
+            startup::run_dev(config, pool, listeners, shutdown).await
         }
         Command::Replay {
             read_model,
@@ -361,6 +390,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     print(&format!("revoked {id}\n"))
                 }
             }
+        }
+        Command::Templates { action } => templates(action),
+    }
+}
+
+fn templates(action: TemplatesAction) -> anyhow::Result<()> {
+    let config = TemplatesConfig::from_env()?;
+    match action {
+        TemplatesAction::Check => print(&ops::templates::check(&config)?),
+        TemplatesAction::Preview { kind, locale, out } => {
+            let files = ops::templates::preview(&config, kind, locale.as_ref(), &out)?;
+            let list: String = files
+                .iter()
+                .map(|path| format!("{}\n", path.display()))
+                .collect();
+            print(&list)
         }
     }
 }

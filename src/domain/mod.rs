@@ -8,6 +8,7 @@ pub mod account;
 mod activation_key;
 mod email;
 pub mod events;
+mod locale;
 mod password;
 mod username;
 
@@ -18,5 +19,6 @@ pub use account::{
 pub use activation_key::{ActivationKey, ActivationKeyError};
 pub use email::{EmailAddress, EmailError};
 pub use events::{AccountEvent, DecodeError, EncodeError, EncodedEvent, PasswordHash};
+pub use locale::{Locale, LocaleError};
 pub use password::{Password, PasswordError};
 pub use username::{Username, UsernameError};

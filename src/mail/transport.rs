@@ -10,11 +10,14 @@ use std::{io, path::PathBuf, time::Duration};
 
 use lettre::{
     Address, AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    message::{Mailbox, MultiPart},
+    message::{
+        Mailbox, MultiPart,
+        header::{Header, HeaderName, HeaderValue},
+    },
     transport::smtp,
 };
 
-use super::RenderedEmail;
+use super::{DevMailbox, RenderedEmail};
 
 /// How long one SMTP command may take before the send fails as transient.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,36 +168,37 @@ fn relay_cannot_carry(err: &smtp::Error) -> bool {
 pub struct Mailer {
     transport: MailTransport,
     from: Mailbox,
+    /// `porter dev` only: where sent messages are kept for `/dev/mail`.
+    dev_mailbox: Option<DevMailbox>,
 }
 
 impl Mailer {
     /// A mailer that sends as `from`, e.g. `"Porter <no-reply@example.com>"`
     /// parsed into a [`Mailbox`].
     pub fn new(transport: MailTransport, from: Mailbox) -> Self {
-        Self { transport, from }
+        Self {
+            transport,
+            from,
+            dev_mailbox: None,
+        }
     }
 
-    /// Sends `rendered` to `to`, an address already validated at sign-up,
-    /// as multipart/alternative (text, then HTML).
-    ///
-    /// A fresh `Message-ID` is generated per call: a retried job sends an
-    /// email with a new id.
-    pub async fn send(&self, to: &str, rendered: &RenderedEmail) -> Result<(), SendError> {
-        let to: Address = to
-            .parse()
-            .map_err(|_| SendError::Permanent("invalid recipient address".to_owned()))?;
-        let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.from.email.domain());
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(Mailbox::new(None, to))
-            .subject(rendered.subject.as_str())
-            .message_id(Some(message_id.clone()))
-            .multipart(MultiPart::alternative_plain_html(
-                rendered.text.clone(),
-                rendered.html.clone(),
-            ))
-            .map_err(|err| SendError::Permanent(format!("cannot build email: {err}")))?;
+    /// Also keeps every sent message in `mailbox` (`porter dev`).
+    #[must_use]
+    pub fn keeping_in(mut self, mailbox: DevMailbox) -> Self {
+        self.dev_mailbox = Some(mailbox);
+        self
+    }
 
+    /// Sends `rendered` to `to`, an address already validated at sign-up
+    /// (see [`compose`]).
+    pub async fn send(&self, to: &str, rendered: &RenderedEmail) -> Result<(), SendError> {
+        let message = compose(&self.from, to, rendered)?;
+        let message_id = message
+            .headers()
+            .get_raw("Message-ID")
+            .unwrap_or_default()
+            .to_owned();
         match &self.transport {
             MailTransport::Smtp(smtp) => {
                 smtp.send(message).await?;
@@ -206,7 +210,71 @@ impl Mailer {
             }
         }
         tracing::debug!(%message_id, "email handed to transport");
+        if let Some(mailbox) = &self.dev_mailbox {
+            mailbox.record(to, rendered);
+        }
         Ok(())
+    }
+}
+
+/// Builds the message Porter sends: multipart/alternative (a text part that
+/// reads on its own, then HTML), with `Date`, a fresh `Message-ID` (a retried
+/// job sends an email with a new id), `Content-Language`, and
+/// `Auto-Submitted: auto-generated` (RFC 3834), which tells vacation
+/// responders and mailing lists not to answer or loop it back.
+pub fn compose(from: &Mailbox, to: &str, rendered: &RenderedEmail) -> Result<Message, SendError> {
+    let to: Address = to
+        .parse()
+        .map_err(|_| SendError::Permanent("invalid recipient address".to_owned()))?;
+    let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), from.email.domain());
+    Message::builder()
+        .from(from.clone())
+        .to(Mailbox::new(None, to))
+        .subject(rendered.subject.as_str())
+        .date_now()
+        .message_id(Some(message_id))
+        .header(AutoSubmitted)
+        .header(ContentLanguage(rendered.locale.to_string()))
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text.clone(),
+            rendered.html.clone(),
+        ))
+        .map_err(|err| SendError::Permanent(format!("cannot build email: {err}")))
+}
+
+/// `Auto-Submitted: auto-generated`.
+#[derive(Debug, Clone, Copy)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_owned())
+    }
+}
+
+/// `Content-Language: de`; the value is a parsed BCP 47 tag.
+#[derive(Debug, Clone)]
+struct ContentLanguage(String);
+
+impl Header for ContentLanguage {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Content-Language")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
     }
 }
 

@@ -11,3 +11,4 @@ pub mod accounts;
 pub mod deliveries;
 pub mod events;
 pub mod status;
+pub mod templates;

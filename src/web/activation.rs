@@ -15,21 +15,24 @@
 //! `410`, so responses reveal nothing about which keys exist. A live key is
 //! looked up before any failure budget is consulted, so other people's
 //! failures from a shared address never refuse it with `429`.
+//!
+//! Pages are in the locale of the registration the link belongs to, and for
+//! an unusable link in the browser's (`Accept-Language`).
 
 use chrono::Utc;
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use hyper::{Request, body::Incoming};
 use serde_json::json;
 
 use super::{
     AppState,
     context::RequestContext,
-    request,
+    locale, request,
     response::{ApiError, Body, html_response, json_response},
 };
 use crate::{
     commands::CommandError,
-    domain::{Account, AccountCommand, AccountStatus, ActivationKey, DomainError},
+    domain::{Account, AccountCommand, AccountStatus, ActivationKey, DomainError, Locale},
     keys::KeyGrant,
     mail::Page,
     rate_limit::Budget,
@@ -66,33 +69,44 @@ async fn resolve(state: &AppState, raw_key: &str) -> Result<Option<Link>, ApiErr
         }))
 }
 
-pub async fn page(state: &AppState, raw_key: &str) -> Result<Response<Body>, ApiError> {
+impl Link {
+    /// The locale the registration chose at sign-up.
+    fn locale<'a>(&self, state: &'a AppState) -> &'a Locale {
+        state.templates.locale_for(&self.account.locale)
+    }
+}
+
+pub async fn page(
+    state: &AppState,
+    raw_key: &str,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, ApiError> {
     let Some(link) = resolve(state, raw_key).await? else {
-        return link_invalid(state, true);
+        return link_invalid(state, headers, true);
     };
     if link.account.status == AccountStatus::Active {
-        return activated_page(state, true);
+        return activated_page(state, link.locale(state), true);
     }
-    confirmation_page(state, &link, StatusCode::OK, None)
+    confirmation_page(state, &link, StatusCode::OK, false)
 }
 
 fn confirmation_page(
     state: &AppState,
     link: &Link,
     status: StatusCode,
-    error: Option<&str>,
+    wrong_password: bool,
 ) -> Result<Response<Body>, ApiError> {
     let html = state
         .templates
         .render_page(
+            link.locale(state),
             Page::Activate,
             &json!({
                 "key": link.key.expose(),
                 "username": link.account.username,
-                "requested_at": link.account.registered_at
-                    .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
+                "requested_at": link.account.registered_at,
                 "contested": link.account.is_contested(),
-                "error": error,
+                "wrong_password": wrong_password,
             }),
         )
         .map_err(|e| ApiError::Internal(e.into()))?;
@@ -105,18 +119,18 @@ pub async fn activate(
     raw_key: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let wants_html = request::wants_html(request.headers());
+    let headers = request.headers().clone();
+    let wants_html = request::wants_html(&headers);
     let [password] = request::optional_fields(request, ["password"]).await?;
     let Some(link) = resolve(state, raw_key).await? else {
-        return refuse_unusable_link(state, context, wants_html).await;
+        return refuse_unusable_link(state, context, &headers, wants_html).await;
     };
     let contested = link.account.status == AccountStatus::Pending && link.account.is_contested();
     let password_confirmed = contested && confirm_password(state, context, &link, password).await?;
     if contested && !password_confirmed {
         tracing::info!(account_id = %link.account.id, "contested activation without its password");
         if wants_html {
-            let error = "That is not the password chosen at this sign-up.";
-            return confirmation_page(state, &link, StatusCode::FORBIDDEN, Some(error));
+            return confirmation_page(state, &link, StatusCode::FORBIDDEN, true);
         }
         return Err(ApiError::PasswordRequired);
     }
@@ -125,6 +139,7 @@ pub async fn activate(
         at: Utc::now(),
         password_confirmed,
     };
+    let locale = link.locale(state);
     let executed = match state
         .commands
         .execute_on(link.account, command, &context.event_metadata())
@@ -135,7 +150,7 @@ pub async fn activate(
             return Err(ApiError::PasswordRequired);
         }
         // Superseded, cancelled or expired between the lookup and the append.
-        Err(CommandError::Domain(_)) => return link_invalid(state, wants_html),
+        Err(CommandError::Domain(_)) => return link_invalid(state, &headers, wants_html),
         Err(e) => return Err(e.into()),
     };
     let already_active = executed.events.is_empty();
@@ -145,7 +160,7 @@ pub async fn activate(
         tracing::info!(account_id = %executed.account.id, "activation succeeded");
     }
     if wants_html {
-        return activated_page(state, already_active);
+        return activated_page(state, locale, already_active);
     }
     let message = if already_active {
         "Your account was already active."
@@ -198,11 +213,13 @@ pub async fn cancel(
     raw_key: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let wants_html = request::wants_html(request.headers());
+    let headers = request.headers().clone();
+    let wants_html = request::wants_html(&headers);
     let [] = request::optional_fields(request, []).await?;
     let Some(link) = resolve(state, raw_key).await? else {
-        return refuse_unusable_link(state, context, wants_html).await;
+        return refuse_unusable_link(state, context, &headers, wants_html).await;
     };
+    let locale = link.locale(state);
     let command = AccountCommand::Cancel {
         request_id: link.grant.request_id,
         at: Utc::now(),
@@ -216,13 +233,13 @@ pub async fn cancel(
             tracing::info!(account_id = %executed.account.id, "registration cancelled by the address's owner");
         }
         // Active (nothing to cancel) or ended meanwhile: the link is spent.
-        Err(CommandError::Domain(_)) => return link_invalid(state, wants_html),
+        Err(CommandError::Domain(_)) => return link_invalid(state, &headers, wants_html),
         Err(e) => return Err(e.into()),
     }
     if wants_html {
         let html = state
             .templates
-            .render_page(Page::Cancelled, &json!({}))
+            .render_page(locale, Page::Cancelled, &json!({}))
             .map_err(|e| ApiError::Internal(e.into()))?;
         return Ok(html_response(StatusCode::OK, html));
     }
@@ -241,6 +258,7 @@ pub async fn cancel(
 async fn refuse_unusable_link(
     state: &AppState,
     context: &RequestContext,
+    headers: &HeaderMap,
     wants_html: bool,
 ) -> Result<Response<Body>, ApiError> {
     tracing::info!("activation link refused: unknown, expired, revoked or ended");
@@ -254,13 +272,18 @@ async fn refuse_unusable_link(
         .rate_limiter
         .record(Budget::FailedActivationPerIp, budget, &client)
         .await;
-    link_invalid(state, wants_html)
+    link_invalid(state, headers, wants_html)
 }
 
-fn activated_page(state: &AppState, already_active: bool) -> Result<Response<Body>, ApiError> {
+fn activated_page(
+    state: &AppState,
+    locale: &Locale,
+    already_active: bool,
+) -> Result<Response<Body>, ApiError> {
     let html = state
         .templates
         .render_page(
+            locale,
             Page::Activated,
             &json!({ "already_active": already_active }),
         )
@@ -268,13 +291,18 @@ fn activated_page(state: &AppState, already_active: bool) -> Result<Response<Bod
     Ok(html_response(StatusCode::OK, html))
 }
 
-fn link_invalid(state: &AppState, wants_html: bool) -> Result<Response<Body>, ApiError> {
+fn link_invalid(
+    state: &AppState,
+    headers: &HeaderMap,
+    wants_html: bool,
+) -> Result<Response<Body>, ApiError> {
     if !wants_html {
         return Err(ApiError::LinkInvalid);
     }
+    let locale = locale::negotiate(&state.templates, headers);
     let html = state
         .templates
-        .render_page(Page::LinkInvalid, &json!({}))
+        .render_page(locale, Page::LinkInvalid, &json!({}))
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(html_response(StatusCode::GONE, html))
 }

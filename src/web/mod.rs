@@ -1,8 +1,9 @@
 //! The HTTP API: a thin hyper router that validates, records and enqueues.
 //!
 //! Inside `web` the router (`routes`) sits above the handlers (`signup`,
-//! `resend`, `activation`), which sit above what they share (`context`,
-//! `request`, `response`); a handler never imports the router
+//! `resend`, `activation`, `admin`, `dev_mail`), which sit above what they
+//! share (`context`, `locale`, `request`, `response`); a handler never
+//! imports the router
 //! or another handler. `tests/it/layers.rs` holds both rules.
 
 use std::{future::Future, net::IpAddr, sync::Arc};
@@ -13,13 +14,21 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::{
-    commands::Commands, config::Config, gauges, hashing::PasswordHasher, http_server,
-    keys::ActivationKeys, mail::Templates, rate_limit::RateLimiter,
+    commands::Commands,
+    config::Config,
+    gauges,
+    hashing::PasswordHasher,
+    http_server,
+    keys::ActivationKeys,
+    mail::{DevMailbox, Templates},
+    rate_limit::RateLimiter,
 };
 
 mod activation;
 mod admin;
 mod context;
+mod dev_mail;
+mod locale;
 mod request;
 mod resend;
 pub mod response;
@@ -39,6 +48,8 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// What the metrics listener reads shared gauges from.
     pub gauges: gauges::Sources,
+    /// `porter dev` only: the emails its worker sent, served on `/dev/mail`.
+    pub dev_mailbox: Option<DevMailbox>,
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains.

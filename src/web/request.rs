@@ -26,21 +26,36 @@ pub async fn json_fields<const N: usize>(
     request: Request<Incoming>,
     expected: [&'static str; N],
 ) -> Result<[String; N], ApiError> {
+    let (required, []) = json_fields_and_optional(request, expected, []).await?;
+    Ok(required)
+}
+
+/// Like [`json_fields`], with `optional` string fields that may be absent
+/// (or `null`) as well.
+pub async fn json_fields_and_optional<const N: usize, const M: usize>(
+    request: Request<Incoming>,
+    expected: [&'static str; N],
+    optional: [&'static str; M],
+) -> Result<([String; N], [Option<String>; M]), ApiError> {
     if !is_json(request.headers()) {
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = read_body(request).await?;
     let mut errors = FieldErrors::new();
-    let values = string_fields(json_members(&body)?, expected, &mut errors);
-    for (name, value) in expected.iter().zip(&values) {
-        if value.is_none() {
+    let object = unique_members(json_members(&body)?, &mut errors);
+    report_unknown(&object, expected.iter().chain(&optional), &mut errors);
+    let optional_values = optional.map(|name| string_field(&object, name, &mut errors));
+    let values = expected.map(|name| {
+        string_field(&object, name, &mut errors).unwrap_or_else(|| {
             errors
-                .entry((*name).into())
-                .or_insert_with(|| vec!["is required".into()]);
-        }
-    }
+                .entry(name.into())
+                .or_default()
+                .push("is required".into());
+            String::new()
+        })
+    });
     if errors.is_empty() {
-        Ok(values.map(Option::unwrap_or_default))
+        Ok((values, optional_values))
     } else {
         Err(ApiError::Validation(errors))
     }
@@ -70,7 +85,9 @@ pub async fn optional_fields<const N: usize>(
         return Err(ApiError::UnsupportedMediaType);
     };
     let mut errors = FieldErrors::new();
-    let values = string_fields(members, expected, &mut errors);
+    let object = unique_members(members, &mut errors);
+    report_unknown(&object, expected.iter(), &mut errors);
+    let values = expected.map(|name| string_field(&object, name, &mut errors));
     if errors.is_empty() {
         Ok(values)
     } else {
@@ -89,13 +106,8 @@ fn json_members(body: &[u8]) -> Result<Vec<(String, Value)>, ApiError> {
     }
 }
 
-/// The `expected` string fields among `members`; what is wrong with the
-/// others (repeated, unknown, not a string) goes to `errors`.
-fn string_fields<const N: usize>(
-    members: Vec<(String, Value)>,
-    expected: [&'static str; N],
-    errors: &mut FieldErrors,
-) -> [Option<String>; N] {
+/// The members by name; one given more than once is reported.
+fn unique_members(members: Vec<(String, Value)>, errors: &mut FieldErrors) -> Map<String, Value> {
     let mut object = Map::new();
     for (name, value) in members {
         if object.contains_key(&name) {
@@ -107,24 +119,41 @@ fn string_fields<const N: usize>(
             object.insert(name, value);
         }
     }
-    let known: BTreeSet<&str> = expected.iter().copied().collect();
+    object
+}
+
+fn report_unknown<'a>(
+    object: &Map<String, Value>,
+    known: impl Iterator<Item = &'a &'static str>,
+    errors: &mut FieldErrors,
+) {
+    let known: BTreeSet<&str> = known.copied().collect();
     for name in object.keys().filter(|name| !known.contains(name.as_str())) {
         errors
             .entry(truncate(name))
             .or_default()
             .push("is not a known field".into());
     }
-    expected.map(|name| match object.get(name) {
+}
+
+/// A string field: absent or `null` is `None`; a mistyped one is reported
+/// and read as empty.
+fn string_field(
+    object: &Map<String, Value>,
+    name: &'static str,
+    errors: &mut FieldErrors,
+) -> Option<String> {
+    match object.get(name) {
         Some(Value::String(value)) => Some(value.clone()),
+        None | Some(Value::Null) => None,
         Some(_) => {
             errors
                 .entry(name.into())
                 .or_default()
                 .push("must be a string".into());
-            None
+            Some(String::new())
         }
-        None => None,
-    })
+    }
 }
 
 /// A JSON document's top level: an object's members in order, duplicates

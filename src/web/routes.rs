@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{
     AppState, activation, admin,
     context::RequestContext,
-    request, resend,
+    dev_mail, request, resend,
     response::{ApiError, Body, add_standard_headers, json_response, text_response},
     signup,
 };
@@ -107,9 +107,10 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
             ("sign_up", signup::sign_up(state, context, request).await)
         }
         (_, ["api", "users"]) => ("sign_up", Err(ApiError::MethodNotAllowed("POST"))),
-        (&Method::GET | &Method::HEAD, ["activate", key]) => {
-            ("activation_page", activation::page(state, key).await)
-        }
+        (&Method::GET | &Method::HEAD, ["activate", key]) => (
+            "activation_page",
+            activation::page(state, key, request.headers()).await,
+        ),
         (_, ["activate", _]) => (
             "activation_page",
             Err(ApiError::MethodNotAllowed("GET, HEAD")),
@@ -139,6 +140,11 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
         }
         (&Method::GET | &Method::HEAD, ["readyz"]) => ("readyz", readiness(state).await),
         (_, ["healthz" | "readyz"]) => ("health", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
+        // `porter dev` only: the state has a mailbox nowhere else.
+        (&Method::GET | &Method::HEAD, ["dev", "mail", rest @ ..]) => match &state.dev_mailbox {
+            Some(mailbox) => ("dev_mail", dev_mail::serve(mailbox, rest)),
+            None => ("not_found", Err(ApiError::NotFound)),
+        },
         _ => ("not_found", Err(ApiError::NotFound)),
     }
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::{
     AppState,
     context::RequestContext,
-    request,
+    locale, request,
     response::{ApiError, Body, FieldErrors, json_response},
 };
 use crate::{
@@ -43,8 +43,10 @@ pub async fn sign_up(
         .rate_limiter
         .admit(Budget::SignUpGlobal, state.config.limits.sign_up_global, "")
         .await?;
-    let [username, email, password] =
-        request::json_fields(request, ["username", "email", "password"]).await?;
+    let negotiated = locale::negotiate(&state.templates, request.headers()).clone();
+    let ([username, email, password], [requested_locale]) =
+        request::json_fields_and_optional(request, ["username", "email", "password"], ["locale"])
+            .await?;
     let mut errors = FieldErrors::new();
     let mut report =
         |field: &str, message: String| errors.entry(field.to_owned()).or_default().push(message);
@@ -57,7 +59,15 @@ pub async fn sign_up(
     let password = Password::parse(&password, username.as_ref())
         .map_err(|e| report("password", e.to_string()))
         .ok();
-    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+    let locale = match requested_locale {
+        Some(raw) => locale::requested(&state.templates, &raw)
+            .map_err(|e| report("locale", e))
+            .ok(),
+        None => Some(negotiated),
+    };
+    let (Some(username), Some(email), Some(password), Some(locale)) =
+        (username, email, password, locale)
+    else {
         return Err(ApiError::Validation(errors));
     };
 
@@ -66,7 +76,7 @@ pub async fn sign_up(
         username,
         email,
         password_hash,
-        locale: "en".into(),
+        locale: locale.to_string(),
     };
     context.commit_begins();
     match state

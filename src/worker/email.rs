@@ -41,9 +41,6 @@ use crate::{
     store::EventMetadata,
 };
 
-/// The product name shown in emails.
-const PRODUCT_NAME: &str = "Porter";
-
 /// The job as apalis hands it over: raw JSON, so a payload that does not
 /// decode is dead-lettered at once instead of being re-run by apalis.
 pub async fn handle(payload: Value, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
@@ -261,14 +258,19 @@ fn render(
         })
         .transpose()
         .map_err(AttemptError::permanent)?;
+    let ttl = state.keys.ttl();
+    let expires_at = chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|ttl| Utc::now().checked_add_signed(ttl))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let context = json!({
         "username": account.username,
-        "product_name": PRODUCT_NAME,
         "link": link.map(String::from),
-        "expires_in_minutes": state.keys.ttl().as_secs().div_ceil(60),
+        "expires_in": ttl.as_secs(),
+        "expires_at": expires_at.to_rfc3339(),
     });
-    state
-        .templates
-        .render_email(kind, &context)
+    let templates = &state.templates;
+    templates
+        .render_email(templates.locale_for(&account.locale), kind, &context)
         .map_err(AttemptError::permanent)
 }

@@ -24,7 +24,7 @@ use crate::{
     commands::Commands,
     config::Config,
     keys::ActivationKeys,
-    mail::{MailTransport, Mailer, Templates},
+    mail::{DevMailbox, MailTransport, Mailer, Templates},
     queue::{
         EmailQueue,
         backend::{email_queue_config, hand_back_inflight},
@@ -63,14 +63,21 @@ pub struct WorkerState {
 }
 
 impl WorkerState {
-    pub async fn connect(config: Config, pool: PgPool) -> anyhow::Result<Self> {
+    pub async fn connect(
+        config: Config,
+        pool: PgPool,
+        dev_mailbox: Option<DevMailbox>,
+    ) -> anyhow::Result<Self> {
         let redis = crate::connect_redis(&config.redis.url).await?;
         let namespace = &config.redis.namespace;
         let keys = ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl);
-        let templates = Templates::load().context("load email templates")?;
+        let templates = Templates::load(&config.templates).context("load templates")?;
         let transport = MailTransport::from_config(config.mail.smtp_url.expose())
             .context("set up the mail transport")?;
-        let mailer = Mailer::new(transport, config.mail.from.clone());
+        let mut mailer = Mailer::new(transport, config.mail.from.clone());
+        if let Some(mailbox) = dev_mailbox {
+            mailer = mailer.keeping_in(mailbox);
+        }
         let rate_limiter = RateLimiter::new(
             crate::connect_redis(&config.redis.rate_limit_url).await?,
             namespace,

@@ -128,7 +128,7 @@ async fn an_expired_key_answers_410() {
     app.sign_up(&new_user()).await;
     let mail = app.wait_for_mail(1).await.remove(0);
     assert!(
-        mail.text().contains("1 minute"),
+        mail.text().contains("expires in 1 second ("),
         "the email states the lifetime"
     );
     let key = mail.activation_key();

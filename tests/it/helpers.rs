@@ -340,8 +340,19 @@ impl TestApp {
     /// Starts `porter <role>` as a separate process with this app's
     /// configuration, for tests that kill or signal processes.
     pub fn spawn_process(&self, role: &str, port: u16) -> tokio::process::Child {
+        self.spawn_process_with(role, port, &[])
+    }
+
+    /// [`Self::spawn_process`] with some variables set otherwise.
+    pub fn spawn_process_with(
+        &self,
+        role: &str,
+        port: u16,
+        overrides: &[(&str, String)],
+    ) -> tokio::process::Child {
         self.porter(&[role])
             .env("PORT", port.to_string())
+            .envs(overrides.iter().map(|(name, value)| (*name, value)))
             .kill_on_drop(true)
             .spawn()
             .expect("start a porter process")

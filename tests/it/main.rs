@@ -4,12 +4,15 @@
 mod activation;
 mod admin;
 mod bad_input;
+mod browser;
 mod concurrency;
 mod delivery;
+mod dev_mail;
 mod edge;
 mod faults;
 mod helpers;
 mod layers;
+mod locales;
 mod openapi;
 mod operators;
 mod ordering;
