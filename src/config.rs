@@ -143,7 +143,7 @@ pub struct Http2Limits {
     /// Concurrent streams per connection.
     pub max_streams: u32,
     /// A PING goes out after this long without frames; no answer within
-    /// the same time closes the connection.
+    /// 20 s closes the connection.
     pub keep_alive_interval: Duration,
     /// After this long the connection is told to go away (GOAWAY) and
     /// drains, so a client cannot hold one connection for ever.

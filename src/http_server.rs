@@ -54,6 +54,8 @@ pub type Body = Full<Bytes>;
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// A client must send its request headers within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// An HTTP/2 keep-alive ping not answered within this closes the connection.
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest request head (line and headers) read; more is `431`.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
@@ -174,7 +176,7 @@ impl Builders {
             .timer(TokioTimer::new())
             .max_concurrent_streams(http2.max_streams)
             .keep_alive_interval(http2.keep_alive_interval)
-            .keep_alive_timeout(http2.keep_alive_interval)
+            .keep_alive_timeout(HTTP2_PING_TIMEOUT)
             .max_header_list_size(MAX_HEAD_BYTES as u32);
         Self::Auto(builder)
     }
