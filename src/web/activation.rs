@@ -140,6 +140,7 @@ pub async fn activate(
         password_confirmed,
     };
     let locale = link.locale(state);
+    context.commit_begins();
     let executed = match state
         .commands
         .execute_on(link.account, command, &context.event_metadata())
@@ -220,6 +221,7 @@ pub async fn cancel(
         return refuse_unusable_link(state, context, &headers, wants_html).await;
     };
     let locale = link.locale(state);
+    context.commit_begins();
     let command = AccountCommand::Cancel {
         request_id: link.grant.request_id,
         at: Utc::now(),

@@ -66,7 +66,7 @@ pub async fn handle(
                 "unblock" => "admin_unblock",
                 _ => return ("not_found", Err(ApiError::NotFound)),
             };
-            (route, act(state, &metadata, id, action, request).await)
+            (route, act(state, context, &metadata, id, action, request).await)
         }
         (
             _,
@@ -251,6 +251,7 @@ async fn history(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiEr
 
 async fn act(
     state: &AppState,
+    context: &RequestContext,
     metadata: &EventMetadata,
     raw_id: &str,
     action: &str,
@@ -268,10 +269,12 @@ async fn act(
                     format!("must be 1 to {MAX_REASON_CHARS} characters"),
                 ));
             }
+            context.commit_begins();
             admin::block(commands, id, reason.to_owned(), metadata).await?
         }
         other => {
             let [] = request::optional_fields(request, []).await?;
+            context.commit_begins();
             match other {
                 "resend-activation" => {
                     admin::resend_activation(commands, id, metadata).await?;

@@ -52,6 +52,7 @@ pub async fn resend(
         let command = AccountCommand::RequestActivation {
             request_id: Uuid::now_v7(),
         };
+        context.commit_begins();
         state
             .commands
             .execute(account_id, command, &context.event_metadata())
