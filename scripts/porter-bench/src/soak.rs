@@ -312,14 +312,20 @@ impl SoakReport {
         }
         let web: Vec<f64> = self.memory.iter().map(|m| m.web).collect();
         let worker: Vec<f64> = self.memory.iter().map(|m| m.worker).collect();
-        let _ = writeln!(
-            out,
-            "\nslope per minute (least squares over minutes 2..{minutes}, the first warms up): \
-             web RSS {:+.2} MiB, worker RSS {:+.2} MiB, sign-up p99 {:+.1} ms",
-            slope(web.get(1..).unwrap_or_default()),
-            slope(worker.get(1..).unwrap_or_default()),
-            slope(p99_sign_up.get(1..).unwrap_or_default()),
-        );
+        out.push('\n');
+        // Over all minutes but the first (warm-up), and over the second half
+        // alone: allocators and pools settle early, a leak keeps growing.
+        for from in [1, minutes / 2] {
+            let _ = writeln!(
+                out,
+                "slope per minute, least squares over minutes {}..{minutes}: \
+                 web RSS {:+.2} MiB, worker RSS {:+.2} MiB, sign-up p99 {:+.1} ms",
+                from + 1,
+                slope(web.get(from..).unwrap_or_default()),
+                slope(worker.get(from..).unwrap_or_default()),
+                slope(p99_sign_up.get(from..).unwrap_or_default()),
+            );
+        }
         out
     }
 }
