@@ -16,13 +16,13 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    commands::{CommandError, Commands},
+    commands::{self, CommandError, Commands},
     domain::{
         Account, AccountCommand, AccountEvent, AccountStatus, DomainError, EmailAddress, Username,
         account::apply,
     },
     projection::accounts::{self, ListedAccount},
-    store::{self, ClaimKind, EventMetadata, account_stream},
+    store::{self, ClaimKind, EventMetadata},
 };
 
 /// Most accounts one listing page holds.
@@ -149,7 +149,7 @@ async fn find_by_claim(
 pub async fn details(pool: &PgPool, id: Uuid) -> Result<AccountDetails, AdminError> {
     let mut state: Option<Account> = None;
     let mut view: Option<AccountDetails> = None;
-    for (recorded, event) in decoded_stream(pool, id).await? {
+    for (recorded, event) in commands::decoded_stream(pool, id).await? {
         state = apply(state, &event, recorded.version);
         view = fold_details(view, &event, recorded.recorded_at);
         if let (Some(view), Some(state)) = (view.as_mut(), state.as_ref()) {
@@ -231,7 +231,7 @@ fn fold_details(
 
 /// The history of account `id`, oldest first.
 pub async fn history(pool: &PgPool, id: Uuid) -> Result<Vec<HistoryEntry>, AdminError> {
-    let events = decoded_stream(pool, id).await?;
+    let events = commands::decoded_stream(pool, id).await?;
     if events.is_empty() {
         return Err(AdminError::NotFound);
     }
@@ -246,27 +246,6 @@ pub async fn history(pool: &PgPool, id: Uuid) -> Result<Vec<HistoryEntry>, Admin
                 data: event.public_payload().map_err(CommandError::from)?,
                 metadata: recorded.metadata,
             })
-        })
-        .collect()
-}
-
-async fn decoded_stream(
-    pool: &PgPool,
-    id: Uuid,
-) -> Result<Vec<(store::RecordedEvent, AccountEvent)>, AdminError> {
-    let stream_id = account_stream(id);
-    store::load_stream(pool, &stream_id)
-        .await?
-        .into_iter()
-        .map(|recorded| {
-            let event = recorded
-                .decode()
-                .map_err(|source| CommandError::Undecodable {
-                    stream_id: stream_id.clone(),
-                    position: recorded.position,
-                    source,
-                })?;
-            Ok((recorded, event))
         })
         .collect()
 }

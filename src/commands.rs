@@ -27,7 +27,10 @@ use crate::{
         EmailAddress, EncodeError, PasswordHash, Registration, Username, account::apply, decide,
     },
     queue::EmailQueue,
-    store::{self, Append, AppendError, Claim, ClaimKind, EventMetadata, NewEvent, account_stream},
+    store::{
+        self, Append, AppendError, Claim, ClaimKind, EventMetadata, NewEvent, RecordedEvent,
+        account_stream,
+    },
 };
 
 /// How many times a command is re-decided after losing a race before giving
@@ -373,19 +376,36 @@ async fn load_in<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     account_id: Uuid,
 ) -> Result<Option<Account>, CommandError> {
+    Ok(decoded_stream(executor, account_id)
+        .await?
+        .iter()
+        .fold(None, |state, (recorded, event)| {
+            apply(state, event, recorded.version)
+        }))
+}
+
+/// Every event of one account's stream, as recorded and decoded (upcast to
+/// its current shape); an event that does not decode is an error, never a
+/// skip.
+pub async fn decoded_stream<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    account_id: Uuid,
+) -> Result<Vec<(RecordedEvent, AccountEvent)>, CommandError> {
     let stream_id = account_stream(account_id);
-    let mut state = None;
-    for recorded in store::load_stream(executor, &stream_id).await? {
-        let event = recorded
-            .decode()
-            .map_err(|source| CommandError::Undecodable {
-                stream_id: stream_id.clone(),
-                position: recorded.position,
-                source,
-            })?;
-        state = apply(state, &event, recorded.version);
-    }
-    Ok(state)
+    store::load_stream(executor, &stream_id)
+        .await?
+        .into_iter()
+        .map(|recorded| {
+            let event = recorded
+                .decode()
+                .map_err(|source| CommandError::Undecodable {
+                    stream_id: stream_id.clone(),
+                    position: recorded.position,
+                    source,
+                })?;
+            Ok((recorded, event))
+        })
+        .collect()
 }
 
 /// Losers of a race retry at random moments, so they do not all collide
