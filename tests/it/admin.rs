@@ -268,7 +268,12 @@ async fn actions_apply_once_record_their_actor_and_conflict_otherwise() {
     let id = app.registered(&new_user(), &key).await;
     app.wait_for_mail(1).await;
 
-    // Resend: one more email, through the usual rules.
+    // Resend: one more email, through the usual rules (once the first is
+    // recorded; until then a resend merges into it).
+    eventually("the first email to be recorded", || async {
+        (app.count_events("ActivationEmailSent").await == 1).then_some(())
+    })
+    .await;
     let resent = app
         .admin_post(&format!("accounts/{id}/resend-activation"), &key, None)
         .await;
