@@ -56,6 +56,8 @@ pub struct MailConfig {
     pub public_base_url: Url,
     /// How long an emailed activation key works.
     pub activation_ttl: Duration,
+    /// How long an emailed password reset key works.
+    pub reset_ttl: Duration,
     /// At least this long between two emails to one address.
     pub min_interval: Duration,
     pub retry: RetryPolicy,
@@ -69,6 +71,16 @@ pub struct WebConfig {
     /// CIDR ranges.
     pub trusted_proxies: Vec<IpRange>,
     pub hashing: HashingConfig,
+    pub sessions: SessionConfig,
+}
+
+/// `SESSION_TTL`, `SESSION_IDLE`: a session ends at the first of the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Longest life of a session from sign-in, however busy.
+    pub ttl: Duration,
+    /// A session unused this long ends.
+    pub idle: Duration,
 }
 
 /// Argon2id on bounded threads.
@@ -226,6 +238,11 @@ pub struct RateLimits {
     pub resend_per_ip: Limit,
     pub resend_per_email: Limit,
     pub failed_activation_per_ip: Limit,
+    /// Wrong passwords per account (per login when it names no account).
+    pub failed_sign_in_per_account: Limit,
+    pub failed_sign_in_per_ip: Limit,
+    pub reset_per_ip: Limit,
+    pub reset_per_email: Limit,
 }
 
 /// How the worker retries a transient email failure: capped exponential
@@ -304,6 +321,9 @@ impl MailConfig {
             activation_ttl: env
                 .optional("ACTIVATION_TTL", parse_duration)?
                 .unwrap_or(Duration::from_secs(15 * 60)),
+            reset_ttl: env
+                .optional("RESET_TTL", parse_duration)?
+                .unwrap_or(Duration::from_secs(30 * 60)),
             min_interval: env
                 .optional("EMAIL_MIN_INTERVAL", parse_duration)?
                 .unwrap_or(Duration::from_secs(60)),
@@ -351,6 +371,14 @@ impl WebConfig {
                     .optional("HASH_MAX_WAIT", parse_duration)?
                     .unwrap_or(Duration::from_secs(1)),
             },
+            sessions: SessionConfig {
+                ttl: env
+                    .optional("SESSION_TTL", parse_duration)?
+                    .unwrap_or(Duration::from_secs(7 * 24 * 3600)),
+                idle: env
+                    .optional("SESSION_IDLE", parse_duration)?
+                    .unwrap_or(Duration::from_secs(24 * 3600)),
+            },
         })
     }
 }
@@ -384,6 +412,18 @@ impl RateLimits {
             failed_activation_per_ip: env
                 .optional("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", parse_limit)?
                 .unwrap_or(Limit::per(10, 60)),
+            failed_sign_in_per_account: env
+                .optional("RATE_LIMIT_FAILED_SIGN_IN_PER_ACCOUNT", parse_limit)?
+                .unwrap_or(Limit::per(10, 900)),
+            failed_sign_in_per_ip: env
+                .optional("RATE_LIMIT_FAILED_SIGN_IN_PER_IP", parse_limit)?
+                .unwrap_or(Limit::per(100, 900)),
+            reset_per_ip: env
+                .optional("RATE_LIMIT_RESET_PER_IP", parse_limit)?
+                .unwrap_or(Limit::per(30, 300)),
+            reset_per_email: env
+                .optional("RATE_LIMIT_RESET_PER_EMAIL", parse_limit)?
+                .unwrap_or(Limit::per(3, 3600)),
         })
     }
 }
@@ -500,8 +540,8 @@ fn parse_positive(raw: &str) -> Result<usize, String> {
     }
 }
 
-/// Accepts a number of seconds, optionally with an `ms`, `s`, `m` or `h`
-/// suffix.
+/// Accepts a number of seconds, optionally with an `ms`, `s`, `m`, `h` or
+/// `d` suffix.
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     let (digits, millis_per_unit) = if let Some(digits) = raw.strip_suffix("ms") {
         (digits, 1)
@@ -511,12 +551,14 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
         (digits, 60_000)
     } else if let Some(digits) = raw.strip_suffix('h') {
         (digits, 3_600_000)
+    } else if let Some(digits) = raw.strip_suffix('d') {
+        (digits, 86_400_000)
     } else {
         (raw, 1_000)
     };
     let count: u64 = digits
         .parse()
-        .map_err(|_| format!("{raw:?} is not a duration like 900, 900s, 15m, 1h or 250ms"))?;
+        .map_err(|_| format!("{raw:?} is not a duration like 900, 900s, 15m, 1h, 7d or 250ms"))?;
     match count.checked_mul(millis_per_unit) {
         Some(0) | None => Err("must be a positive duration".into()),
         Some(millis) => Ok(Duration::from_millis(millis)),
@@ -603,6 +645,9 @@ mod tests {
         let config = load(&complete()).expect("complete configuration loads");
         assert_eq!(config.web.port, 8080);
         assert_eq!(config.mail.activation_ttl, Duration::from_secs(900));
+        assert_eq!(config.mail.reset_ttl, Duration::from_secs(1800));
+        assert_eq!(config.web.sessions.ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.web.sessions.idle, Duration::from_secs(86_400));
         assert_eq!(config.redis.namespace, "porter");
         assert_eq!(
             config.mail.public_base_url.as_str(),
@@ -687,6 +732,7 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
     }
 
     #[test]

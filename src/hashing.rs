@@ -1,4 +1,11 @@
-//! Password hashing with Argon2id on dedicated threads, with a bounded queue.
+//! Password hashing and verification with Argon2id on dedicated threads,
+//! with a bounded queue.
+//!
+//! Sign-in verifies on the same threads and under the same limits as sign-up
+//! hashes, so a flood of sign-ins is shed with `503` like a flood of
+//! sign-ups. A sign-in for a login that names no account still costs one
+//! hash ([`PasswordHasher::verify`] with no stored hash), so its timing does
+//! not tell it from a wrong password.
 //!
 //! A hash costs about 20 ms of one core and 19 MiB of memory. Each of
 //! `HASH_CONCURRENCY` threads owns one Argon2 memory buffer and reuses it for
@@ -43,10 +50,35 @@ pub enum HashError {
     Failed(String),
 }
 
+/// What a hashing thread is asked to do.
+enum Work {
+    Hash(Password),
+    /// Check `password` against `stored`; `None` costs one hash and never
+    /// matches.
+    Verify {
+        password: Password,
+        stored: Option<PasswordHash>,
+    },
+}
+
+enum Done {
+    Hashed(PasswordHash),
+    Verified(Verification),
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    pub matches: bool,
+    /// The stored hash was made with other parameters than today's (or
+    /// another Argon2 variant): worth hashing again after a match.
+    pub outdated: bool,
+}
+
 struct Job {
-    password: Password,
+    work: Work,
     queued_at: Instant,
-    reply: oneshot::Sender<Result<PasswordHash, HashError>>,
+    reply: oneshot::Sender<Result<Done, HashError>>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +148,27 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, HashError> {
+        match self.run(Work::Hash(password)).await? {
+            Done::Hashed(hash) => Ok(hash),
+            Done::Verified(_) => Err(HashError::Failed("a hash job was verified".into())),
+        }
+    }
+
+    /// Checks `password` against `stored`. With no stored hash (the login
+    /// names no account) it hashes `password` anyway and reports no match,
+    /// so both cases cost one hash.
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<PasswordHash>,
+    ) -> Result<Verification, HashError> {
+        match self.run(Work::Verify { password, stored }).await? {
+            Done::Verified(verification) => Ok(verification),
+            Done::Hashed(_) => Err(HashError::Failed("a verify job was hashed".into())),
+        }
+    }
+
+    async fn run(&self, work: Work) -> Result<Done, HashError> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(HashError::Overloaded);
@@ -123,7 +176,7 @@ impl PasswordHasher {
         let _in_flight = InFlight(self.in_flight.clone());
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            password,
+            work,
             queued_at: Instant::now(),
             reply,
         };
@@ -164,11 +217,26 @@ fn hash_loop(
         let result = if job.queued_at.elapsed() > max_wait {
             Err(HashError::Overloaded)
         } else {
-            let hashed = hash_with(&params, &job.password, &mut memory);
-            if hashed.is_ok() {
+            let done = match &job.work {
+                Work::Hash(password) => hash_with(&params, password, &mut memory).map(Done::Hashed),
+                Work::Verify {
+                    password,
+                    stored: Some(stored),
+                } => verify_with(&params, password, stored, &mut memory).map(Done::Verified),
+                Work::Verify {
+                    password,
+                    stored: None,
+                } => hash_with(&params, password, &mut memory).map(|_| {
+                    Done::Verified(Verification {
+                        matches: false,
+                        outdated: false,
+                    })
+                }),
+            };
+            if done.is_ok() {
                 computed.fetch_add(1, Ordering::AcqRel);
             }
-            hashed
+            done
         };
         let _ = job.reply.send(result);
     }
@@ -197,20 +265,65 @@ fn hash_with(
     Ok(PasswordHash(phc.to_string()))
 }
 
+/// Checks `password` against the PHC string `stored`, with the parameters
+/// the string names. Hashes made with today's parameters reuse the thread's
+/// buffer; older ones (until they are rehashed) get a buffer of their own.
+fn verify_with(
+    current: &Params,
+    password: &Password,
+    stored: &PasswordHash,
+    memory: &mut [Block],
+) -> Result<Verification, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Failed(format!("stored hash: {e}"));
+    let phc = Phc::new(&stored.0).map_err(|e| failed(&e))?;
+    let algorithm = Algorithm::try_from(phc.algorithm.as_str()).map_err(|e| failed(&e))?;
+    let version = match phc.version {
+        Some(v) => Version::try_from(v).map_err(|e| failed(&e))?,
+        None => Version::V0x10,
+    };
+    let params = Params::try_from(&phc).map_err(|e| failed(&e))?;
+    let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+        return Err(failed(&"no salt or no hash"));
+    };
+    let mut output = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let mut own_memory;
+    let memory = if params.block_count() == memory.len() {
+        memory
+    } else {
+        own_memory = vec![Block::default(); params.block_count()];
+        &mut own_memory
+    };
+    argon2
+        .hash_password_into_with_memory(password.expose().as_bytes(), &salt, &mut output, memory)
+        .map_err(|e| failed(&e))?;
+    // `Output`'s equality is constant-time.
+    let matches = Output::new(&output).map_err(|e| failed(&e))? == expected;
+    let outdated = algorithm != Algorithm::Argon2id
+        || version != Version::V0x13
+        || params.m_cost() != current.m_cost()
+        || params.t_cost() != current.t_cost()
+        || params.p_cost() != current.p_cost();
+    Ok(Verification { matches, outdated })
+}
+
 #[cfg(test)]
 mod tests {
     use argon2::PasswordVerifier as _;
 
     use super::*;
 
-    fn hasher(threads: usize, queue_limit: usize) -> PasswordHasher {
-        PasswordHasher::new(HashingConfig {
+    fn config(threads: usize, queue_limit: usize) -> HashingConfig {
+        HashingConfig {
             concurrency: threads,
             queue_limit,
             argon2: Argon2Cost::OWASP_DEFAULT,
             max_wait: Duration::from_secs(60),
-        })
-        .expect("threads")
+        }
+    }
+
+    fn hasher(threads: usize, queue_limit: usize) -> PasswordHasher {
+        PasswordHasher::new(config(threads, queue_limit)).expect("threads")
     }
 
     #[tokio::test]
@@ -237,6 +350,69 @@ mod tests {
         );
         assert_eq!(hasher.queue_depth(), 0);
         assert_eq!(hasher.computed(), 1);
+    }
+
+    #[tokio::test]
+    async fn verification_matches_only_the_right_password_and_flags_older_parameters() {
+        let hasher = hasher(1, 4);
+        let parse = |raw: &str| Password::for_sign_in(raw).expect("not too long");
+        let hash = hasher
+            .hash(parse("correct horse battery staple"))
+            .await
+            .expect("hashes");
+        let right = hasher
+            .verify(parse("correct horse battery staple"), Some(hash.clone()))
+            .await
+            .expect("verifies");
+        assert_eq!(
+            right,
+            Verification {
+                matches: true,
+                outdated: false
+            }
+        );
+        let wrong = hasher
+            .verify(parse("wrong horse battery staple"), Some(hash))
+            .await
+            .expect("verifies");
+        assert!(!wrong.matches);
+
+        // A hash made with OWASP's m=9216, t=4 pair: still verifies, but is
+        // flagged for an upgrade.
+        let older = PasswordHasher::new(HashingConfig {
+            argon2: Argon2Cost {
+                memory_kib: 9216,
+                iterations: 4,
+            },
+            ..config(1, 1)
+        })
+        .expect("threads")
+        .hash(parse("correct horse battery staple"))
+        .await
+        .expect("hashes");
+        let upgraded = hasher
+            .verify(parse("correct horse battery staple"), Some(older))
+            .await
+            .expect("verifies");
+        assert_eq!(
+            upgraded,
+            Verification {
+                matches: true,
+                outdated: true
+            }
+        );
+
+        let before = hasher.computed();
+        let unknown = hasher
+            .verify(parse("correct horse battery staple"), None)
+            .await
+            .expect("costs a hash");
+        assert!(!unknown.matches);
+        assert_eq!(
+            hasher.computed(),
+            before + 1,
+            "an unknown login costs one hash"
+        );
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ops;
 pub mod projection;
 pub mod queue;
+pub mod sessions;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -26,7 +26,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::domain::AccountEvent;
+use crate::domain::{AccountEvent, events::PasswordChangeReason};
 
 /// The content type of [`encode_all`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -40,6 +40,11 @@ struct RequestLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
     permanent: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -63,6 +68,7 @@ pub struct Metrics {
     activations: Counter,
     emails_sent: Counter,
     emails_failed: Family<FailureLabels, Counter>,
+    password_changes: Family<ReasonLabels, Counter>,
     queue_depth: Family<QueueLabels, Gauge>,
     dead_letters: Gauge,
     live_workers: Gauge,
@@ -100,6 +106,12 @@ impl Metrics {
             "emails_failed",
             "Account emails given up (dead-lettered), by whether the failure was permanent",
             emails_failed.clone(),
+        );
+        let password_changes = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "password_changes",
+            "Passwords replaced, by reason (change, reset, rehash)",
+            password_changes.clone(),
         );
         let queue_depth = Family::<QueueLabels, Gauge>::default();
         registry.register(
@@ -144,6 +156,7 @@ impl Metrics {
             activations,
             emails_sent,
             emails_failed,
+            password_changes,
             queue_depth,
             dead_letters,
             live_workers,
@@ -195,9 +208,20 @@ pub fn record_events(events: &[AccountEvent]) {
             }
             // Retries are appended by `porter deliveries retry`, a process
             // nobody scrapes; the dead-letter gauge shows their effect.
+            AccountEvent::PasswordChanged(changed) => {
+                let reason = match changed.reason {
+                    PasswordChangeReason::Change => "change",
+                    PasswordChangeReason::Reset => "reset",
+                    PasswordChangeReason::Rehash => "rehash",
+                };
+                m.password_changes
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc();
+            }
             AccountEvent::ActivationRequested(_)
             | AccountEvent::SignUpAttemptedForExistingEmail(_)
-            | AccountEvent::EmailRetryRequested(_) => {}
+            | AccountEvent::EmailRetryRequested(_)
+            | AccountEvent::PasswordResetRequested(_) => {}
         }
     }
 }

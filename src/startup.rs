@@ -14,9 +14,10 @@ use crate::{
     config::{Config, DatabaseConfig, SecretUrl},
     gauges,
     hashing::PasswordHasher,
-    keys::ActivationKeys,
+    keys::{KeyPurpose, LinkKeys},
     mail::Templates,
     queue::EmailQueue,
+    sessions::Sessions,
     web::{self, AppState, RateLimiter},
     worker::{self, WorkerState},
 };
@@ -64,13 +65,23 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState> {
     let redis = connect_redis(&config.redis.url).await?;
     let namespace = &config.redis.namespace;
+    let email_queue = EmailQueue::new(redis.clone(), namespace);
     Ok(AppState {
-        commands: Commands::new(
-            pool.clone(),
-            EmailQueue::new(redis.clone(), namespace),
-            config.mail.min_interval,
+        commands: Commands::new(pool.clone(), email_queue.clone(), config.mail.min_interval),
+        email_queue,
+        keys: LinkKeys::new(
+            redis.clone(),
+            namespace,
+            KeyPurpose::Activation,
+            config.mail.activation_ttl,
         ),
-        keys: ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl),
+        reset_keys: LinkKeys::new(
+            redis.clone(),
+            namespace,
+            KeyPurpose::PasswordReset,
+            config.mail.reset_ttl,
+        ),
+        sessions: Sessions::new(redis.clone(), namespace, config.web.sessions),
         templates: Templates::load().context("load templates")?,
         rate_limiter: RateLimiter::new(redis.clone(), namespace),
         hasher: PasswordHasher::new(config.web.hashing)

@@ -13,7 +13,7 @@ mod username;
 
 pub use account::{
     Account, AccountCommand, AccountStatus, DomainError, EmailPlan, Registration, RetryNotNeeded,
-    RetryPlan, decide,
+    RetryPlan, SignInRefused, decide,
 };
 pub use activation_key::{ActivationKey, ActivationKeyError};
 pub use email::{EmailAddress, EmailError};

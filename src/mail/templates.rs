@@ -35,9 +35,14 @@ const HTML_TEMPLATES: &[(&str, &str)] = &[
     template!("layouts/page", ".html.hbs"),
     template!("activation/body", ".html.hbs"),
     template!("already-registered/body", ".html.hbs"),
+    template!("password-reset/body", ".html.hbs"),
+    template!("password-changed/body", ".html.hbs"),
     template!("pages/activate", ".html.hbs"),
     template!("pages/activated", ".html.hbs"),
     template!("pages/link-invalid", ".html.hbs"),
+    template!("pages/reset-password", ".html.hbs"),
+    template!("pages/password-reset", ".html.hbs"),
+    template!("pages/reset-link-invalid", ".html.hbs"),
 ];
 
 /// Rendered without escaping: subjects and text/plain parts.
@@ -46,6 +51,10 @@ const TEXT_TEMPLATES: &[(&str, &str)] = &[
     template!("activation/body", ".txt.hbs"),
     template!("already-registered/subject", ".hbs"),
     template!("already-registered/body", ".txt.hbs"),
+    template!("password-reset/subject", ".hbs"),
+    template!("password-reset/body", ".txt.hbs"),
+    template!("password-changed/subject", ".hbs"),
+    template!("password-changed/body", ".txt.hbs"),
 ];
 
 /// A template failed to compile or to render.
@@ -71,6 +80,11 @@ pub enum EmailKind {
     /// `templates/already-registered/`: context `username`, `product_name`
     /// and optional `link` (present while the account is still pending).
     AlreadyRegistered,
+    /// `templates/password-reset/`: context `username`, `link`,
+    /// `expires_in_minutes`, `product_name`.
+    PasswordReset,
+    /// `templates/password-changed/`: context `username`, `product_name`.
+    PasswordChanged,
 }
 
 impl EmailKind {
@@ -79,6 +93,8 @@ impl EmailKind {
         match self {
             Self::Activation => ("activation/subject", "activation/body"),
             Self::AlreadyRegistered => ("already-registered/subject", "already-registered/body"),
+            Self::PasswordReset => ("password-reset/subject", "password-reset/body"),
+            Self::PasswordChanged => ("password-changed/subject", "password-changed/body"),
         }
     }
 }
@@ -93,6 +109,14 @@ pub enum Page {
     Activated,
     /// No context fields: the uniform page for an unusable link (410).
     LinkInvalid,
+    /// Context `key` and optional `error` (what is wrong with the password
+    /// tried): a form that posts a new password to
+    /// `/api/password-reset/{key}`; rendering it changes nothing.
+    ResetPassword,
+    /// No context fields: the password was set.
+    PasswordReset,
+    /// No context fields: the uniform page for an unusable reset link (410).
+    ResetLinkInvalid,
 }
 
 impl Page {
@@ -101,6 +125,9 @@ impl Page {
             Self::Activate => "pages/activate",
             Self::Activated => "pages/activated",
             Self::LinkInvalid => "pages/link-invalid",
+            Self::ResetPassword => "pages/reset-password",
+            Self::PasswordReset => "pages/password-reset",
+            Self::ResetLinkInvalid => "pages/reset-link-invalid",
         }
     }
 }

@@ -74,6 +74,49 @@ fn pages() {
         page(Page::Activated, json!({ "already_active": true }))
     );
     insta::assert_snapshot!("page_link_invalid", page(Page::LinkInvalid, json!({})));
+    insta::assert_snapshot!(
+        "page_reset_password",
+        page(
+            Page::ResetPassword,
+            json!({ "key": "Zx81kQp0aB3cD4eF5gH6" })
+        )
+    );
+    insta::assert_snapshot!(
+        "page_reset_password_error",
+        page(
+            Page::ResetPassword,
+            json!({ "key": "Zx81kQp0aB3cD4eF5gH6", "error": "must be at least 12 characters long" })
+        )
+    );
+    insta::assert_snapshot!("page_password_reset", page(Page::PasswordReset, json!({})));
+    insta::assert_snapshot!(
+        "page_reset_link_invalid",
+        page(Page::ResetLinkInvalid, json!({}))
+    );
+}
+
+#[test]
+fn password_reset_email() {
+    let ctx = json!({
+        "username": "alice",
+        "link": "https://porter.example.com/reset-password/Zx81kQp0aB3cD4eF5gH6",
+        "expires_in_minutes": 30,
+        "product_name": "Porter",
+    });
+    let email = render(EmailKind::PasswordReset, &ctx);
+    insta::assert_snapshot!("password_reset_subject", email.subject);
+    insta::assert_snapshot!("password_reset_text", email.text);
+    insta::assert_snapshot!("password_reset_html", email.html);
+}
+
+#[test]
+fn password_changed_email() {
+    let ctx = json!({ "username": "alice", "product_name": "Porter", "link": null });
+    let email = render(EmailKind::PasswordChanged, &ctx);
+    insta::assert_snapshot!("password_changed_subject", email.subject);
+    insta::assert_snapshot!("password_changed_text", email.text);
+    insta::assert_snapshot!("password_changed_html", email.html);
+    assert!(!email.html.contains("href"), "no link in the notice");
 }
 
 #[test]
@@ -83,6 +126,9 @@ fn pages_have_no_scripts_or_external_assets() {
         t.render_page(Page::Activate, &json!({ "key": "k" })),
         t.render_page(Page::Activated, &json!({ "already_active": false })),
         t.render_page(Page::LinkInvalid, &json!({})),
+        t.render_page(Page::ResetPassword, &json!({ "key": "k" })),
+        t.render_page(Page::PasswordReset, &json!({})),
+        t.render_page(Page::ResetLinkInvalid, &json!({})),
     ];
     for html in pages {
         let html = html.expect("renders");

@@ -85,7 +85,9 @@ pub fn fold(
         | AccountEvent::ActivationRequested(_)
         | AccountEvent::ActivationEmailFailed(_)
         | AccountEvent::SignUpAttemptedForExistingEmail(_)
-        | AccountEvent::EmailRetryRequested(_) => {}
+        | AccountEvent::EmailRetryRequested(_)
+        | AccountEvent::PasswordResetRequested(_)
+        | AccountEvent::PasswordChanged(_) => {}
     }
     Some(row)
 }

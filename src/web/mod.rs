@@ -13,8 +13,8 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::{
-    commands::Commands, config::Config, hashing::PasswordHasher, http_server, keys::ActivationKeys,
-    mail::Templates,
+    commands::Commands, config::Config, hashing::PasswordHasher, http_server, keys::LinkKeys,
+    mail::Templates, queue::EmailQueue, sessions::Sessions,
 };
 
 mod activation;
@@ -35,7 +35,13 @@ pub struct AppState {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub commands: Commands,
-    pub keys: ActivationKeys,
+    /// Activation keys.
+    pub keys: LinkKeys,
+    /// Password reset keys.
+    pub reset_keys: LinkKeys,
+    pub sessions: Sessions,
+    /// For address requests, which the web process pushes without a command.
+    pub email_queue: EmailQueue,
     pub templates: Templates,
     pub hasher: PasswordHasher,
     pub rate_limiter: RateLimiter,

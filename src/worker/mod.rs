@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     commands::Commands,
     config::Config,
-    keys::ActivationKeys,
+    keys::{KeyPurpose, LinkKeys},
     mail::{MailTransport, Mailer, Templates},
     queue::{
         EmailQueue,
@@ -35,6 +35,7 @@ mod housekeeping;
 pub mod metrics;
 mod projector;
 mod relay;
+mod requests;
 mod retry;
 
 /// How often an idle worker looks for new jobs pushed by another process.
@@ -50,7 +51,10 @@ pub struct WorkerState {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub commands: Commands,
-    pub keys: ActivationKeys,
+    /// Activation keys.
+    pub keys: LinkKeys,
+    /// Password reset keys.
+    pub reset_keys: LinkKeys,
     pub templates: Templates,
     pub mailer: Mailer,
     /// Cancelled on SIGTERM; a job waiting to retry hands itself back.
@@ -65,7 +69,18 @@ impl WorkerState {
     ) -> anyhow::Result<Self> {
         let redis = crate::connect_redis(&config.redis.url).await?;
         let namespace = &config.redis.namespace;
-        let keys = ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl);
+        let keys = LinkKeys::new(
+            redis.clone(),
+            namespace,
+            KeyPurpose::Activation,
+            config.mail.activation_ttl,
+        );
+        let reset_keys = LinkKeys::new(
+            redis.clone(),
+            namespace,
+            KeyPurpose::PasswordReset,
+            config.mail.reset_ttl,
+        );
         let templates = Templates::load().context("load email templates")?;
         let transport = MailTransport::from_config(config.mail.smtp_url.expose())
             .context("set up the mail transport")?;
@@ -81,6 +96,7 @@ impl WorkerState {
             redis,
             commands,
             keys,
+            reset_keys,
             templates,
             mailer,
             shutdown,

@@ -22,6 +22,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("queue", Layer::Service),
     ("keys", Layer::Service),
     ("hashing", Layer::Service),
+    ("sessions", Layer::Service),
     ("mail", Layer::Service),
     ("gauges", Layer::Service),
     ("http_server", Layer::Service),
