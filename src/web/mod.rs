@@ -1,7 +1,7 @@
 //! The HTTP API: a thin hyper router that validates, records and enqueues.
 //!
 //! Inside `web` the router (`routes`) sits above the handlers (`signup`,
-//! `resend`, `activation`), which sit above what they share (`context`,
+//! `resend`, `activation`, `sign_in`, `password_reset`), which sit above what they share (`context`,
 //! `request`, `response`, `rate_limit`); a handler never imports the router
 //! or another handler. `tests/it/layers.rs` holds both rules.
 
@@ -19,11 +19,13 @@ use crate::{
 
 mod activation;
 mod context;
+mod password_reset;
 mod rate_limit;
 mod request;
 mod resend;
 pub mod response;
 mod routes;
+mod sign_in;
 mod signup;
 
 pub use rate_limit::RateLimiter;

@@ -40,7 +40,14 @@ pub enum Budget {
     SignUpPerIp,
     ResendPerIp,
     ResendPerEmail,
+    /// Failed uses of an emailed link (activation or password reset).
     FailedActivationPerIp,
+    /// Wrong passwords at sign-in or password change, per account (per
+    /// login when it names no account).
+    FailedSignInPerAccount,
+    FailedSignInPerIp,
+    ResetPerIp,
+    ResetPerEmail,
 }
 
 impl Budget {
@@ -50,6 +57,10 @@ impl Budget {
             Self::ResendPerIp => "resend-ip",
             Self::ResendPerEmail => "resend-email",
             Self::FailedActivationPerIp => "failed-activation-ip",
+            Self::FailedSignInPerAccount => "failed-sign-in-account",
+            Self::FailedSignInPerIp => "failed-sign-in-ip",
+            Self::ResetPerIp => "reset-ip",
+            Self::ResetPerEmail => "reset-email",
         }
     }
 }

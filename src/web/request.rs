@@ -28,15 +28,63 @@ pub async fn json_fields<const N: usize>(
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = read_body(request).await?;
-    let object: Map<String, Value> = match serde_json::from_slice(&body) {
-        Ok(Value::Object(object)) => object,
-        Ok(_) => {
-            return Err(ApiError::MalformedJson(
-                "the body must be a JSON object".into(),
-            ));
-        }
-        Err(e) => return Err(ApiError::MalformedJson(describe_json_error(&e))),
+    fields_of(&json_object(&body)?, expected)
+}
+
+/// How a body that may be JSON or a form post was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
+    /// `application/x-www-form-urlencoded`, as an HTML form posts it.
+    Form,
+}
+
+/// Like [`json_fields`], also accepting the same fields as an HTML form post
+/// (for pages that work without scripts).
+pub async fn json_or_form_fields<const N: usize>(
+    request: Request<Incoming>,
+    expected: [&'static str; N],
+) -> Result<([String; N], BodyFormat), ApiError> {
+    let format = if is_json(request.headers()) {
+        BodyFormat::Json
+    } else if has_media_type(request.headers(), "application/x-www-form-urlencoded") {
+        BodyFormat::Form
+    } else {
+        return Err(ApiError::UnsupportedMediaType);
     };
+    let body = read_body(request).await?;
+    let object = match format {
+        BodyFormat::Json => json_object(&body)?,
+        BodyFormat::Form => url::form_urlencoded::parse(&body)
+            .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
+            .collect(),
+    };
+    Ok((fields_of(&object, expected)?, format))
+}
+
+/// The bearer token of an `Authorization` header, if there is one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ApiError::MalformedJson(
+            "the body must be a JSON object".into(),
+        )),
+        Err(e) => Err(ApiError::MalformedJson(describe_json_error(&e))),
+    }
+}
+
+/// Exactly the `expected` string fields of `object`, or what is wrong with
+/// each field.
+fn fields_of<const N: usize>(
+    object: &Map<String, Value>,
+    expected: [&'static str; N],
+) -> Result<[String; N], ApiError> {
     let mut errors = FieldErrors::new();
     let known: BTreeSet<&str> = expected.iter().copied().collect();
     for name in object.keys().filter(|name| !known.contains(name.as_str())) {
@@ -94,11 +142,15 @@ pub async fn read_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
+    has_media_type(headers, "application/json")
+}
+
+fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case(expected))
 }
 
 /// Whether the client prefers an HTML page (a browser form post) to JSON.

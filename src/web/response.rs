@@ -35,6 +35,14 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("activation link invalid")]
     LinkInvalid,
+    #[error("password reset link invalid")]
+    ResetLinkInvalid,
+    #[error("wrong login or password")]
+    InvalidCredentials,
+    #[error("the account is not active")]
+    AccountNotActive,
+    #[error("no valid session token")]
+    Unauthenticated,
     #[error("too busy")]
     Overloaded,
     #[error("rate limit exceeded")]
@@ -107,7 +115,9 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::LinkInvalid => StatusCode::GONE,
+            Self::LinkInvalid | Self::ResetLinkInvalid => StatusCode::GONE,
+            Self::InvalidCredentials | Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::AccountNotActive => StatusCode::FORBIDDEN,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -125,6 +135,10 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::LinkInvalid => "activation_link_invalid",
+            Self::ResetLinkInvalid => "reset_link_invalid",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::AccountNotActive => "account_not_active",
+            Self::Unauthenticated => "unauthenticated",
             Self::Overloaded => "overloaded",
             Self::RateLimited { .. } => "rate_limited",
             Self::UriTooLong => "uri_too_long",
@@ -151,6 +165,21 @@ impl ApiError {
                 "This activation link is invalid, expired or was replaced by a newer one. \
                  Ask for a new link with POST /api/activate-account/resend and your email address."
                     .into()
+            }
+            Self::ResetLinkInvalid => {
+                "This password reset link is invalid, expired, already used or was replaced by a \
+                 newer one. Ask for a new link with POST /api/password-reset and your email address."
+                    .into()
+            }
+            Self::InvalidCredentials => "The login or the password is wrong.".into(),
+            Self::AccountNotActive => {
+                "This account is not active yet: confirm your email address with the link we \
+                 sent. Ask for a new link with POST /api/activate-account/resend and your email \
+                 address."
+                    .into()
+            }
+            Self::Unauthenticated => {
+                "Sign in first, and send the token as `Authorization: Bearer <token>`.".into()
             }
             Self::Overloaded => "Porter is busy right now; try again shortly.".into(),
             Self::RateLimited { retry_after_secs } => {
@@ -187,6 +216,11 @@ impl ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if let Self::Unauthenticated = self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Self::MethodNotAllowed(allow) = self {
             response
                 .headers_mut()
@@ -210,6 +244,13 @@ pub fn html_response(status: StatusCode, html: String) -> Response<Body> {
             "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
         ),
     );
+    response
+}
+
+/// `204 No Content`.
+pub fn no_content() -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }
 

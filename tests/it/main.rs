@@ -15,3 +15,4 @@ mod queue;
 mod relay;
 mod security;
 mod services;
+mod sign_in;
