@@ -11,6 +11,7 @@ mod layers;
 mod openapi;
 mod operators;
 mod ordering;
+mod password_reset;
 mod queue;
 mod relay;
 mod security;
