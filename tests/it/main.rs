@@ -3,8 +3,10 @@
 
 mod activation;
 mod bad_input;
+mod browser;
 mod concurrency;
 mod delivery;
+mod emailed_pages;
 mod faults;
 mod helpers;
 mod layers;
