@@ -15,6 +15,10 @@ use crate::{
 
 /// Porter's performance targets (issue 6).
 pub const SIGN_UP_VS_ARGON2: f64 = 0.85;
+/// Issue 11: sign-in is bounded by the same hashing threads.
+pub const SIGN_IN_VS_ARGON2: f64 = 0.85;
+/// Issue 11: a session check is one Redis round trip.
+pub const ME_VS_REDIS_GET: f64 = 0.5;
 pub const EMAIL_P99_MS: f64 = 250.0;
 pub const ACTIVATION_VS_COMMITS: f64 = 0.5;
 pub const REPLAY_EVENTS_PER_SECOND: f64 = 100_000.0;
@@ -38,6 +42,8 @@ pub struct Report {
     pub overload: OverloadSummary,
     pub activation: Vec<LoadSummary>,
     pub activation_check: ActivationCheck,
+    pub sign_in: LoadSummary,
+    pub me: LoadSummary,
     pub memory: MemorySummary,
     pub replay: ReplayResult,
     pub cpu: Vec<PhaseCpu>,
@@ -59,6 +65,8 @@ pub struct Limits {
     pub argon2: Argon2Limit,
     pub postgres: Vec<CommitRate>,
     pub redis: RedisRate,
+    /// `GET` of a small key from 32 clients: what `GET /api/me` is held to.
+    pub redis_get: RedisRate,
 }
 
 impl Limits {
@@ -234,7 +242,28 @@ pub fn targets(report: &Report) -> Vec<Target> {
     let web = report.memory.web.peak_mib();
     let worker = report.memory.worker.peak_mib();
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let sign_in32 = report.sign_in.ok_per_second;
+    let me32 = report.me.ok_per_second;
+    let redis_get = report.limits.redis_get.round_trips_per_second;
     vec![
+        Target {
+            name: "sign-in @32 vs Argon2 limit",
+            measured: sign_in32,
+            unit: "sign-ins/s",
+            goal: format!("≥ {SIGN_IN_VS_ARGON2} × {}", per_second(argon2)),
+            vs_limit: Some(ratio(sign_in32, argon2)),
+            vs_target: ratio(ratio(sign_in32, argon2), SIGN_IN_VS_ARGON2),
+            met: sign_in32 >= SIGN_IN_VS_ARGON2 * argon2,
+        },
+        Target {
+            name: "GET /api/me @32 vs Redis GET @32",
+            measured: me32,
+            unit: "requests/s",
+            goal: format!("≥ {ME_VS_REDIS_GET} × {}", per_second(redis_get)),
+            vs_limit: Some(ratio(me32, redis_get)),
+            vs_target: ratio(ratio(me32, redis_get), ME_VS_REDIS_GET),
+            met: me32 >= ME_VS_REDIS_GET * redis_get,
+        },
         Target {
             name: "sign-up @32 vs Argon2 limit",
             measured: sign_up32,
@@ -349,6 +378,13 @@ pub fn table(report: &Report) -> String {
         String::new(),
         "",
     );
+    row(
+        format!("limit: Redis GET, {} clients", limits.redis_get.clients),
+        per_second(limits.redis_get.round_trips_per_second),
+        String::new(),
+        String::new(),
+        "",
+    );
     for summary in &report.sign_up {
         let t = (summary.concurrency == 32)
             .then(|| target("sign-up @32 vs Argon2 limit"))
@@ -388,6 +424,28 @@ pub fn table(report: &Report) -> String {
             t.map_or("", |t| verdict(t.met)),
         );
     }
+    let t = target("sign-in @32 vs Argon2 limit");
+    row(
+        "sign-in @32".into(),
+        report.sign_in.row(),
+        format!(
+            "{:.2}",
+            report.sign_in.ok_per_second / argon2.max(f64::EPSILON)
+        ),
+        t.map(|t| t.goal.clone()).unwrap_or_default(),
+        t.map_or("", |t| verdict(t.met)),
+    );
+    let t = target("GET /api/me @32 vs Redis GET @32");
+    row(
+        "GET /api/me @32".into(),
+        report.me.row(),
+        format!(
+            "{:.2}",
+            report.me.ok_per_second / limits.redis_get.round_trips_per_second.max(f64::EPSILON)
+        ),
+        t.map(|t| t.goal.clone()).unwrap_or_default(),
+        t.map_or("", |t| verdict(t.met)),
+    );
     let check = &report.activation_check;
     row(
         "activated accounts active".into(),
