@@ -272,3 +272,52 @@ async fn a_reset_request_while_redis_is_down_is_503_for_every_address_alike() {
     let key = reset_key(&app, &user, 2).await;
     assert_eq!(app.reset_password(&key, NEW_PASSWORD).await.status(), 200);
 }
+
+#[tokio::test]
+async fn logs_of_sign_in_and_reset_hold_no_password_token_key_or_link() {
+    // A current-thread runtime: the app's tasks run here and log here.
+    let (logs, _guard) = crate::helpers::CapturedLogs::install();
+    let app = spawn_app().await;
+    let user = app.active_user().await;
+    let login = text(&user, "username");
+    let token = app.token(&login, PASSWORD).await;
+    assert_eq!(app.me(&token).await.status(), 200);
+    assert_eq!(
+        app.sign_in(&login, "a wrong passphrase 99").await.status(),
+        401
+    );
+    let key = reset_key(&app, &user, 2).await;
+    assert_eq!(
+        app.get(&format!("/reset-password/{key}")).await.status(),
+        200
+    );
+    assert_eq!(app.reset_password(&key, NEW_PASSWORD).await.status(), 200);
+    assert_eq!(
+        app.change_password(
+            &app.token(&login, NEW_PASSWORD).await,
+            NEW_PASSWORD,
+            "another passphrase 77"
+        )
+        .await
+        .status(),
+        200
+    );
+    drop(app);
+
+    let text = logs.text();
+    assert!(text.contains("signed in") && text.contains("password reset"));
+    let token_hash = hex::encode(Sha256::digest(token.as_bytes()));
+    for secret in [
+        PASSWORD,
+        NEW_PASSWORD,
+        "another passphrase 77",
+        "a wrong passphrase 99",
+        token.as_str(),
+        token_hash.as_str(),
+        key.as_str(),
+        "/reset-password/",
+        "$argon2id$",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} appears in the logs");
+    }
+}
