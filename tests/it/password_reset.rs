@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     helpers::{PASSWORD, TestApp, TestOptions, TestResponse, new_user, spawn_app, spawn_app_with},
-    services::PrivateRedis,
+    services::{PrivatePostgres, PrivateRedis},
 };
 
 const NEW_PASSWORD: &str = "a brand new passphrase 42";
@@ -320,4 +320,44 @@ async fn logs_of_sign_in_and_reset_hold_no_password_token_key_or_link() {
     ] {
         assert!(!text.contains(secret), "{secret:?} appears in the logs");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_request_whose_lookup_kept_failing_is_dead_lettered_and_retried_by_an_operator() {
+    let postgres = PrivatePostgres::start().await;
+    let app = spawn_app_with(TestOptions {
+        postgres_url: Some(postgres.url()),
+        ..TestOptions::default()
+    })
+    .await;
+    let user = app.active_user().await;
+    postgres.halt();
+    // The web process never reads Postgres for it: still the usual answer.
+    assert_eq!(app.request_reset(&text(&user, "email")).await.status(), 202);
+    crate::helpers::eventually("the address request to be dead-lettered", || async {
+        (app.dead_letters().await == 1).then_some(())
+    })
+    .await;
+    postgres.resume().await;
+
+    let namespace = &app.config.redis.namespace;
+    let mut redis = app.redis.clone();
+    let dead = porter::queue::backend::dead_job_ids(&mut redis, namespace)
+        .await
+        .expect("dead letters");
+    assert!(dead[0].starts_with("address-request-"), "{dead:?}");
+    let listed = porter::ops::deliveries::overview(&app.pool, &mut redis, namespace, 10)
+        .await
+        .expect("listing");
+    assert!(listed.dead[0].job.address_request.is_some());
+    porter::ops::deliveries::retry(&app.web.commands, &mut redis, namespace, &dead[0])
+        .await
+        .expect("retried");
+    assert_eq!(app.dead_letters().await, 0);
+    let mail = app
+        .wait_for_mail_to(&text(&user, "email"), 2)
+        .await
+        .remove(1);
+    let key = mail.find_link_key("reset-password").expect("a reset link");
+    assert_eq!(app.reset_password(&key, NEW_PASSWORD).await.status(), 200);
 }
