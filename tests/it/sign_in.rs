@@ -372,3 +372,52 @@ async fn redis_holds_only_hashes_of_session_tokens() {
         "{everything}"
     );
 }
+
+#[tokio::test]
+async fn a_session_unused_for_its_idle_timeout_ends() {
+    let app = spawn_app_with(TestOptions::default().with("SESSION_IDLE", "1s")).await;
+    let user = app.active_user().await;
+    let token = app.token(&text(&user, "username"), PASSWORD).await;
+    assert_eq!(app.me(&token).await.status(), 200);
+    // Watch Redis, not the API: every use would push the timeout back.
+    let entry = format!(
+        "{}:session:{}",
+        app.config.redis.namespace,
+        hex::encode(Sha256::digest(token.as_bytes()))
+    );
+    crate::helpers::eventually("the idle session to expire", || async {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(&entry)
+            .query_async(&mut app.redis.clone())
+            .await
+            .ok()?;
+        (exists == 0).then_some(())
+    })
+    .await;
+    assert_eq!(app.me(&token).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_session_in_use_still_ends_at_its_absolute_expiry() {
+    let app = spawn_app_with(
+        TestOptions::default()
+            .with("SESSION_TTL", "2s")
+            .with("SESSION_IDLE", "1h"),
+    )
+    .await;
+    let user = app.active_user().await;
+    let session = app.sign_in(&text(&user, "username"), PASSWORD).await.json();
+    let token = session["token"].as_str().expect("token");
+    let expires_at: chrono::DateTime<Utc> = session["expires_at"]
+        .as_str()
+        .expect("expires_at")
+        .parse()
+        .expect("a timestamp");
+    assert!(expires_at - Utc::now() <= chrono::Duration::seconds(2));
+    assert_eq!(app.me(token).await.status(), 200);
+    crate::helpers::eventually("the session to reach its end", || async {
+        (app.me(token).await.status() == 401).then_some(())
+    })
+    .await;
+    assert!(Utc::now() >= expires_at - chrono::Duration::seconds(1));
+}
