@@ -282,6 +282,24 @@ impl Api {
         }
     }
 
+    /// Asks for a password reset of `email`.
+    pub async fn request_reset(&self, email: &str) -> Status {
+        match self
+            .client
+            .post(format!("{}/api/password-reset", self.base))
+            .json(&json!({ "email": email }))
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let code = response.status().as_u16();
+                let _ = response.bytes().await;
+                Status::Code(code)
+            }
+            Err(error) => Status::Transport(error.to_string()),
+        }
+    }
+
     /// Reads the signed-in account with `token`.
     pub async fn me(&self, token: &str) -> Status {
         match self

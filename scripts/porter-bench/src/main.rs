@@ -10,7 +10,9 @@
 //! concurrency 1, 8 and 32; sign-up → email at half the peak sign-up rate;
 //! overload at concurrency 256; activation at 8 and 32 with the keys from
 //! the captured emails; sign-in at 32 with the activated accounts and
-//! `GET /api/me` at 32 with their tokens; the processes' peak memory; and
+//! `GET /api/me` at 32 with their tokens; password reset requests for
+//! unknown, pending and active addresses, timed side by side; the
+//! processes' peak memory; and
 //! replay of a
 //! generated log into another fresh database. All traffic goes to
 //! 127.0.0.1, and every loop is bounded in count and time.
@@ -37,7 +39,7 @@ use crate::{
     replay::{ReplayResult, Replayer},
     report::{
         ActivationCheck, EmailSummary, LoadSummary, Machine, MemorySummary, OverloadSummary,
-        PhaseMemory, Report,
+        PhaseMemory, Report, ResetTiming,
     },
     stats::{Latency, millis},
 };
@@ -50,6 +52,10 @@ mod replay;
 mod report;
 mod stats;
 
+/// Password reset requests timed per class (unknown, pending, active).
+const RESET_SAMPLES: usize = 200;
+/// Addresses per class the reset requests cycle through.
+const RESET_ADDRESSES: usize = 5;
 /// Email jobs run at once in the worker (Porter's default).
 const WORKER_CONCURRENCY: usize = 16;
 /// Sign-ups at or above this latency during overload count as waiting too long:
@@ -278,6 +284,7 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     let (activation, activation_check) = porter.activation(&mut cpu).await?;
     let (sign_in, tokens) = porter.sign_in(&mut cpu).await?;
     let me = porter.me(&tokens, &mut cpu).await?;
+    let reset_timing = porter.reset_timing(&mut cpu).await?;
     let porter_env = porter.reported_env();
     let memory = porter.stop().await?;
     let replay = measure_replay(setup, &meter, &mut cpu).await?;
@@ -295,6 +302,7 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
         activation_check,
         sign_in,
         me,
+        reset_timing,
         memory,
         replay,
         cpu,
@@ -438,6 +446,8 @@ impl<'a> Porter<'a> {
                 // test suite covers those).
                 ("RATE_LIMIT_SIGN_UP_PER_IP", "100000000/1m".into()),
                 ("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", "100000000/1m".into()),
+                ("RATE_LIMIT_RESET_PER_IP", "100000000/1m".into()),
+                ("RATE_LIMIT_RESET_PER_EMAIL", "100000000/1m".into()),
             ]
             .map(|(name, value)| (name.to_owned(), value))
             .to_vec(),
@@ -716,7 +726,58 @@ impl<'a> Porter<'a> {
         Ok(summary)
     }
 
-    /// 9. Peak memory, then a graceful stop.
+    /// 9. Password reset requests for unknown, pending and active addresses.
+    ///
+    /// One at a time, cycling through five addresses of each class; the
+    /// answers must not tell the classes apart by their time either.
+    async fn reset_timing(&mut self, cpu: &mut Vec<PhaseCpu>) -> anyhow::Result<ResetTiming> {
+        let mut pending = Vec::new();
+        for _ in 0..RESET_ADDRESSES {
+            let sign_up = self.api.sign_up().await;
+            anyhow::ensure!(
+                sign_up.accepted(),
+                "sign-up for the reset phase: {:?}",
+                sign_up.status
+            );
+            pending.push(sign_up.email);
+        }
+        let active: Vec<String> = self.active.iter().take(RESET_ADDRESSES).cloned().collect();
+        anyhow::ensure!(active.len() == RESET_ADDRESSES, "too few active accounts");
+        say!("password reset requests: {RESET_SAMPLES} per class");
+        let phase = self.meter.start("reset requests");
+        let mut samples: [Vec<Duration>; 3] = Default::default();
+        let mut refused = 0;
+        for i in 0..RESET_SAMPLES {
+            for step in 0..3 {
+                // Rotate which class goes first, so none always follows another.
+                let class = (i + step) % 3;
+                let email = match class {
+                    0 => self.api.new_user().1,
+                    1 => pending[i % RESET_ADDRESSES].clone(),
+                    _ => active[i % RESET_ADDRESSES].clone(),
+                };
+                let sent = Instant::now();
+                let status = self.api.request_reset(&email).await;
+                samples[class].push(sent.elapsed());
+                if !status.is(202) {
+                    refused += 1;
+                }
+            }
+        }
+        cpu.push(phase.end(3 * RESET_SAMPLES));
+        self.sink.wait_for(&pending, WAIT_DEADLINE).await;
+        self.check_running()?;
+        Ok(ResetTiming::of(
+            [
+                ("unknown", &samples[0]),
+                ("pending", &samples[1]),
+                ("active", &samples[2]),
+            ],
+            refused,
+        ))
+    }
+
+    /// 10. Peak memory, then a graceful stop.
     async fn stop(self) -> anyhow::Result<MemorySummary> {
         let web_memory = self.web.memory()?;
         let worker_memory = self.worker.memory()?;
