@@ -21,7 +21,9 @@ use crate::{
         Account, AccountCommand, AccountEvent, AccountStatus, DomainError, EmailAddress, Username,
         account::apply,
     },
+    keys::LinkKeys,
     projection::accounts::{self, ListedAccount},
+    sessions::Sessions,
     store::{self, ClaimKind, EventMetadata},
 };
 
@@ -37,6 +39,9 @@ pub enum AdminError {
     Conflict { code: &'static str, message: String },
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// Redis could not be reached to end sessions or revoke keys.
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<sqlx::Error> for AdminError {
@@ -58,7 +63,8 @@ impl From<DomainError> for AdminError {
             DomainError::AddressOwnedElsewhere => "address_owned_elsewhere",
             DomainError::AlreadyExists
             | DomainError::UnknownRequest(_)
-            | DomainError::PasswordRequired => "not_applicable",
+            | DomainError::PasswordRequired
+            | DomainError::ResetLinkUnusable => "not_applicable",
         };
         Self::Conflict {
             code,
@@ -224,7 +230,9 @@ fn fold_details(
         AccountEvent::AccountRegistered(_)
         | AccountEvent::ActivationRequested(_)
         | AccountEvent::SignUpAttemptedForExistingEmail(_)
-        | AccountEvent::EmailRetryRequested(_) => {}
+        | AccountEvent::EmailRetryRequested(_)
+        | AccountEvent::PasswordResetRequested(_)
+        | AccountEvent::PasswordChanged(_) => {}
     }
     Some(view)
 }
@@ -334,9 +342,21 @@ pub async fn activate(
     .await
 }
 
-/// Blocks an active account. The caller revokes its sessions and keys.
+/// What blocking an account takes away besides sign-in: its sessions and
+/// its outstanding activation and reset keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    pub sessions: &'a Sessions,
+    pub activation_keys: &'a LinkKeys,
+    pub reset_keys: &'a LinkKeys,
+}
+
+/// Blocks an active account, then ends its sessions and revokes its keys.
+/// The block is recorded first: a revocation that fails (Redis away) is an
+/// error to retry, and the aggregate already refuses every sign-in.
 pub async fn block(
     commands: &Commands,
+    access: Access<'_>,
     id: Uuid,
     reason: String,
     metadata: &EventMetadata,
@@ -345,7 +365,25 @@ pub async fn block(
         reason,
         at: Utc::now(),
     };
-    act(commands, id, command, metadata).await
+    let details = act(commands, id, command, metadata).await?;
+    let unavailable = |error: redis::RedisError| AdminError::Unavailable(error.to_string());
+    let ended = access
+        .sessions
+        .revoke_all(id, None)
+        .await
+        .map_err(unavailable)?;
+    access
+        .activation_keys
+        .revoke_all(id)
+        .await
+        .map_err(unavailable)?;
+    access
+        .reset_keys
+        .revoke_all(id)
+        .await
+        .map_err(unavailable)?;
+    tracing::info!(account_id = %id, sessions_ended = ended, "account blocked");
+    Ok(details)
 }
 
 pub async fn unblock(

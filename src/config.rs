@@ -93,6 +93,8 @@ pub struct MailConfig {
     pub public_base_url: Url,
     /// How long an emailed activation key works.
     pub activation_ttl: Duration,
+    /// How long an emailed password reset key works.
+    pub reset_ttl: Duration,
     /// At least this long between two emails to one address.
     pub min_interval: Duration,
     /// At most this many emails to one address per window (sign-up
@@ -114,6 +116,16 @@ pub struct WebConfig {
     /// CIDR ranges.
     pub trusted_proxies: Vec<IpRange>,
     pub hashing: HashingConfig,
+    pub sessions: SessionConfig,
+}
+
+/// `SESSION_TTL`, `SESSION_IDLE`: a session ends at the first of the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Longest life of a session from sign-in, however busy.
+    pub ttl: Duration,
+    /// A session unused this long ends.
+    pub idle: Duration,
 }
 
 /// What one HTTP listener allows its clients.
@@ -332,6 +344,11 @@ pub struct RateLimits {
     pub failed_admin_auth_per_ip: Limit,
     /// IPv6 clients are budgeted by their network of this prefix length.
     pub ipv6_prefix: u8,
+    /// Wrong passwords per account (per login when it names no account).
+    pub failed_sign_in_per_account: Limit,
+    pub failed_sign_in_per_ip: Limit,
+    pub reset_per_ip: Limit,
+    pub reset_per_email: Limit,
 }
 
 /// How the worker retries a transient email failure: capped exponential
@@ -433,6 +450,9 @@ impl MailConfig {
             activation_ttl: env
                 .optional("ACTIVATION_TTL", parse_activation_ttl)?
                 .unwrap_or(Duration::from_secs(15 * 60)),
+            reset_ttl: env
+                .optional("RESET_TTL", parse_duration)?
+                .unwrap_or(Duration::from_secs(30 * 60)),
             min_interval: env
                 .optional("EMAIL_MIN_INTERVAL", parse_duration)?
                 .unwrap_or(Duration::from_secs(60)),
@@ -504,6 +524,14 @@ impl WebConfig {
                 )?,
                 max_wait: env.optional("HASH_MAX_WAIT", parse_duration)?,
             },
+            sessions: SessionConfig {
+                ttl: env
+                    .optional("SESSION_TTL", parse_duration)?
+                    .unwrap_or(Duration::from_secs(7 * 24 * 3600)),
+                idle: env
+                    .optional("SESSION_IDLE", parse_duration)?
+                    .unwrap_or(Duration::from_secs(24 * 3600)),
+            },
         })
     }
 }
@@ -557,6 +585,18 @@ impl RateLimits {
             ipv6_prefix: env
                 .optional("RATE_LIMIT_IPV6_PREFIX", parse_ipv6_prefix)?
                 .unwrap_or(64),
+            failed_sign_in_per_account: env
+                .optional("RATE_LIMIT_FAILED_SIGN_IN_PER_ACCOUNT", parse_limit)?
+                .unwrap_or(Limit::per(10, 900)),
+            failed_sign_in_per_ip: env
+                .optional("RATE_LIMIT_FAILED_SIGN_IN_PER_IP", parse_limit)?
+                .unwrap_or(Limit::per(100, 900)),
+            reset_per_ip: env
+                .optional("RATE_LIMIT_RESET_PER_IP", parse_limit)?
+                .unwrap_or(Limit::per(30, 300)),
+            reset_per_email: env
+                .optional("RATE_LIMIT_RESET_PER_EMAIL", parse_limit)?
+                .unwrap_or(Limit::per(3, 3600)),
         })
     }
 }
@@ -873,6 +913,9 @@ mod tests {
         let config = load(&complete()).expect("complete configuration loads");
         assert_eq!(config.web.port, 8080);
         assert_eq!(config.mail.activation_ttl, Duration::from_secs(900));
+        assert_eq!(config.mail.reset_ttl, Duration::from_secs(1800));
+        assert_eq!(config.web.sessions.ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.web.sessions.idle, Duration::from_secs(86_400));
         assert_eq!(config.redis.namespace, "porter");
         assert_eq!(
             config.mail.public_base_url.as_str(),
@@ -1050,6 +1093,7 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
     }
 
     #[test]

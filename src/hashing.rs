@@ -1,5 +1,11 @@
-//! Password hashing and verification with Argon2id on dedicated threads, with
-//! a bounded queue.
+//! Password hashing and verification with Argon2id on dedicated threads,
+//! with a bounded queue.
+//!
+//! Sign-in verifies on the same threads and under the same limits as sign-up
+//! hashes, so a flood of sign-ins is shed with `503` like a flood of
+//! sign-ups. A sign-in for a login that names no account still costs one
+//! hash ([`PasswordHasher::verify`] with no stored hash), so its timing does
+//! not tell it from a wrong password.
 //!
 //! A hash costs about 20 ms of one core and 19 MiB of memory. Each of
 //! `HASH_CONCURRENCY` threads owns one Argon2 memory buffer and reuses it for
@@ -55,33 +61,35 @@ pub enum HashError {
     Failed(String),
 }
 
-/// What a hashing thread is asked to do; both cost one Argon2 run.
+/// What a hashing thread is asked to do.
 enum Work {
-    Hash {
-        password: Password,
-        reply: oneshot::Sender<Result<PasswordHash, HashError>>,
-    },
-    /// Check a password as typed (no policy: it was checked when set)
-    /// against a stored hash.
+    Hash(Password),
+    /// Check `password` against `stored`; `None` costs one hash and never
+    /// matches.
     Verify {
-        password: String,
-        hash: PasswordHash,
-        reply: oneshot::Sender<Result<bool, HashError>>,
+        password: Password,
+        stored: Option<PasswordHash>,
     },
 }
 
-impl Work {
-    fn client_gone(&self) -> bool {
-        match self {
-            Self::Hash { reply, .. } => reply.is_closed(),
-            Self::Verify { reply, .. } => reply.is_closed(),
-        }
-    }
+enum Done {
+    Hashed(PasswordHash),
+    Verified(Verification),
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    pub matches: bool,
+    /// The stored hash was made with other parameters than today's (or
+    /// another Argon2 variant): worth hashing again after a match.
+    pub outdated: bool,
 }
 
 struct Job {
     work: Work,
     queued_at: Instant,
+    reply: oneshot::Sender<Result<Done, HashError>>,
 }
 
 #[derive(Debug, Clone)]
@@ -176,38 +184,37 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, HashError> {
-        let (reply, answer) = oneshot::channel();
-        self.run(Work::Hash { password, reply }, answer).await
+        match self.run(Work::Hash(password)).await? {
+            Done::Hashed(hash) => Ok(hash),
+            Done::Verified(_) => Err(HashError::Failed("a hash job was verified".into())),
+        }
     }
 
-    /// Whether `password` matches `hash`, on the same threads and under the
-    /// same queue limit as hashing: a verification costs what a hash costs.
-    pub async fn verify(&self, password: String, hash: PasswordHash) -> Result<bool, HashError> {
-        let (reply, answer) = oneshot::channel();
-        self.run(
-            Work::Verify {
-                password,
-                hash,
-                reply,
-            },
-            answer,
-        )
-        .await
-    }
-
-    async fn run<T>(
+    /// Checks `password` against `stored`. With no stored hash (the login
+    /// names no account) it hashes `password` anyway and reports no match,
+    /// so both cases cost one hash.
+    pub async fn verify(
         &self,
-        work: Work,
-        answer: oneshot::Receiver<Result<T, HashError>>,
-    ) -> Result<T, HashError> {
+        password: Password,
+        stored: Option<PasswordHash>,
+    ) -> Result<Verification, HashError> {
+        match self.run(Work::Verify { password, stored }).await? {
+            Done::Verified(verification) => Ok(verification),
+            Done::Hashed(_) => Err(HashError::Failed("a verify job was hashed".into())),
+        }
+    }
+
+    async fn run(&self, work: Work) -> Result<Done, HashError> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(HashError::Overloaded);
         }
         let _in_flight = InFlight(self.in_flight.clone());
+        let (reply, answer) = oneshot::channel();
         let job = Job {
             work,
             queued_at: Instant::now(),
+            reply,
         };
         self.jobs
             .send(job)
@@ -272,70 +279,35 @@ fn hash_loop(
             // The hasher was dropped (or a thread panicked holding the lock).
             Ok(Err(_)) | Err(_) => return,
         };
-        if job.work.client_gone() {
+        if job.reply.is_closed() {
             continue;
         }
-        let overloaded = job.queued_at.elapsed() > max_wait;
-        match job.work {
-            Work::Hash { password, reply } => {
-                let result = if overloaded {
-                    Err(HashError::Overloaded)
-                } else {
-                    hash_with(&params, &password, &mut memory)
-                };
-                if result.is_ok() {
-                    computed.fetch_add(1, Ordering::AcqRel);
-                }
-                let _ = reply.send(result);
+        let result = if job.queued_at.elapsed() > max_wait {
+            Err(HashError::Overloaded)
+        } else {
+            let done = match &job.work {
+                Work::Hash(password) => hash_with(&params, password, &mut memory).map(Done::Hashed),
+                Work::Verify {
+                    password,
+                    stored: Some(stored),
+                } => verify_with(&params, password, stored, &mut memory).map(Done::Verified),
+                Work::Verify {
+                    password,
+                    stored: None,
+                } => hash_with(&params, password, &mut memory).map(|_| {
+                    Done::Verified(Verification {
+                        matches: false,
+                        outdated: false,
+                    })
+                }),
+            };
+            if done.is_ok() {
+                computed.fetch_add(1, Ordering::AcqRel);
             }
-            Work::Verify {
-                password,
-                hash,
-                reply,
-            } => {
-                let result = if overloaded {
-                    Err(HashError::Overloaded)
-                } else {
-                    verify_with(&password, &hash, &mut memory)
-                };
-                if result.is_ok() {
-                    computed.fetch_add(1, Ordering::AcqRel);
-                }
-                let _ = reply.send(result);
-            }
-        }
+            done
+        };
+        let _ = job.reply.send(result);
     }
-}
-
-/// Recomputes `hash` for `password` with the hash's own parameters and salt,
-/// in the thread's buffer (grown once if the hash asks for more memory than
-/// the current cost), and compares in constant time.
-fn verify_with(
-    password: &str,
-    hash: &PasswordHash,
-    memory: &mut Vec<Block>,
-) -> Result<bool, HashError> {
-    let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
-    let phc = Phc::new(&hash.0).map_err(|e| failed(&e))?;
-    let params = Params::try_from(&phc).map_err(|e| failed(&e))?;
-    let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
-        return Err(HashError::Failed(
-            "the stored hash has no salt or output".into(),
-        ));
-    };
-    if memory.len() < params.block_count() {
-        memory.resize(params.block_count(), Block::default());
-    }
-    let mut output = vec![0u8; expected.len()];
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password_into_with_memory(
-            password.as_bytes(),
-            salt.as_ref(),
-            &mut output,
-            &mut memory[..params.block_count()],
-        )
-        .map_err(|e| failed(&e))?;
-    Ok(Output::new(&output).map_err(|e| failed(&e))? == expected)
 }
 
 /// An Argon2id PHC string for `password` with a fresh random salt.
@@ -361,20 +333,61 @@ fn hash_with(
     Ok(PasswordHash(phc.to_string()))
 }
 
+/// Checks `password` against the PHC string `stored`, with the parameters
+/// the string names. Hashes made with today's parameters reuse the thread's
+/// buffer; older ones (until they are rehashed) get a buffer of their own.
+fn verify_with(
+    current: &Params,
+    password: &Password,
+    stored: &PasswordHash,
+    memory: &mut [Block],
+) -> Result<Verification, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Failed(format!("stored hash: {e}"));
+    let phc = Phc::new(&stored.0).map_err(|e| failed(&e))?;
+    let algorithm = Algorithm::try_from(phc.algorithm.as_str()).map_err(|e| failed(&e))?;
+    let version = match phc.version {
+        Some(v) => Version::try_from(v).map_err(|e| failed(&e))?,
+        None => Version::V0x10,
+    };
+    let params = Params::try_from(&phc).map_err(|e| failed(&e))?;
+    let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+        return Err(failed(&"no salt or no hash"));
+    };
+    let mut output = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let mut own_memory;
+    let memory = if params.block_count() == memory.len() {
+        memory
+    } else {
+        own_memory = vec![Block::default(); params.block_count()];
+        &mut own_memory
+    };
+    argon2
+        .hash_password_into_with_memory(password.expose().as_bytes(), &salt, &mut output, memory)
+        .map_err(|e| failed(&e))?;
+    // `Output`'s equality is constant-time.
+    let matches = Output::new(&output).map_err(|e| failed(&e))? == expected;
+    let outdated = algorithm != Algorithm::Argon2id
+        || version != Version::V0x13
+        || params.m_cost() != current.m_cost()
+        || params.t_cost() != current.t_cost()
+        || params.p_cost() != current.p_cost();
+    Ok(Verification { matches, outdated })
+}
+
 #[cfg(test)]
 mod tests {
     use argon2::PasswordVerifier as _;
 
     use super::*;
 
-    fn hasher(threads: usize, queue_limit: usize) -> PasswordHasher {
-        PasswordHasher::new(HashingConfig {
+    fn config(threads: usize, queue_limit: usize) -> HashingConfig {
+        HashingConfig {
             concurrency: threads,
             queue_limit,
             argon2: Argon2Cost::OWASP_DEFAULT,
             max_wait: Some(Duration::from_secs(60)),
-        })
-        .expect("threads")
+        }
     }
 
     #[test]
@@ -410,6 +423,10 @@ mod tests {
         assert!(hasher.hash(password).await.is_ok());
     }
 
+    fn hasher(threads: usize, queue_limit: usize) -> PasswordHasher {
+        PasswordHasher::new(config(threads, queue_limit)).expect("threads")
+    }
+
     #[tokio::test]
     async fn hashes_are_argon2id_phc_strings_that_verify() {
         let hasher = hasher(1, 1);
@@ -437,43 +454,66 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn verification_accepts_the_password_and_nothing_else() {
-        let hasher = hasher(1, 1);
-        let password =
-            Password::parse("correct horse battery staple", None).expect("valid password");
-        let hash = hasher.hash(password).await.expect("hashes");
-        let verify = |typed: &str| hasher.verify(typed.into(), hash.clone());
-        assert!(
-            verify("correct horse battery staple")
-                .await
-                .expect("verifies")
+    async fn verification_matches_only_the_right_password_and_flags_older_parameters() {
+        let hasher = hasher(1, 4);
+        let parse = |raw: &str| Password::for_sign_in(raw).expect("not too long");
+        let hash = hasher
+            .hash(parse("correct horse battery staple"))
+            .await
+            .expect("hashes");
+        let right = hasher
+            .verify(parse("correct horse battery staple"), Some(hash.clone()))
+            .await
+            .expect("verifies");
+        assert_eq!(
+            right,
+            Verification {
+                matches: true,
+                outdated: false
+            }
         );
-        assert!(
-            !verify("correct horse battery stapl")
-                .await
-                .expect("verifies")
+        let wrong = hasher
+            .verify(parse("wrong horse battery staple"), Some(hash))
+            .await
+            .expect("verifies");
+        assert!(!wrong.matches);
+
+        // A hash made with OWASP's m=9216, t=4 pair: still verifies, but is
+        // flagged for an upgrade.
+        let older = PasswordHasher::new(HashingConfig {
+            argon2: Argon2Cost {
+                memory_kib: 9216,
+                iterations: 4,
+            },
+            ..config(1, 1)
+        })
+        .expect("threads")
+        .hash(parse("correct horse battery staple"))
+        .await
+        .expect("hashes");
+        let upgraded = hasher
+            .verify(parse("correct horse battery staple"), Some(older))
+            .await
+            .expect("verifies");
+        assert_eq!(
+            upgraded,
+            Verification {
+                matches: true,
+                outdated: true
+            }
         );
-        assert!(!verify("").await.expect("verifies"));
-        // A hash made with a larger memory cost still verifies in this
-        // thread's (smaller) buffer after it grows.
-        let bigger = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::new(47104, 1, 1, Some(32)).expect("params"),
+
+        let before = hasher.computed();
+        let unknown = hasher
+            .verify(parse("correct horse battery staple"), None)
+            .await
+            .expect("costs a hash");
+        assert!(!unknown.matches);
+        assert_eq!(
+            hasher.computed(),
+            before + 1,
+            "an unknown login costs one hash"
         );
-        let stored = argon2::PasswordHasher::hash_password(&bigger, b"a long old passphrase")
-            .expect("hashes")
-            .to_string();
-        assert!(
-            hasher
-                .verify("a long old passphrase".into(), PasswordHash(stored))
-                .await
-                .expect("verifies")
-        );
-        let garbage = hasher
-            .verify("x".into(), PasswordHash("not a phc string".into()))
-            .await;
-        assert!(matches!(garbage, Err(HashError::Failed(_))));
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
-//! Activation keys at rest in Redis.
+//! Emailed link keys at rest in Redis: activation keys and password reset
+//! keys, one machinery with a prefix per [`KeyPurpose`] so the two never
+//! open each other's doors.
 //!
 //! Only `SHA-256(key)` is stored, so a Redis dump opens no account. Each key
-//! entry maps to its account and request and expires with the activation TTL.
+//! entry maps to its account and request and expires with its purpose's TTL.
 //! A per-account index lists the account's live keys; issuing a key for a newer
 //! request deletes the keys of older requests (a newer link revokes the older),
 //! while a second key for the *same* request (a job that ran twice) leaves the
@@ -39,6 +41,35 @@ redis.call('EXPIRE', index, ttl)
 return 1
 ";
 
+/// Deletes every live key of one account and its index (a reset that used
+/// its key, a blocked account).
+const REVOKE_ALL_SCRIPT: &str = r"
+local index, entry_prefix = KEYS[1], ARGV[1]
+local fields = redis.call('HKEYS', index)
+for _, field in ipairs(fields) do
+  if field ~= '__sequence' then redis.call('DEL', entry_prefix .. field) end
+end
+return redis.call('DEL', index)
+";
+
+/// What a key opens; its name is part of every Redis key of that purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// `ACTIVATION_TTL`; confirms an address.
+    Activation,
+    /// `RESET_TTL`; sets a new password once.
+    PasswordReset,
+}
+
+impl KeyPurpose {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Activation => "activation",
+            Self::PasswordReset => "reset",
+        }
+    }
+}
+
 /// What a stored key grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyGrant {
@@ -46,30 +77,41 @@ pub struct KeyGrant {
     pub request_id: Uuid,
 }
 
+/// The keys of one purpose.
 #[derive(Clone)]
-pub struct ActivationKeys {
+pub struct LinkKeys {
     redis: ConnectionManager,
     namespace: String,
+    purpose: KeyPurpose,
     ttl: Duration,
     issue_script: Script,
+    revoke_all_script: Script,
 }
 
-impl std::fmt::Debug for ActivationKeys {
+impl std::fmt::Debug for LinkKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActivationKeys")
+        f.debug_struct("LinkKeys")
             .field("namespace", &self.namespace)
+            .field("purpose", &self.purpose)
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
 }
 
-impl ActivationKeys {
-    pub fn new(redis: ConnectionManager, namespace: &str, ttl: Duration) -> Self {
+impl LinkKeys {
+    pub fn new(
+        redis: ConnectionManager,
+        namespace: &str,
+        purpose: KeyPurpose,
+        ttl: Duration,
+    ) -> Self {
         Self {
             redis,
             namespace: namespace.to_owned(),
+            purpose,
             ttl,
             issue_script: Script::new(ISSUE_SCRIPT),
+            revoke_all_script: Script::new(REVOKE_ALL_SCRIPT),
         }
     }
 
@@ -78,7 +120,7 @@ impl ActivationKeys {
     }
 
     fn entry_prefix(&self) -> String {
-        format!("{}:activation:key:", self.namespace)
+        format!("{}:{}:key:", self.namespace, self.purpose.name())
     }
 
     fn entry(&self, key: &ActivationKey) -> String {
@@ -86,7 +128,11 @@ impl ActivationKeys {
     }
 
     fn index(&self, account_id: Uuid) -> String {
-        format!("{}:activation:account:{account_id}", self.namespace)
+        format!(
+            "{}:{}:account:{account_id}",
+            self.namespace,
+            self.purpose.name()
+        )
     }
 
     /// Draws and stores a new key for `request_id`, whose requesting event sits
@@ -113,6 +159,17 @@ impl ActivationKeys {
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok((issued == 1).then_some(key))
+    }
+
+    /// Revokes every live key of `account_id` for this purpose.
+    #[tracing::instrument(skip_all, fields(%account_id))]
+    pub async fn revoke_all(&self, account_id: Uuid) -> Result<(), redis::RedisError> {
+        self.revoke_all_script
+            .key(self.index(account_id))
+            .arg(self.entry_prefix())
+            .invoke_async::<i64>(&mut self.redis.clone())
+            .await
+            .map(drop)
     }
 
     /// What `key` grants, if it is live (known, not expired, not revoked).

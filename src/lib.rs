@@ -20,6 +20,7 @@ pub mod ops;
 pub mod projection;
 pub mod queue;
 pub mod rate_limit;
+pub mod sessions;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

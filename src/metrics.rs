@@ -26,7 +26,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::domain::AccountEvent;
+use crate::domain::{AccountEvent, events::PasswordChangeReason};
 
 /// The content type of [`encode_all`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -44,6 +44,11 @@ struct FailureLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
     reason: &'static str,
 }
 
@@ -70,6 +75,7 @@ pub struct Metrics {
     emails_failed: Family<FailureLabels, Counter>,
     emails_withheld: Counter,
     registrations_ended: Family<EndLabels, Counter>,
+    password_changes: Family<ReasonLabels, Counter>,
     queue_depth: Family<QueueLabels, Gauge>,
     dead_letters: Gauge,
     live_workers: Gauge,
@@ -120,6 +126,12 @@ impl Metrics {
             "Pending registrations that ended unconfirmed, by reason (superseded, cancelled, expired)",
             registrations_ended.clone(),
         );
+        let password_changes = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "password_changes",
+            "Passwords replaced, by reason (change, reset, rehash)",
+            password_changes.clone(),
+        );
         let queue_depth = Family::<QueueLabels, Gauge>::default();
         registry.register(
             "email_queue_depth",
@@ -165,6 +177,7 @@ impl Metrics {
             emails_failed,
             emails_withheld,
             registrations_ended,
+            password_changes,
             queue_depth,
             dead_letters,
             live_workers,
@@ -241,9 +254,20 @@ pub fn record_events(events: &[AccountEvent]) {
             // Blocking is an operator's act, visible in the log and the
             // admin API.
             AccountEvent::AccountBlocked(_) | AccountEvent::AccountUnblocked(_) => {}
+            AccountEvent::PasswordChanged(changed) => {
+                let reason = match changed.reason {
+                    PasswordChangeReason::Change => "change",
+                    PasswordChangeReason::Reset => "reset",
+                    PasswordChangeReason::Rehash => "rehash",
+                };
+                m.password_changes
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc();
+            }
             AccountEvent::ActivationRequested(_)
             | AccountEvent::SignUpAttemptedForExistingEmail(_)
-            | AccountEvent::EmailRetryRequested(_) => {}
+            | AccountEvent::EmailRetryRequested(_)
+            | AccountEvent::PasswordResetRequested(_) => {}
         }
     }
 }

@@ -76,7 +76,14 @@ pub enum Budget {
     SignUpGlobal,
     ResendPerIp,
     ResendPerEmail,
+    /// Failed uses of an emailed link (activation or password reset).
     FailedActivationPerIp,
+    /// Wrong passwords at sign-in or password change, per account (per
+    /// login when it names no account).
+    FailedSignInPerAccount,
+    FailedSignInPerIp,
+    ResetPerIp,
+    ResetPerEmail,
     /// Emails sent to one address (its canonical form), counted by the
     /// email worker.
     EmailPerAddress,
@@ -92,6 +99,10 @@ impl Budget {
             Self::ResendPerIp => "resend-ip",
             Self::ResendPerEmail => "resend-email",
             Self::FailedActivationPerIp => "failed-activation-ip",
+            Self::FailedSignInPerAccount => "failed-sign-in-account",
+            Self::FailedSignInPerIp => "failed-sign-in-ip",
+            Self::ResetPerIp => "reset-ip",
+            Self::ResetPerEmail => "reset-email",
             Self::EmailPerAddress => "email-address",
             Self::FailedAdminAuthPerIp => "failed-admin-auth-ip",
         }
@@ -105,6 +116,10 @@ impl Budget {
             Self::ResendPerIp => "ri",
             Self::ResendPerEmail => "re",
             Self::FailedActivationPerIp => "fa",
+            Self::FailedSignInPerAccount => "sa",
+            Self::FailedSignInPerIp => "si",
+            Self::ResetPerIp => "pi",
+            Self::ResetPerEmail => "pe",
             Self::EmailPerAddress => "ea",
             Self::FailedAdminAuthPerIp => "aa",
         }
@@ -118,6 +133,8 @@ impl Budget {
             Self::SignUpPerIp
                 | Self::ResendPerIp
                 | Self::FailedActivationPerIp
+                | Self::FailedSignInPerIp
+                | Self::ResetPerIp
                 | Self::FailedAdminAuthPerIp
         )
     }

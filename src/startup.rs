@@ -17,10 +17,11 @@ use crate::{
     config::{Config, DatabaseConfig, SecretUrl},
     gauges,
     hashing::PasswordHasher,
-    keys::ActivationKeys,
+    keys::{KeyPurpose, LinkKeys},
     mail::{DevMailbox, Templates},
     queue::EmailQueue,
     rate_limit::RateLimiter,
+    sessions::Sessions,
     store,
     web::{self, AppState},
     worker::{self, WorkerState},
@@ -101,13 +102,23 @@ fn runtime_role(database: &DatabaseConfig) -> anyhow::Result<Option<String>> {
 pub async fn web_state(config: Config, pool: PgPool) -> anyhow::Result<AppState> {
     let redis = connect_redis(&config.redis.url).await?;
     let namespace = &config.redis.namespace;
+    let email_queue = EmailQueue::new(redis.clone(), namespace);
     Ok(AppState {
-        commands: Commands::new(
-            pool.clone(),
-            EmailQueue::new(redis.clone(), namespace),
-            config.mail.min_interval,
+        commands: Commands::new(pool.clone(), email_queue.clone(), config.mail.min_interval),
+        email_queue,
+        keys: LinkKeys::new(
+            redis.clone(),
+            namespace,
+            KeyPurpose::Activation,
+            config.mail.activation_ttl,
         ),
-        keys: ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl),
+        reset_keys: LinkKeys::new(
+            redis.clone(),
+            namespace,
+            KeyPurpose::PasswordReset,
+            config.mail.reset_ttl,
+        ),
+        sessions: Sessions::new(redis.clone(), namespace, config.web.sessions),
         templates: Templates::load(&config.templates).context("load templates")?,
         rate_limiter: RateLimiter::new(
             connect_redis(&config.redis.rate_limit_url).await?,

@@ -15,8 +15,19 @@ use uuid::Uuid;
 /// other's jobs. Always set explicitly: apalis otherwise names a queue after the
 /// Rust type path, which differs between crates.
 pub mod queue {
-    /// Activation and "already registered" emails.
+    /// Account emails ([`super::SendAccountEmail`]) and the address requests
+    /// that may lead to one ([`super::AddressRequest`]).
     pub const EMAIL: &str = "queue:email";
+}
+
+/// Every job on the email queue, as the worker reads it. The two payloads
+/// have no field name in common but `request_id`, so each decodes as itself
+/// only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EmailQueueJob {
+    Email(SendAccountEmail),
+    Address(AddressRequest),
 }
 
 /// Send the email that an event in an account's stream asks for.
@@ -85,6 +96,62 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// A request about an email address that the web process accepts without
+/// looking the address up, so that its answer, and the work done before it,
+/// is the same for every address: validate, rate-limit, push this job, answer
+/// `202`. The worker looks the address up and records what the request means
+/// for the account holding it (if any), which may ask for an email in turn.
+///
+/// The recorded request keeps `request_id`, so a job that runs twice records
+/// it once; this job's own id is [`Self::job_id`], apart from the email job
+/// that the recorded request is carried out by (whose id is `request_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressRequest {
+    pub request_id: Uuid,
+    pub action: AddressAction,
+    /// The address in its canonical form.
+    pub email: String,
+    /// The HTTP request that accepted it, for the metadata of what the
+    /// worker records.
+    #[serde(default)]
+    pub http_request_id: Option<String>,
+    /// The pseudonymous client hash of the event metadata.
+    #[serde(default)]
+    pub client_ip_hash: Option<String>,
+    /// Attempts that failed for a transient reason before this one, so a
+    /// request put back on the queue keeps its retry budget.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_attempts: u32,
+}
+
+/// What an [`AddressRequest`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AddressAction {
+    /// `POST /api/password-reset`: an active account gets a reset link, a
+    /// pending one its activation link, any other address nothing.
+    PasswordReset,
+}
+
+impl AddressRequest {
+    /// The id used when enqueueing: distinct from the email job's, and from
+    /// the request's own earlier attempts.
+    pub fn job_id(&self) -> String {
+        match self.failed_attempts {
+            0 => format!("address-request-{}", self.request_id),
+            n => format!("address-request-{}.{n}", self.request_id),
+        }
+    }
+
+    /// The job that tries this request again later, after a failed attempt.
+    pub fn retried(&self) -> Self {
+        Self {
+            failed_attempts: self.failed_attempts + 1,
+            ..self.clone()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +167,8 @@ mod tests {
         let back: SendAccountEmail = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, job);
         assert_eq!(job.job_id(), "ffffffff-ffff-ffff-ffff-ffffffffffff");
+        let read: EmailQueueJob = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(read, EmailQueueJob::Email(job));
     }
 
     #[test]
@@ -117,5 +186,40 @@ mod tests {
         );
         let back: SendAccountEmail = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, waited);
+        let read: EmailQueueJob = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(read, EmailQueueJob::Email(waited));
+    }
+
+    #[test]
+    fn address_request_wire_format_is_stable() {
+        let job = AddressRequest {
+            request_id: Uuid::max(),
+            action: AddressAction::PasswordReset,
+            email: "ada@example.com".into(),
+            http_request_id: Some("r1".into()),
+            client_ip_hash: None,
+            failed_attempts: 0,
+        };
+        let json = serde_json::to_string(&job).expect("serialize");
+        assert_eq!(
+            json,
+            r#"{"request_id":"ffffffff-ffff-ffff-ffff-ffffffffffff","action":"password-reset","email":"ada@example.com","http_request_id":"r1","client_ip_hash":null}"#
+        );
+        let read: EmailQueueJob = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(read, EmailQueueJob::Address(job.clone()));
+        let minimal = r#"{"request_id":"ffffffff-ffff-ffff-ffff-ffffffffffff","action":"password-reset","email":"ada@example.com"}"#;
+        let read: AddressRequest = serde_json::from_str(minimal).expect("older payloads decode");
+        assert_eq!(read.http_request_id, None);
+        assert_eq!(
+            job.job_id(),
+            "address-request-ffffffff-ffff-ffff-ffff-ffffffffffff"
+        );
+        let retried = job.retried();
+        assert_eq!(
+            retried.job_id(),
+            "address-request-ffffffff-ffff-ffff-ffff-ffffffffffff.1"
+        );
+        let json = serde_json::to_string(&retried).expect("serialize");
+        assert!(json.ends_with(r#","failed_attempts":1}"#), "{json}");
     }
 }

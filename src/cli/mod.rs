@@ -15,9 +15,11 @@ use crate::{
     commands::Commands,
     config::{Config, DatabaseConfig, RedisConfig, TemplatesConfig},
     domain::Locale,
+    keys::{KeyPurpose, LinkKeys},
     ops,
     projection::replay::{self, DEFAULT_BATCH_SIZE, ReadModel},
     queue::EmailQueue,
+    sessions::Sessions,
     startup,
 };
 
@@ -412,16 +414,35 @@ fn templates(action: TemplatesAction) -> anyhow::Result<()> {
 
 /// `porter accounts …`, through the same `admin` functions as the API.
 async fn accounts(action: AccountsAction, json: bool) -> anyhow::Result<()> {
-    let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
-    let redis_config = RedisConfig::from_env()?;
-    let redis = crate::connect_redis(&redis_config.url).await?;
+    let config = Config::from_env()?;
+    let pool = startup::connect_postgres(&config.database).await?;
+    let redis = crate::connect_redis(&config.redis.url).await?;
+    let namespace = &config.redis.namespace;
     // An operator's resend is pushed at once; the worker still keeps the
     // interval between emails when it sends.
     let commands = Commands::new(
         pool.clone(),
-        EmailQueue::new(redis, &redis_config.namespace),
+        EmailQueue::new(redis.clone(), namespace),
         std::time::Duration::ZERO,
     );
+    let sessions = Sessions::new(redis.clone(), namespace, config.web.sessions);
+    let activation_keys = LinkKeys::new(
+        redis.clone(),
+        namespace,
+        KeyPurpose::Activation,
+        config.mail.activation_ttl,
+    );
+    let reset_keys = LinkKeys::new(
+        redis,
+        namespace,
+        KeyPurpose::PasswordReset,
+        config.mail.reset_ttl,
+    );
+    let access = admin::Access {
+        sessions: &sessions,
+        activation_keys: &activation_keys,
+        reset_keys: &reset_keys,
+    };
     let metadata = crate::store::EventMetadata {
         actor: Some(ops::accounts::OPERATOR_ACTOR.into()),
         ..Default::default()
@@ -458,7 +479,7 @@ async fn accounts(action: AccountsAction, json: bool) -> anyhow::Result<()> {
         }
         AccountsAction::Activate { id } => admin::activate(&commands, id, &metadata).await?,
         AccountsAction::Block { id, reason } => {
-            admin::block(&commands, id, reason, &metadata).await?
+            admin::block(&commands, access, id, reason, &metadata).await?
         }
         AccountsAction::Unblock { id } => admin::unblock(&commands, id, &metadata).await?,
     };

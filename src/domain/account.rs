@@ -22,7 +22,8 @@ use super::{
         AccountActivated, AccountActivatedManually, AccountBlocked, AccountEvent,
         AccountRegistered, AccountUnblocked, ActivationEmailFailed, ActivationEmailSent,
         ActivationReason, ActivationRequested, EmailRetryRequested, EmailWithheld, IssuedKey,
-        PasswordHash, RegistrationCancelled, RegistrationExpired, RegistrationSuperseded,
+        PasswordChangeReason, PasswordChanged, PasswordHash, PasswordResetRequested,
+        RegistrationCancelled, RegistrationExpired, RegistrationSuperseded,
         SignUpAttemptedForExistingEmail,
     },
 };
@@ -66,6 +67,10 @@ impl AccountStatus {
 enum RequestKind {
     Activation,
     ExistingEmailNotice,
+    /// A reset link for an active account.
+    PasswordReset,
+    /// "Your password was changed", after a change or a reset.
+    PasswordChangedNotice,
 }
 
 /// Where a request's email stands.
@@ -98,6 +103,7 @@ pub struct Account {
     pub username_canonical: String,
     pub email: String,
     pub email_canonical: String,
+    /// The current password's hash (redacted in `Debug`).
     pub password_hash: PasswordHash,
     pub locale: String,
     /// `None` for registrations recorded before the time was kept.
@@ -116,6 +122,13 @@ pub struct Account {
     /// Sequence of the newest request whose email carries a key; keys of older
     /// requests are revoked when it is issued.
     newest_key_request: i64,
+    /// Sequence of the newest password reset request: only its key may
+    /// reset the password (a newer request revokes older links).
+    newest_reset_request: i64,
+    /// Sequence of the last change or reset of the password: reset requests
+    /// older than it are spent (a reset link works once, and a change makes
+    /// outstanding links useless).
+    password_set_at: i64,
 }
 
 /// A new registration, as parsed at the edge.
@@ -224,6 +237,40 @@ pub enum AccountCommand {
         failed_request_id: Uuid,
         request_id: Uuid,
     },
+    /// Someone asked for a password reset for this account's address. An
+    /// active account gets a reset link, a pending one its activation link.
+    RequestPasswordReset {
+        request_id: Uuid,
+    },
+    /// The signed-in owner changed the password (the current one was checked).
+    ChangePassword {
+        password_hash: PasswordHash,
+        notice_request_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    /// The owner set a new password with the key of `reset_request_id`.
+    ResetPassword {
+        reset_request_id: Uuid,
+        password_hash: PasswordHash,
+        notice_request_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    /// A successful sign-in found `replaces` made with older Argon2
+    /// parameters and hashed the same password again.
+    UpgradePasswordHash {
+        replaces: PasswordHash,
+        password_hash: PasswordHash,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Why an account with the right password may not sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInRefused {
+    /// The address was never confirmed (or the registration ended).
+    NotActive,
+    /// An operator blocked the account.
+    Blocked,
 }
 
 impl AccountCommand {
@@ -261,6 +308,8 @@ pub enum DomainError {
     AlreadyBlocked,
     #[error("the account is not blocked")]
     NotBlocked,
+    #[error("the reset link is unknown, used or replaced by a newer one")]
+    ResetLinkUnusable,
 }
 
 /// What `RetryEmail` does for a failed request.
@@ -306,6 +355,11 @@ pub enum EmailPlan {
     /// Tell the owner someone signed up with their address. A pending account
     /// gets a fresh activation link in it (`Some(sequence)`).
     AlreadyRegistered { activation: Option<i64> },
+    /// Send a password reset link; `sequence` orders it against other reset
+    /// keys of the account.
+    PasswordReset { sequence: i64 },
+    /// Tell the owner their password was changed.
+    PasswordChanged,
 }
 
 pub fn decide(
@@ -463,6 +517,58 @@ pub fn decide(
             })],
             RetryPlan::AlreadyRequested | RetryPlan::NotNeeded(_) => vec![],
         }),
+        AccountCommand::RequestPasswordReset { request_id } => {
+            Ok(account.password_reset_request(request_id))
+        }
+        AccountCommand::ChangePassword {
+            password_hash,
+            notice_request_id,
+            at,
+        } => {
+            if account.may_sign_in().is_err() {
+                return Err(DomainError::NotActive(account.status));
+            }
+            Ok(vec![AccountEvent::PasswordChanged(PasswordChanged {
+                reason: PasswordChangeReason::Change,
+                password_hash,
+                changed_at: at,
+                reset_request_id: None,
+                notice_request_id: Some(notice_request_id),
+            })])
+        }
+        AccountCommand::ResetPassword {
+            reset_request_id,
+            password_hash,
+            notice_request_id,
+            at,
+        } => {
+            if !account.reset_usable(reset_request_id) {
+                return Err(DomainError::ResetLinkUnusable);
+            }
+            Ok(vec![AccountEvent::PasswordChanged(PasswordChanged {
+                reason: PasswordChangeReason::Reset,
+                password_hash,
+                changed_at: at,
+                reset_request_id: Some(reset_request_id),
+                notice_request_id: Some(notice_request_id),
+            })])
+        }
+        // Another writer changed the password since the sign-in read it: the
+        // upgrade is moot, and must not undo that change.
+        AccountCommand::UpgradePasswordHash { replaces, .. }
+            if replaces != account.password_hash =>
+        {
+            Ok(vec![])
+        }
+        AccountCommand::UpgradePasswordHash {
+            password_hash, at, ..
+        } => Ok(vec![AccountEvent::PasswordChanged(PasswordChanged {
+            reason: PasswordChangeReason::Rehash,
+            password_hash,
+            changed_at: at,
+            reset_request_id: None,
+            notice_request_id: None,
+        })]),
     }
 }
 
@@ -527,6 +633,8 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
             last_email_at: None,
             requests: HashMap::new(),
             newest_key_request: 0,
+            newest_reset_request: 0,
+            password_set_at: 0,
         });
     }
     let mut account = state?;
@@ -577,8 +685,25 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
                 .get(&e.retry_of)
                 .map_or(RequestKind::Activation, |original| original.kind);
             account.add_request(e.request_id, kind, version);
-            if kind == RequestKind::Activation || account.status == AccountStatus::Pending {
-                account.newest_key_request = version;
+            let pending = account.status == AccountStatus::Pending;
+            match kind {
+                RequestKind::Activation => account.newest_key_request = version,
+                RequestKind::ExistingEmailNotice if pending => account.newest_key_request = version,
+                RequestKind::PasswordReset => account.newest_reset_request = version,
+                RequestKind::ExistingEmailNotice | RequestKind::PasswordChangedNotice => {}
+            }
+        }
+        AccountEvent::PasswordResetRequested(e) => {
+            account.add_request(e.request_id, RequestKind::PasswordReset, version);
+            account.newest_reset_request = version;
+        }
+        AccountEvent::PasswordChanged(e) => {
+            account.password_hash = e.password_hash.clone();
+            if e.reason != PasswordChangeReason::Rehash {
+                account.password_set_at = version;
+            }
+            if let Some(notice) = e.notice_request_id {
+                account.add_request(notice, RequestKind::PasswordChangedNotice, version);
             }
         }
     }
@@ -612,11 +737,78 @@ impl Account {
             .ok_or(DomainError::UnknownRequest(request_id))
     }
 
+    /// Whether the owner, having given the right password, may sign in. Every
+    /// status but `Active` is refused.
+    pub fn may_sign_in(&self) -> Result<(), SignInRefused> {
+        match self.status {
+            AccountStatus::Active => Ok(()),
+            AccountStatus::Blocked => Err(SignInRefused::Blocked),
+            AccountStatus::Pending
+            | AccountStatus::Superseded
+            | AccountStatus::Cancelled
+            | AccountStatus::Expired => Err(SignInRefused::NotActive),
+        }
+    }
+
+    /// Whether the key of `request_id` may still set a new password: it is
+    /// the account's newest reset request, no change or reset came after
+    /// it, and the account may sign in.
+    pub fn reset_usable(&self, request_id: Uuid) -> bool {
+        self.requests.get(&request_id).is_some_and(|request| {
+            request.kind == RequestKind::PasswordReset
+                && request.sequence == self.newest_reset_request
+                && request.sequence > self.password_set_at
+        }) && self.may_sign_in().is_ok()
+    }
+
+    /// What a password reset request records: a reset link for an active
+    /// account, a fresh activation link for a pending one, nothing otherwise.
+    /// A request already recorded (a job that ran twice) or one arriving while
+    /// an earlier email of its kind is still on its way records nothing.
+    fn password_reset_request(&self, request_id: Uuid) -> Vec<AccountEvent> {
+        if self.requests.contains_key(&request_id) {
+            return vec![];
+        }
+        match self.status {
+            AccountStatus::Active if self.outstanding_reset().is_none() => {
+                vec![AccountEvent::PasswordResetRequested(
+                    PasswordResetRequested { request_id },
+                )]
+            }
+            AccountStatus::Pending
+                if self.address_owner.is_none() && self.outstanding_request().is_none() =>
+            {
+                vec![AccountEvent::ActivationRequested(ActivationRequested {
+                    request_id,
+                    reason: ActivationReason::Resend,
+                })]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// A reset email that has not gone out yet and would still be sent.
+    fn outstanding_reset(&self) -> Option<Uuid> {
+        self.requests
+            .iter()
+            .filter(|(_, request)| request.kind == RequestKind::PasswordReset)
+            .filter(|(_, request)| request.delivery == Delivery::Outstanding)
+            .find(|(id, _)| self.reset_usable(**id))
+            .map(|(id, _)| *id)
+    }
+
     /// A request whose email has not gone out (nor failed) and that no newer
-    /// request replaces: the email the account is still waiting for.
+    /// request replaces: the activation or notice email the account is still
+    /// waiting for. Password emails do not count: they answer other requests.
     pub fn outstanding_request(&self) -> Option<Uuid> {
         self.requests
             .iter()
+            .filter(|(_, request)| {
+                matches!(
+                    request.kind,
+                    RequestKind::Activation | RequestKind::ExistingEmailNotice
+                )
+            })
             .filter(|(_, request)| request.delivery == Delivery::Outstanding)
             .filter(|(id, _)| {
                 self.email_plan(**id)
@@ -649,6 +841,9 @@ impl Account {
         if request.delivery == Delivery::Emailed {
             return Ok(RetryPlan::NotNeeded(RetryNotNeeded::AlreadySent));
         }
+        if request.kind == RequestKind::PasswordReset && !self.reset_usable(failed_request_id) {
+            return Ok(RetryPlan::NotNeeded(RetryNotNeeded::Superseded));
+        }
         if request.kind == RequestKind::Activation {
             if self.status == AccountStatus::Active {
                 return Ok(RetryPlan::NotNeeded(RetryNotNeeded::AccountActive));
@@ -676,6 +871,13 @@ impl Account {
             RequestKind::ExistingEmailNotice => EmailPlan::AlreadyRegistered {
                 activation: (pending && !superseded).then_some(request.sequence),
             },
+            RequestKind::PasswordReset if self.reset_usable(request_id) => {
+                EmailPlan::PasswordReset {
+                    sequence: request.sequence,
+                }
+            }
+            RequestKind::PasswordReset => EmailPlan::Nothing,
+            RequestKind::PasswordChangedNotice => EmailPlan::PasswordChanged,
         })
     }
 }
@@ -1306,7 +1508,7 @@ mod tests {
 
     fn active() -> Vec<AccountEvent> {
         let mut history = registered();
-        history.push(activated());
+        history.extend([sent(2), activated()]);
         history
     }
 
@@ -1386,6 +1588,219 @@ mod tests {
             history,
             AccountCommand::Unblock { at: at(10) },
             Err(DomainError::NotBlocked),
+        );
+    }
+
+    fn hash(text: &str) -> PasswordHash {
+        PasswordHash(format!("$argon2id${text}"))
+    }
+
+    fn reset_requested(request: u128) -> AccountEvent {
+        AccountEvent::PasswordResetRequested(PasswordResetRequested {
+            request_id: id(request),
+        })
+    }
+
+    fn reset(request: u128, notice: u128) -> AccountCommand {
+        AccountCommand::ResetPassword {
+            reset_request_id: id(request),
+            password_hash: hash("new"),
+            notice_request_id: id(notice),
+            at: at(20),
+        }
+    }
+
+    fn was_reset(request: u128, notice: u128) -> AccountEvent {
+        AccountEvent::PasswordChanged(PasswordChanged {
+            reason: PasswordChangeReason::Reset,
+            password_hash: hash("new"),
+            changed_at: at(20),
+            reset_request_id: Some(id(request)),
+            notice_request_id: Some(id(notice)),
+        })
+    }
+
+    #[test]
+    fn only_an_active_account_may_sign_in() {
+        let pending = replay(&registered()).expect("account exists");
+        assert_eq!(pending.may_sign_in(), Err(SignInRefused::NotActive));
+        let active = replay(&active()).expect("account exists");
+        assert_eq!(active.may_sign_in(), Ok(()));
+        assert_eq!(active.password_hash, PasswordHash("$argon2id$hash".into()));
+    }
+
+    #[test]
+    fn a_reset_request_gets_a_reset_link_when_active_and_the_activation_link_when_pending() {
+        check(
+            active(),
+            AccountCommand::RequestPasswordReset { request_id: id(7) },
+            Ok(vec![reset_requested(7)]),
+        );
+        let mut history = registered();
+        history.push(sent(2));
+        check(
+            history,
+            AccountCommand::RequestPasswordReset { request_id: id(7) },
+            Ok(vec![resend(7)]),
+        );
+        let mut history = active();
+        history.push(reset_requested(7));
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.email_plan(id(7)),
+            Ok(EmailPlan::PasswordReset { sequence: 5 })
+        );
+    }
+
+    #[test]
+    fn a_reset_request_seen_twice_or_while_its_email_is_on_its_way_records_nothing() {
+        let mut history = active();
+        history.push(reset_requested(7));
+        check(
+            history.clone(),
+            AccountCommand::RequestPasswordReset { request_id: id(7) },
+            Ok(vec![]),
+        );
+        check(
+            history.clone(),
+            AccountCommand::RequestPasswordReset { request_id: id(8) },
+            Ok(vec![]),
+        );
+        history.push(sent(7));
+        check(
+            history,
+            AccountCommand::RequestPasswordReset { request_id: id(8) },
+            Ok(vec![reset_requested(8)]),
+        );
+    }
+
+    #[test]
+    fn a_reset_link_sets_the_password_once() {
+        let mut history = active();
+        history.extend([reset_requested(7), sent(7)]);
+        check(history.clone(), reset(7, 9), Ok(vec![was_reset(7, 9)]));
+        history.push(was_reset(7, 9));
+        check(
+            history.clone(),
+            reset(7, 10),
+            Err(DomainError::ResetLinkUnusable),
+        );
+        let account = replay(&history).expect("account exists");
+        assert_eq!(account.password_hash, hash("new"));
+        assert_eq!(account.email_plan(id(9)), Ok(EmailPlan::PasswordChanged));
+    }
+
+    #[test]
+    fn a_newer_reset_request_or_a_change_makes_older_links_unusable() {
+        let mut history = active();
+        history.extend([reset_requested(7), sent(7), reset_requested(8)]);
+        check(
+            history.clone(),
+            reset(7, 9),
+            Err(DomainError::ResetLinkUnusable),
+        );
+        let account = replay(&history).expect("account exists");
+        assert_eq!(account.email_plan(id(7)), Ok(EmailPlan::Nothing));
+
+        let mut history = active();
+        history.extend([reset_requested(7), sent(7)]);
+        let changed = decide(
+            replay(&history).as_ref(),
+            AccountCommand::ChangePassword {
+                password_hash: hash("changed"),
+                notice_request_id: id(11),
+                at: at(30),
+            },
+        )
+        .expect("an active account may change its password");
+        history.extend(changed);
+        check(history, reset(7, 9), Err(DomainError::ResetLinkUnusable));
+        check(
+            registered(),
+            reset(2, 9),
+            Err(DomainError::ResetLinkUnusable),
+        );
+    }
+
+    #[test]
+    fn a_password_change_needs_an_active_account_and_emails_the_owner() {
+        let command = || AccountCommand::ChangePassword {
+            password_hash: hash("changed"),
+            notice_request_id: id(11),
+            at: at(30),
+        };
+        check(
+            registered(),
+            command(),
+            Err(DomainError::NotActive(AccountStatus::Pending)),
+        );
+        check(
+            active(),
+            command(),
+            Ok(vec![AccountEvent::PasswordChanged(PasswordChanged {
+                reason: PasswordChangeReason::Change,
+                password_hash: hash("changed"),
+                changed_at: at(30),
+                reset_request_id: None,
+                notice_request_id: Some(id(11)),
+            })]),
+        );
+    }
+
+    #[test]
+    fn a_rehash_replaces_only_the_hash_it_was_made_from_and_emails_nobody() {
+        let upgrade = |replaces: &str| AccountCommand::UpgradePasswordHash {
+            replaces: hash(replaces),
+            password_hash: hash("upgraded"),
+            at: at(40),
+        };
+        let rehashed = AccountEvent::PasswordChanged(PasswordChanged {
+            reason: PasswordChangeReason::Rehash,
+            password_hash: hash("upgraded"),
+            changed_at: at(40),
+            reset_request_id: None,
+            notice_request_id: None,
+        });
+        check(active(), upgrade("hash"), Ok(vec![rehashed.clone()]));
+        check(active(), upgrade("an older hash"), Ok(vec![]));
+
+        // A rehash is no change: an outstanding reset link keeps working.
+        let mut history = active();
+        history.extend([reset_requested(7), sent(7), rehashed]);
+        check(history, reset(7, 9), Ok(vec![was_reset(7, 9)]));
+    }
+
+    #[test]
+    fn password_emails_do_not_hold_back_a_sign_up_notice() {
+        let mut history = active();
+        history.push(reset_requested(7));
+        let account = replay(&history).expect("account exists");
+        assert_eq!(account.outstanding_request(), None);
+        check(
+            history,
+            AccountCommand::RecordSignUpAttempt { request_id: id(8) },
+            Ok(vec![AccountEvent::SignUpAttemptedForExistingEmail(
+                SignUpAttemptedForExistingEmail { request_id: id(8) },
+            )]),
+        );
+    }
+
+    #[test]
+    fn a_failed_reset_email_is_retried_only_while_its_link_would_work() {
+        let mut history = active();
+        history.extend([reset_requested(7), failed(7)]);
+        check(history.clone(), retry(7, 12), Ok(vec![retried(7, 12)]));
+        history.push(retried(7, 12));
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.email_plan(id(12)),
+            Ok(EmailPlan::PasswordReset { sequence: 7 })
+        );
+        history.push(reset_requested(13));
+        let account = replay(&history).expect("account exists");
+        assert_eq!(
+            account.retry_plan(id(12), id(14)),
+            Ok(RetryPlan::NotNeeded(RetryNotNeeded::Superseded))
         );
     }
 }

@@ -171,6 +171,42 @@ pub struct EmailRetryRequested {
     pub retry_of: Uuid,
 }
 
+/// Someone asked for a password reset of this (active) account; its email
+/// carries a reset key. Appended by the worker that looked the address up,
+/// never by the web request, so the answer to the request is the same for
+/// every address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordResetRequested {
+    /// The request id the web process gave the request; the email job's id.
+    pub request_id: Uuid,
+}
+
+/// Why a password hash was replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PasswordChangeReason {
+    /// The owner changed it, signed in and knowing the current one.
+    Change,
+    /// The owner set it with an emailed reset key.
+    Reset,
+    /// The same password, hashed again with the current Argon2 parameters
+    /// on a successful sign-in.
+    Rehash,
+}
+
+/// The account's password hash was replaced. A change or a reset revokes
+/// every session and emails the owner; a rehash does neither.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordChanged {
+    pub reason: PasswordChangeReason,
+    pub password_hash: PasswordHash,
+    pub changed_at: DateTime<Utc>,
+    /// For a reset: the `PasswordResetRequested` whose key was used.
+    pub reset_request_id: Option<Uuid>,
+    /// The "your password was changed" email; `None` for a rehash.
+    pub notice_request_id: Option<Uuid>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountEvent {
     AccountRegistered(AccountRegistered),
@@ -187,6 +223,8 @@ pub enum AccountEvent {
     AccountActivatedManually(AccountActivatedManually),
     AccountBlocked(AccountBlocked),
     AccountUnblocked(AccountUnblocked),
+    PasswordResetRequested(PasswordResetRequested),
+    PasswordChanged(PasswordChanged),
 }
 
 /// An event in its stored shape.
@@ -242,6 +280,7 @@ pub fn current_schema_version(event_type: &str) -> Option<i32> {
         | "AccountActivatedManually"
         | "AccountBlocked"
         | "AccountUnblocked" => Some(1),
+        "PasswordResetRequested" | "PasswordChanged" => Some(1),
         _ => None,
     }
 }
@@ -263,6 +302,8 @@ impl AccountEvent {
             Self::AccountActivatedManually(_) => "AccountActivatedManually",
             Self::AccountBlocked(_) => "AccountBlocked",
             Self::AccountUnblocked(_) => "AccountUnblocked",
+            Self::PasswordResetRequested(_) => "PasswordResetRequested",
+            Self::PasswordChanged(_) => "PasswordChanged",
         }
     }
 
@@ -290,6 +331,8 @@ impl AccountEvent {
             Self::ActivationRequested(e) => Some(e.request_id),
             Self::SignUpAttemptedForExistingEmail(e) => Some(e.request_id),
             Self::EmailRetryRequested(e) => Some(e.request_id),
+            Self::PasswordResetRequested(e) => Some(e.request_id),
+            Self::PasswordChanged(e) => e.notice_request_id,
             _ => None,
         }
     }
@@ -323,6 +366,8 @@ impl AccountEvent {
             Self::AccountActivatedManually(e) => serde_json::to_value(e),
             Self::AccountBlocked(e) => serde_json::to_value(e),
             Self::AccountUnblocked(e) => serde_json::to_value(e),
+            Self::PasswordResetRequested(e) => serde_json::to_value(e),
+            Self::PasswordChanged(e) => serde_json::to_value(e),
         }
         .map_err(|source| EncodeError {
             event_type: self.event_type(),
@@ -378,6 +423,10 @@ impl AccountEvent {
             }
             "AccountBlocked" => Self::AccountBlocked(parse(event_type, v, payload)?),
             "AccountUnblocked" => Self::AccountUnblocked(parse(event_type, v, payload)?),
+            "PasswordResetRequested" => {
+                Self::PasswordResetRequested(parse(event_type, v, payload)?)
+            }
+            "PasswordChanged" => Self::PasswordChanged(parse(event_type, v, payload)?),
             other => {
                 return Err(DecodeError::UnknownType {
                     event_type: other.to_owned(),
@@ -518,6 +567,16 @@ mod tests {
                 at,
             }),
             AccountEvent::AccountUnblocked(AccountUnblocked { at }),
+            AccountEvent::PasswordResetRequested(PasswordResetRequested {
+                request_id: Uuid::from_u128(9),
+            }),
+            AccountEvent::PasswordChanged(PasswordChanged {
+                reason: PasswordChangeReason::Reset,
+                password_hash: PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$bmV3".into()),
+                changed_at: at,
+                reset_request_id: Some(Uuid::from_u128(9)),
+                notice_request_id: Some(Uuid::from_u128(10)),
+            }),
         ]
     }
 
@@ -634,8 +693,37 @@ mod tests {
 
     #[test]
     fn password_hashes_never_show_in_debug_output() {
-        let debug = format!("{:?}", samples()[0]);
-        assert!(!debug.contains("argon2id"), "{debug}");
+        let samples = samples();
+        for event in [&samples[0], &samples[samples.len() - 1]] {
+            let debug = format!("{event:?}");
+            assert!(!debug.contains("argon2id"), "{debug}");
+        }
+    }
+
+    #[test]
+    fn only_a_change_or_reset_asks_for_an_email() {
+        let changed = |reason, notice| {
+            AccountEvent::PasswordChanged(PasswordChanged {
+                reason,
+                password_hash: PasswordHash("$argon2id$x".into()),
+                changed_at: DateTime::from_timestamp(1_800_000_000, 0).expect("valid timestamp"),
+                reset_request_id: None,
+                notice_request_id: notice,
+            })
+        };
+        let notice = Uuid::from_u128(3);
+        assert_eq!(
+            changed(PasswordChangeReason::Change, Some(notice)).request_id(),
+            Some(notice)
+        );
+        assert_eq!(
+            changed(PasswordChangeReason::Rehash, None).request_id(),
+            None
+        );
+        let stored = changed(PasswordChangeReason::Rehash, None)
+            .encode()
+            .expect("encodes");
+        assert_eq!(stored.payload["reason"], "rehash");
     }
 
     #[test]

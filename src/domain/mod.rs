@@ -14,7 +14,7 @@ mod username;
 
 pub use account::{
     Account, AccountCommand, AccountStatus, AddressClaim, DomainError, EmailPlan, Registration,
-    RetryNotNeeded, RetryPlan, decide,
+    RetryNotNeeded, RetryPlan, SignInRefused, decide,
 };
 pub use activation_key::{ActivationKey, ActivationKeyError};
 pub use email::{EmailAddress, EmailError};

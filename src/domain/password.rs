@@ -94,6 +94,16 @@ impl Password {
         Ok(Self(normalized))
     }
 
+    /// A password given to sign in, set against a stored hash: normalized
+    /// like a new one but not held to today's policy (the stored one may
+    /// predate it). Only an absurd length is refused, before any hashing.
+    pub fn for_sign_in(raw: &str) -> Result<Self, PasswordError> {
+        if raw.len() > MAX_CHARS * MAX_UTF8_BYTES_PER_NFKC_CHAR {
+            return Err(PasswordError::TooLong);
+        }
+        Ok(Self(raw.nfkc().collect()))
+    }
+
     /// The normalized password, for the password hasher only.
     pub fn expose(&self) -> &str {
         &self.0

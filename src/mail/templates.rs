@@ -84,17 +84,29 @@ pub enum EmailKind {
     /// `already-registered/`: context `username` and optional `link`
     /// (present while the account is still pending).
     AlreadyRegistered,
+    /// `password-reset/`: context `username`, `link`, `expires_in`,
+    /// `expires_at` (as for `Activation`).
+    PasswordReset,
+    /// `password-changed/`: context `username`.
+    PasswordChanged,
 }
 
 impl EmailKind {
     /// Every kind; the start-up check renders each.
-    pub const ALL: [Self; 2] = [Self::Activation, Self::AlreadyRegistered];
+    pub const ALL: [Self; 4] = [
+        Self::Activation,
+        Self::AlreadyRegistered,
+        Self::PasswordReset,
+        Self::PasswordChanged,
+    ];
 
     /// The folder of its `subject.hbs`, `body.txt.hbs`, `body.html.hbs`.
     pub const fn folder(self) -> &'static str {
         match self {
             Self::Activation => "activation",
             Self::AlreadyRegistered => "already-registered",
+            Self::PasswordReset => "password-reset",
+            Self::PasswordChanged => "password-changed",
         }
     }
 
@@ -113,6 +125,13 @@ impl EmailKind {
                 json!({ "username": "alice", "link": link }),
                 json!({ "username": "alice" }),
             ],
+            Self::PasswordReset => vec![json!({
+                "username": "alice",
+                "link": "https://porter.example/reset-password/Zx81kQp0aB3cD4eF5gH6iJ7kL8mN9oP0",
+                "expires_in": 1800,
+                "expires_at": "2026-12-03T09:45:00Z",
+            })],
+            Self::PasswordChanged => vec![json!({ "username": "alice" })],
         }
     }
 }
@@ -132,15 +151,26 @@ pub enum Page {
     Activated,
     /// No context fields: the uniform page for an unusable link (410).
     LinkInvalid,
+    /// Context `key` and optional `error` (what is wrong with the password
+    /// tried): a form that posts a new password to
+    /// `/api/password-reset/{key}`; rendering it changes nothing.
+    ResetPassword,
+    /// No context fields: the password was set.
+    PasswordReset,
+    /// No context fields: the uniform page for an unusable reset link (410).
+    ResetLinkInvalid,
 }
 
 impl Page {
     /// Every page; the start-up check renders each.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 7] = [
         Self::Activate,
         Self::Cancelled,
         Self::Activated,
         Self::LinkInvalid,
+        Self::ResetPassword,
+        Self::PasswordReset,
+        Self::ResetLinkInvalid,
     ];
 
     /// Its name below `pages/`, without `.html.hbs`.
@@ -150,6 +180,9 @@ impl Page {
             Self::Cancelled => "cancelled",
             Self::Activated => "activated",
             Self::LinkInvalid => "link-invalid",
+            Self::ResetPassword => "reset-password",
+            Self::PasswordReset => "password-reset",
+            Self::ResetLinkInvalid => "reset-link-invalid",
         }
     }
 
@@ -179,7 +212,14 @@ impl Page {
                 json!({ "already_active": false }),
                 json!({ "already_active": true }),
             ],
-            Self::LinkInvalid => vec![json!({})],
+            Self::LinkInvalid | Self::PasswordReset | Self::ResetLinkInvalid => vec![json!({})],
+            Self::ResetPassword => vec![
+                json!({ "key": "Zx81kQp0aB3cD4eF5gH6iJ7kL8mN9oP0", "error": null }),
+                json!({
+                    "key": "Zx81kQp0aB3cD4eF5gH6iJ7kL8mN9oP0",
+                    "error": "must be at least 12 characters",
+                }),
+            ],
         }
     }
 

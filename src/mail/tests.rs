@@ -54,6 +54,23 @@ fn activation_email() {
 }
 
 #[test]
+fn password_emails_in_both_locales() {
+    let t = templates();
+    for locale in [en(), de()] {
+        for (kind, name) in [
+            (EmailKind::PasswordReset, "password_reset"),
+            (EmailKind::PasswordChanged, "password_changed"),
+        ] {
+            let [sample] = kind.samples().try_into().expect("one sample");
+            let email = t.render_email(&locale, kind, &sample).expect("renders");
+            insta::assert_snapshot!(format!("{name}_{locale}_subject"), email.subject);
+            insta::assert_snapshot!(format!("{name}_{locale}_text"), email.text);
+            insta::assert_snapshot!(format!("{name}_{locale}_html"), email.html);
+        }
+    }
+}
+
+#[test]
 fn activation_email_in_german() {
     let email = templates()
         .render_email(&de(), EmailKind::Activation, &activation_ctx())
@@ -129,6 +146,20 @@ fn pages() {
         insta::assert_snapshot!(
             format!("page_{locale}_link_invalid"),
             page(Page::LinkInvalid, json!({}))
+        );
+        for (number, sample) in Page::ResetPassword.samples().into_iter().enumerate() {
+            insta::assert_snapshot!(
+                format!("page_{locale}_reset_password_{number}"),
+                page(Page::ResetPassword, sample)
+            );
+        }
+        insta::assert_snapshot!(
+            format!("page_{locale}_password_reset"),
+            page(Page::PasswordReset, json!({}))
+        );
+        insta::assert_snapshot!(
+            format!("page_{locale}_reset_link_invalid"),
+            page(Page::ResetLinkInvalid, json!({}))
         );
     }
 }

@@ -26,12 +26,14 @@
 //! nothing new and pushes the same job id, which apalis ignores if present.
 //! A retry that is no longer needed (the account is active, a newer link went
 //! out, or the email was sent after all) appends nothing and only clears the
-//! dead entry.
+//! dead entry. A dead address request (a password reset request whose
+//! lookup never succeeded) is pushed again under a derived id; the worker
+//! looks the address up afresh.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use porter_jobs::SendAccountEmail;
+use porter_jobs::{AddressRequest, SendAccountEmail};
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -41,7 +43,10 @@ use super::events::mask_addresses_in;
 use crate::{
     commands::{CommandError, Commands},
     domain::{AccountCommand, AccountEvent, DecodeError, DomainError, RetryNotNeeded, RetryPlan},
-    queue::backend::{self as queue, DeadJob, QueueStats},
+    queue::{
+        EmailQueue,
+        backend::{self as queue, DeadJob, QueueStats},
+    },
     store::{self, EventMetadata, account_stream},
 };
 
@@ -56,6 +61,8 @@ pub enum DeliveriesError {
     UnreadableJob(String),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("push: {0}")]
+    Push(String),
     #[error("postgres: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -196,6 +203,9 @@ pub async fn retry(
     let dead = queue::dead_job(redis, namespace, job_id)
         .await?
         .ok_or_else(|| DeliveriesError::NotDead(job_id.to_owned()))?;
+    if let Some(request) = dead.address_request {
+        return retry_address_request(redis, namespace, job_id, request).await;
+    }
     let job = dead
         .job
         .ok_or_else(|| DeliveriesError::UnreadableJob(job_id.to_owned()))?;
@@ -227,6 +237,31 @@ pub async fn retry(
     Ok(outcome)
 }
 
+/// Pushes a dead address request again under a request id derived from the
+/// dead one (so a second retry pushes the same job, which Redis ignores),
+/// then clears the dead entry. The worker looks the address up afresh.
+async fn retry_address_request(
+    redis: &mut ConnectionManager,
+    namespace: &str,
+    job_id: &str,
+    request: AddressRequest,
+) -> Result<RetryOutcome, DeliveriesError> {
+    let request_id = retry_request_id(request.request_id);
+    let again = AddressRequest {
+        request_id,
+        failed_attempts: 0,
+        ..request
+    };
+    EmailQueue::new(redis.clone(), namespace)
+        .push_address_request(again, None)
+        .await
+        .map_err(|e| DeliveriesError::Push(e.to_string()))?;
+    queue::forget_dead(redis, namespace, job_id).await?;
+    let outcome = RetryOutcome::Redriven { job_id: request_id };
+    tracing::info!(%outcome, "dead address request retried");
+    Ok(outcome)
+}
+
 /// Retries every dead job; one failing does not stop the others.
 pub async fn retry_all(
     commands: &Commands,
@@ -255,9 +290,13 @@ pub fn render(deliveries: &Deliveries) -> String {
         writeln!(out, "dead letters: {}", stats.dead)
     };
     for letter in &deliveries.dead {
-        let (account, request) = match &letter.job.job {
-            Some(job) => (job.account_id.to_string(), job.request_id.to_string()),
-            None => ("?".into(), "?".into()),
+        let (account, request) = match (&letter.job.job, &letter.job.address_request) {
+            (Some(job), _) => (job.account_id.to_string(), job.request_id.to_string()),
+            (None, Some(request)) => (
+                format!("(address request, {:?})", request.action),
+                request.request_id.to_string(),
+            ),
+            (None, None) => ("?".into(), "?".into()),
         };
         let _ = writeln!(
             out,
@@ -353,6 +392,7 @@ mod tests {
                 job: DeadJob {
                     job_id: job.job_id(),
                     job: Some(job),
+                    address_request: None,
                     attempts: Some(1),
                     status: Some("Killed".into()),
                     result: None,

@@ -148,7 +148,9 @@ pub fn fold(
         AccountEvent::RegistrationSuperseded(e) => row.end(AccountStatus::Superseded, e.at),
         AccountEvent::RegistrationCancelled(e) => row.end(AccountStatus::Cancelled, e.at),
         AccountEvent::RegistrationExpired(e) => row.end(AccountStatus::Expired, e.at),
-        AccountEvent::AccountRegistered(_) => {}
+        AccountEvent::AccountRegistered(_)
+        | AccountEvent::PasswordResetRequested(_)
+        | AccountEvent::PasswordChanged(_) => {}
     }
     Some(row)
 }

@@ -26,7 +26,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis_redis::Config as QueueConfig;
-use porter_jobs::SendAccountEmail;
+use porter_jobs::{AddressRequest, SendAccountEmail};
 use redis::{Script, aio::ConnectionManager};
 
 /// How often a worker heartbeats, and how many heartbeats it may miss before
@@ -200,8 +200,11 @@ pub async fn stats(
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadJob {
     pub job_id: String,
-    /// `None` when the payload is missing or unreadable.
+    /// `None` when the payload is missing, unreadable or an address
+    /// request.
     pub job: Option<SendAccountEmail>,
+    /// The payload when the job is an address request.
+    pub address_request: Option<AddressRequest>,
     /// apalis's attempt count and status from the job's meta hash.
     pub attempts: Option<u32>,
     pub status: Option<String>,
@@ -301,7 +304,8 @@ async fn jobs(
             .unwrap_or_default();
         let field = |i: usize| meta.get(i).cloned().flatten();
         jobs.push(DeadJob {
-            job: data.and_then(|d| serde_json::from_str(&d).ok()),
+            job: data.as_deref().and_then(|d| serde_json::from_str(d).ok()),
+            address_request: data.as_deref().and_then(|d| serde_json::from_str(d).ok()),
             attempts: field(0).and_then(|a| a.parse().ok()),
             status: field(1),
             result: field(2),

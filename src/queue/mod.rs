@@ -10,7 +10,7 @@ use std::time::Duration;
 use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
 use apalis_redis::RedisStorage;
 use chrono::{DateTime, Utc};
-use porter_jobs::SendAccountEmail;
+use porter_jobs::{AddressRequest, SendAccountEmail};
 use redis::aio::ConnectionManager;
 
 pub mod backend;
@@ -25,6 +25,8 @@ const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct EmailQueue {
     storage: RedisStorage<SendAccountEmail>,
+    /// The same queue, for address requests.
+    address_requests: RedisStorage<AddressRequest>,
 }
 
 impl std::fmt::Debug for EmailQueue {
@@ -46,7 +48,8 @@ pub enum PushError {
 impl EmailQueue {
     pub fn new(redis: ConnectionManager, namespace: &str) -> Self {
         Self {
-            storage: RedisStorage::new(redis).with_config(email_queue_config(namespace)),
+            storage: RedisStorage::new(redis.clone()).with_config(email_queue_config(namespace)),
+            address_requests: RedisStorage::new(redis).with_config(email_queue_config(namespace)),
         }
     }
 
@@ -65,6 +68,25 @@ impl EmailQueue {
         }
         let task = task.build();
         let mut storage = self.storage.clone();
+        within_timeout(storage.push_task(task)).await
+    }
+
+    /// Enqueues an address request for the worker to look up, to run no
+    /// earlier than `not_before`; a second push of the same request is a
+    /// no-op.
+    #[tracing::instrument(skip_all, fields(address_request_id = %job.request_id))]
+    pub async fn push_address_request(
+        &self,
+        job: AddressRequest,
+        not_before: Option<DateTime<Utc>>,
+    ) -> Result<(), PushError> {
+        let id = TaskId::from_string(job.job_id());
+        let mut task = TaskBuilder::new(job).task_id(id);
+        if let Some(at) = not_before.filter(|at| *at > Utc::now()) {
+            task = task.run_at_timestamp(u64::try_from(at.timestamp() + 1).unwrap_or(0));
+        }
+        let task = task.build();
+        let mut storage = self.address_requests.clone();
         within_timeout(storage.push_task(task)).await
     }
 

@@ -32,7 +32,9 @@ use super::{
 };
 use crate::{
     commands::CommandError,
-    domain::{Account, AccountCommand, AccountStatus, ActivationKey, DomainError, Locale},
+    domain::{
+        Account, AccountCommand, AccountStatus, ActivationKey, DomainError, Locale, Password,
+    },
     keys::KeyGrant,
     mail::Page,
     rate_limit::Budget,
@@ -189,14 +191,15 @@ async fn confirm_password(
     limiter
         .check(Budget::FailedActivationPerIp, budget, &client)
         .await?;
-    let matches = match password {
-        Some(password) => {
+    let matches = match password.as_deref().map(Password::for_sign_in) {
+        Some(Ok(password)) => {
             state
                 .hasher
-                .verify(password, link.account.password_hash.clone())
+                .verify(password, Some(link.account.password_hash.clone()))
                 .await?
+                .matches
         }
-        None => false,
+        _ => false,
     };
     if !matches {
         limiter

@@ -66,7 +66,10 @@ pub async fn handle(
                 "unblock" => "admin_unblock",
                 _ => return ("not_found", Err(ApiError::NotFound)),
             };
-            (route, act(state, context, &metadata, id, action, request).await)
+            (
+                route,
+                act(state, context, &metadata, id, action, request).await,
+            )
         }
         (
             _,
@@ -122,6 +125,7 @@ impl From<AdminError> for ApiError {
             AdminError::NotFound => Self::AccountNotFound,
             AdminError::Conflict { code, message } => Self::Conflict { code, message },
             AdminError::Command(error) => error.into(),
+            AdminError::Unavailable(cause) => Self::Unavailable(cause),
         }
     }
 }
@@ -199,7 +203,7 @@ async fn accounts(
             ));
         }
         let details = found.ok_or(ApiError::AccountNotFound)?;
-        return Ok(details_response(StatusCode::OK, &details));
+        return details_response(state, &details).await;
     }
     let status = param("status")
         .map(|name| {
@@ -237,7 +241,7 @@ async fn accounts(
 
 async fn show(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
     let details = admin::details(&state.pool, parse_id(raw_id)?).await?;
-    Ok(details_response(StatusCode::OK, &details))
+    details_response(state, &details).await
 }
 
 async fn history(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
@@ -270,7 +274,12 @@ async fn act(
                 ));
             }
             context.commit_begins();
-            admin::block(commands, id, reason.to_owned(), metadata).await?
+            let access = admin::Access {
+                sessions: &state.sessions,
+                activation_keys: &state.keys,
+                reset_keys: &state.reset_keys,
+            };
+            admin::block(commands, access, id, reason.to_owned(), metadata).await?
         }
         other => {
             let [] = request::optional_fields(request, []).await?;
@@ -291,9 +300,20 @@ async fn act(
             }
         }
     };
-    Ok(details_response(StatusCode::OK, &details))
+    details_response(state, &details).await
 }
 
-fn details_response(status: StatusCode, details: &AccountDetails) -> Response<Body> {
-    json_response(status, details)
+/// An account's details with its open sessions, which only Redis knows.
+async fn details_response(
+    state: &AppState,
+    details: &AccountDetails,
+) -> Result<Response<Body>, ApiError> {
+    let open_sessions = state
+        .sessions
+        .count(details.id)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let mut body = serde_json::to_value(details).map_err(|e| ApiError::Internal(e.into()))?;
+    body["open_sessions"] = json!(open_sessions);
+    Ok(json_response(StatusCode::OK, &body))
 }

@@ -1,7 +1,8 @@
 //! The HTTP API: a thin hyper router that validates, records and enqueues.
 //!
 //! Inside `web` the router (`routes`) sits above the handlers (`signup`,
-//! `resend`, `activation`, `admin`, `dev_mail`), which sit above what they
+//! `resend`, `activation`, `admin`, `dev_mail`, `sign_in`, `password_reset`),
+//! which sit above what they
 //! share (`context`, `locale`, `request`, `response`); a handler never
 //! imports the router
 //! or another handler. `tests/it/layers.rs` holds both rules.
@@ -19,9 +20,11 @@ use crate::{
     gauges,
     hashing::PasswordHasher,
     http_server,
-    keys::ActivationKeys,
+    keys::LinkKeys,
     mail::{DevMailbox, Templates},
+    queue::EmailQueue,
     rate_limit::RateLimiter,
+    sessions::Sessions,
 };
 
 mod activation;
@@ -29,10 +32,12 @@ mod admin;
 mod context;
 mod dev_mail;
 mod locale;
+mod password_reset;
 mod request;
 mod resend;
 pub mod response;
 mod routes;
+mod sign_in;
 mod signup;
 
 /// Everything a request handler may use; shared by all connections.
@@ -42,7 +47,13 @@ pub struct AppState {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub commands: Commands,
-    pub keys: ActivationKeys,
+    /// Activation keys.
+    pub keys: LinkKeys,
+    /// Password reset keys.
+    pub reset_keys: LinkKeys,
+    pub sessions: Sessions,
+    /// For address requests, which the web process pushes without a command.
+    pub email_queue: EmailQueue,
     pub templates: Templates,
     pub hasher: PasswordHasher,
     pub rate_limiter: RateLimiter,

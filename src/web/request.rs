@@ -76,9 +76,7 @@ pub async fn optional_fields<const N: usize>(
         return Ok([(); N].map(|()| None));
     }
     let members = if is_form {
-        url::form_urlencoded::parse(&body)
-            .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
-            .collect()
+        form_members(&body)
     } else if is_json {
         json_members(&body)?
     } else {
@@ -93,6 +91,64 @@ pub async fn optional_fields<const N: usize>(
     } else {
         Err(ApiError::Validation(errors))
     }
+}
+
+/// How a body that may be JSON or a form post was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
+    /// `application/x-www-form-urlencoded`, as an HTML form posts it.
+    Form,
+}
+
+/// Like [`json_fields`], also accepting the same fields as an HTML form post
+/// (for pages that work without scripts).
+pub async fn json_or_form_fields<const N: usize>(
+    request: Request<Incoming>,
+    expected: [&'static str; N],
+) -> Result<([String; N], BodyFormat), ApiError> {
+    let format = if is_json(request.headers()) {
+        BodyFormat::Json
+    } else if has_media_type(request.headers(), "application/x-www-form-urlencoded") {
+        BodyFormat::Form
+    } else {
+        return Err(ApiError::UnsupportedMediaType);
+    };
+    let body = read_body(request).await?;
+    let members = match format {
+        BodyFormat::Json => json_members(&body)?,
+        BodyFormat::Form => form_members(&body),
+    };
+    let mut errors = FieldErrors::new();
+    let object = unique_members(members, &mut errors);
+    report_unknown(&object, expected.iter(), &mut errors);
+    let values = expected.map(|name| {
+        string_field(&object, name, &mut errors).unwrap_or_else(|| {
+            errors
+                .entry(name.into())
+                .or_default()
+                .push("is required".into());
+            String::new()
+        })
+    });
+    if errors.is_empty() {
+        Ok((values, format))
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// The bearer token of an `Authorization` header, if there is one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn form_members(body: &[u8]) -> Vec<(String, Value)> {
+    url::form_urlencoded::parse(body)
+        .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
+        .collect()
 }
 
 /// The members of a JSON object body, in order, duplicates kept.

@@ -37,6 +37,16 @@ pub enum ApiError {
     LinkInvalid,
     #[error("the registration is contested and needs its password")]
     PasswordRequired,
+    #[error("password reset link invalid")]
+    ResetLinkInvalid,
+    #[error("wrong login or password")]
+    InvalidCredentials,
+    #[error("the account is not active")]
+    AccountNotActive,
+    #[error("the account is blocked")]
+    AccountBlocked,
+    #[error("no valid session token")]
+    Unauthenticated,
     #[error("too busy")]
     Overloaded,
     #[error("no valid API key")]
@@ -124,8 +134,10 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::LinkInvalid => StatusCode::GONE,
             Self::PasswordRequired => StatusCode::FORBIDDEN,
+            Self::LinkInvalid | Self::ResetLinkInvalid => StatusCode::GONE,
+            Self::InvalidCredentials | Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::AccountNotActive | Self::AccountBlocked => StatusCode::FORBIDDEN,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::AccountNotFound => StatusCode::NOT_FOUND,
@@ -147,6 +159,11 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::LinkInvalid => "activation_link_invalid",
             Self::PasswordRequired => "password_required",
+            Self::ResetLinkInvalid => "reset_link_invalid",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::AccountNotActive => "account_not_active",
+            Self::AccountBlocked => "account_blocked",
+            Self::Unauthenticated => "unauthenticated",
             Self::Overloaded => "overloaded",
             Self::Unauthorized => "unauthorized",
             Self::AccountNotFound => "account_not_found",
@@ -182,6 +199,24 @@ impl ApiError {
                  confirming it needs the password chosen at this sign-up as well as the link. \
                  Send it as {\"password\": \"…\"}."
                     .into()
+            }
+            Self::ResetLinkInvalid => {
+                "This password reset link is invalid, expired, already used or was replaced by a \
+                 newer one. Ask for a new link with POST /api/password-reset and your email address."
+                    .into()
+            }
+            Self::InvalidCredentials => "The login or the password is wrong.".into(),
+            Self::AccountNotActive => {
+                "This account is not active yet: confirm your email address with the link we \
+                 sent. Ask for a new link with POST /api/activate-account/resend and your email \
+                 address."
+                    .into()
+            }
+            Self::AccountBlocked => {
+                "This account is blocked; ask the service you signed up for.".into()
+            }
+            Self::Unauthenticated => {
+                "Sign in first, and send the token as `Authorization: Bearer <token>`.".into()
             }
             Self::Overloaded => "Porter is busy right now; try again shortly.".into(),
             Self::Unauthorized => {
@@ -223,7 +258,7 @@ impl ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if matches!(self, Self::Unauthorized) {
+        if matches!(self, Self::Unauthorized | Self::Unauthenticated) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -251,6 +286,13 @@ pub fn html_response(status: StatusCode, html: String) -> Response<Body> {
             "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
         ),
     );
+    response
+}
+
+/// `204 No Content`.
+pub fn no_content() -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }
 

@@ -11,9 +11,9 @@ use uuid::Uuid;
 use super::{
     AppState, activation, admin,
     context::RequestContext,
-    dev_mail, request, resend,
+    dev_mail, password_reset, request, resend,
     response::{ApiError, Body, add_standard_headers, json_response, text_response},
-    signup,
+    sign_in, signup,
 };
 
 pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) -> Response<Body> {
@@ -134,6 +134,55 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
             Err(ApiError::MethodNotAllowed("POST")),
         ),
         (_, ["api", "admin", path @ ..]) => admin::handle(state, context, request, path).await,
+        (&Method::POST, ["api", "sessions"]) => {
+            ("sign_in", sign_in::sign_in(state, context, request).await)
+        }
+        (&Method::DELETE, ["api", "sessions"]) => (
+            "sign_out_everywhere",
+            sign_in::sign_out_everywhere(state, request.headers()).await,
+        ),
+        (_, ["api", "sessions"]) => ("sign_in", Err(ApiError::MethodNotAllowed("POST, DELETE"))),
+        (&Method::DELETE, ["api", "sessions", "current"]) => (
+            "sign_out",
+            sign_in::sign_out(state, request.headers()).await,
+        ),
+        (_, ["api", "sessions", "current"]) => {
+            ("sign_out", Err(ApiError::MethodNotAllowed("DELETE")))
+        }
+        (&Method::GET | &Method::HEAD, ["api", "me"]) => {
+            ("me", sign_in::me(state, request.headers()).await)
+        }
+        (_, ["api", "me"]) => ("me", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
+        (&Method::POST, ["api", "me", "password"]) => (
+            "change_password",
+            sign_in::change_password(state, context, request).await,
+        ),
+        (_, ["api", "me", "password"]) => {
+            ("change_password", Err(ApiError::MethodNotAllowed("POST")))
+        }
+        (&Method::POST, ["api", "password-reset"]) => (
+            "password_reset_request",
+            password_reset::request_reset(state, context, request).await,
+        ),
+        (_, ["api", "password-reset"]) => (
+            "password_reset_request",
+            Err(ApiError::MethodNotAllowed("POST")),
+        ),
+        (&Method::POST, ["api", "password-reset", key]) => (
+            "password_reset",
+            password_reset::reset(state, context, key, request).await,
+        ),
+        (_, ["api", "password-reset", _]) => {
+            ("password_reset", Err(ApiError::MethodNotAllowed("POST")))
+        }
+        (&Method::GET | &Method::HEAD, ["reset-password", key]) => (
+            "reset_password_page",
+            password_reset::page(state, key, request.headers()).await,
+        ),
+        (_, ["reset-password", _]) => (
+            "reset_password_page",
+            Err(ApiError::MethodNotAllowed("GET, HEAD")),
+        ),
         (&Method::GET | &Method::HEAD, ["api", "openapi.json"]) => ("openapi", Ok(openapi())),
         (&Method::GET | &Method::HEAD, ["healthz"]) => {
             ("healthz", Ok(text_response(StatusCode::OK, "ok\n")))

@@ -1,4 +1,6 @@
-//! The email job: activation links and "you already have an account" notices.
+//! The email job: activation links, "you already have an account" notices,
+//! password reset links and "your password was changed" notices. The same
+//! queue carries address requests, handed to [`super::requests`].
 //!
 //! The job is idempotent. Each attempt reloads the account, asks the aggregate
 //! what the request still needs, and records the outcome at the account's
@@ -26,7 +28,7 @@ use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use chrono::{DateTime, Utc};
-use porter_jobs::SendAccountEmail;
+use porter_jobs::{EmailQueueJob, SendAccountEmail};
 use serde_json::{Value, json};
 
 use super::{
@@ -36,6 +38,7 @@ use super::{
 use crate::{
     commands::CommandError,
     domain::{Account, AccountCommand, ActivationKey, DomainError, EmailPlan, events::IssuedKey},
+    keys::{KeyPurpose, LinkKeys},
     mail::{EmailKind, RenderedEmail, SendError},
     rate_limit::Budget,
     store::EventMetadata,
@@ -44,8 +47,9 @@ use crate::{
 /// The job as apalis hands it over: raw JSON, so a payload that does not
 /// decode is dead-lettered at once instead of being re-run by apalis.
 pub async fn handle(payload: Value, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
-    match serde_json::from_value::<SendAccountEmail>(payload) {
-        Ok(job) => send_account_email(job, &state).await,
+    match serde_json::from_value::<EmailQueueJob>(payload) {
+        Ok(EmailQueueJob::Email(job)) => send_account_email(job, &state).await,
+        Ok(EmailQueueJob::Address(request)) => super::requests::handle(request, &state).await,
         Err(error) => {
             tracing::error!(%error, "unreadable email job; dead-lettered");
             Err(AbortError::new(error).into())
@@ -107,13 +111,21 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
     let plan = account
         .email_plan(job.request_id)
         .map_err(AttemptError::permanent)?;
-    let (kind, activation) = match plan {
+    use KeyPurpose::{Activation, PasswordReset};
+    let (kind, keyed) = match plan {
         EmailPlan::Nothing => {
             tracing::debug!("nothing to send");
             return Ok(());
         }
-        EmailPlan::Activation { sequence } => (EmailKind::Activation, Some(sequence)),
-        EmailPlan::AlreadyRegistered { activation } => (EmailKind::AlreadyRegistered, activation),
+        EmailPlan::Activation { sequence } => (EmailKind::Activation, Some((Activation, sequence))),
+        EmailPlan::AlreadyRegistered { activation } => (
+            EmailKind::AlreadyRegistered,
+            activation.map(|sequence| (Activation, sequence)),
+        ),
+        EmailPlan::PasswordReset { sequence } => {
+            (EmailKind::PasswordReset, Some((PasswordReset, sequence)))
+        }
+        EmailPlan::PasswordChanged => (EmailKind::PasswordChanged, None),
     };
     let min_interval =
         chrono::Duration::from_std(state.config.mail.min_interval).unwrap_or_default();
@@ -146,10 +158,9 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
         tracing::info!("email withheld: the address's budget is spent");
         return Ok(());
     }
-    let key = match activation {
-        Some(sequence) => {
-            let issued = state
-                .keys
+    let key = match keyed {
+        Some((purpose, sequence)) => {
+            let issued = link_keys(state, purpose)
                 .issue(job.account_id, job.request_id, sequence)
                 .await
                 .map_err(AttemptError::transient)?;
@@ -157,7 +168,7 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
                 tracing::debug!("a newer request holds the account's key; it sends the link");
                 return Ok(());
             };
-            Some(key)
+            Some((purpose, key))
         }
         None => None,
     };
@@ -171,10 +182,10 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
             SendError::Permanent(_) => AttemptError::permanent(e),
             SendError::Transient(_) => AttemptError::transient(e),
         })?;
-    let key = key.as_ref().map(|key| IssuedKey {
+    let key = key.as_ref().map(|(purpose, key)| IssuedKey {
         fingerprint: key.fingerprint(),
         // A TTL too long to represent never expires in practice.
-        expires_at: chrono::Duration::from_std(state.keys.ttl())
+        expires_at: chrono::Duration::from_std(link_keys(state, *purpose).ttl())
             .ok()
             .and_then(|ttl| sent_at.checked_add_signed(ttl))
             .unwrap_or(DateTime::<Utc>::MAX_UTC),
@@ -242,23 +253,39 @@ fn caused_by(job: &SendAccountEmail) -> EventMetadata {
     }
 }
 
+/// The keys of `purpose` and the page their links open.
+fn link_keys(state: &WorkerState, purpose: KeyPurpose) -> &LinkKeys {
+    match purpose {
+        KeyPurpose::Activation => &state.keys,
+        KeyPurpose::PasswordReset => &state.reset_keys,
+    }
+}
+
 fn render(
     state: &WorkerState,
     kind: EmailKind,
     account: &Account,
-    key: Option<&ActivationKey>,
+    key: Option<&(KeyPurpose, ActivationKey)>,
 ) -> Result<RenderedEmail, AttemptError> {
     let link = key
-        .map(|key| {
+        .map(|(purpose, key)| {
+            let page = match purpose {
+                KeyPurpose::Activation => "activate",
+                KeyPurpose::PasswordReset => "reset-password",
+            };
             state
                 .config
                 .mail
                 .public_base_url
-                .join(&format!("activate/{}", key.expose()))
+                .join(&format!("{page}/{}", key.expose()))
         })
         .transpose()
         .map_err(AttemptError::permanent)?;
-    let ttl = state.keys.ttl();
+    let ttl = link_keys(
+        state,
+        key.map_or(KeyPurpose::Activation, |(purpose, _)| *purpose),
+    )
+    .ttl();
     let expires_at = chrono::Duration::from_std(ttl)
         .ok()
         .and_then(|ttl| Utc::now().checked_add_signed(ttl))

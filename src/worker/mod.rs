@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     commands::Commands,
     config::Config,
-    keys::ActivationKeys,
+    keys::{KeyPurpose, LinkKeys},
     mail::{DevMailbox, MailTransport, Mailer, Templates},
     queue::{
         EmailQueue,
@@ -37,6 +37,7 @@ mod housekeeping;
 pub mod metrics;
 mod projector;
 mod relay;
+mod requests;
 mod retry;
 pub mod sweeps;
 
@@ -53,7 +54,10 @@ pub struct WorkerState {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub commands: Commands,
-    pub keys: ActivationKeys,
+    /// Activation keys.
+    pub keys: LinkKeys,
+    /// Password reset keys.
+    pub reset_keys: LinkKeys,
     pub templates: Templates,
     pub mailer: Mailer,
     /// Counts emails per address against `EMAIL_PER_ADDRESS`.
@@ -70,7 +74,18 @@ impl WorkerState {
     ) -> anyhow::Result<Self> {
         let redis = crate::connect_redis(&config.redis.url).await?;
         let namespace = &config.redis.namespace;
-        let keys = ActivationKeys::new(redis.clone(), namespace, config.mail.activation_ttl);
+        let keys = LinkKeys::new(
+            redis.clone(),
+            namespace,
+            KeyPurpose::Activation,
+            config.mail.activation_ttl,
+        );
+        let reset_keys = LinkKeys::new(
+            redis.clone(),
+            namespace,
+            KeyPurpose::PasswordReset,
+            config.mail.reset_ttl,
+        );
         let templates = Templates::load(&config.templates).context("load templates")?;
         let transport = MailTransport::from_config(config.mail.smtp_url.expose())
             .context("set up the mail transport")?;
@@ -91,6 +106,7 @@ impl WorkerState {
             redis,
             commands,
             keys,
+            reset_keys,
             templates,
             mailer,
             rate_limiter,

@@ -176,6 +176,12 @@ impl Browser {
         .await;
     }
 
+    /// Types `text` into the first element matching `selector`.
+    pub async fn fill(&self, selector: &str, text: &str) {
+        let element = self.find(selector).await;
+        within(element.send_keys(text), &format!("type into {selector}")).await;
+    }
+
     pub async fn url(&self) -> url::Url {
         within(self.client.current_url(), "read the URL").await
     }

@@ -437,6 +437,118 @@ impl TestApp {
         .await
     }
 
+    pub async fn sign_in(&self, login: &str, password: &str) -> TestResponse {
+        self.post_json(
+            "/api/sessions",
+            &json!({ "login": login, "password": password }),
+        )
+        .await
+    }
+
+    /// Signs in and returns the session token.
+    pub async fn token(&self, login: &str, password: &str) -> String {
+        let response = self.sign_in(login, password).await;
+        assert_eq!(response.status(), 201, "{}", response.text());
+        response.json()["token"]
+            .as_str()
+            .expect("a token")
+            .to_owned()
+    }
+
+    pub async fn me(&self, token: &str) -> TestResponse {
+        self.send(self.client.get(self.url("/api/me")).bearer_auth(token))
+            .await
+    }
+
+    pub async fn sign_out(&self, token: &str) -> TestResponse {
+        self.send(
+            self.client
+                .delete(self.url("/api/sessions/current"))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    pub async fn sign_out_everywhere(&self, token: &str) -> TestResponse {
+        self.send(
+            self.client
+                .delete(self.url("/api/sessions"))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    pub async fn change_password(&self, token: &str, current: &str, new: &str) -> TestResponse {
+        self.send(
+            self.client
+                .post(self.url("/api/me/password"))
+                .bearer_auth(token)
+                .json(&json!({ "current_password": current, "new_password": new })),
+        )
+        .await
+    }
+
+    pub async fn request_reset(&self, email: &str) -> TestResponse {
+        self.post_json("/api/password-reset", &json!({ "email": email }))
+            .await
+    }
+
+    pub async fn reset_password(&self, key: &str, password: &str) -> TestResponse {
+        self.post_json(
+            &format!("/api/password-reset/{key}"),
+            &json!({ "password": password }),
+        )
+        .await
+    }
+
+    /// Signs a new user up and confirms the emailed link; returns the
+    /// sign-up body (username, email, password).
+    pub async fn active_user(&self) -> Value {
+        let user = new_user();
+        assert_eq!(self.sign_up(&user).await.status(), 202);
+        let email = user["email"].as_str().expect("email");
+        let key = self.wait_for_mail_to(email, 1).await[0].activation_key();
+        assert_eq!(self.activate(&key).await.status(), 200);
+        user
+    }
+
+    /// Waits until exactly `count` messages to `address` have arrived, and
+    /// returns them in order.
+    pub async fn wait_for_mail_to(&self, address: &str, count: usize) -> Vec<ReceivedMail> {
+        let to = |mail: &ReceivedMail| mail.to.iter().any(|to| to.eq_ignore_ascii_case(address));
+        let received = eventually(&format!("{count} emails to {address}"), || async {
+            let received: Vec<ReceivedMail> = self.mail.received().into_iter().filter(to).collect();
+            (received.len() >= count).then_some(received)
+        })
+        .await;
+        assert_eq!(
+            received.len(),
+            count,
+            "more emails to {address} than expected"
+        );
+        received
+    }
+
+    /// Waits until the email queue has run dry: nothing waiting, scheduled
+    /// or running, and at least `done` jobs finished.
+    pub async fn wait_for_queue_to_drain(&self, done: i64) {
+        let keys = self.queue_keys();
+        eventually("the email queue to drain", || async {
+            let mut redis = self.redis.clone();
+            let mut pipe = redis::pipe();
+            pipe.cmd("LLEN")
+                .arg(keys.active())
+                .cmd("ZCARD")
+                .arg(keys.scheduled())
+                .cmd("SCARD")
+                .arg(keys.done());
+            let (active, scheduled, finished): (i64, i64, i64) =
+                pipe.query_async(&mut redis).await.ok()?;
+            (active == 0 && scheduled == 0 && finished >= done).then_some(())
+        })
+        .await;
+    }
+
     /// Waits until exactly `count` messages have arrived, and returns them.
     pub async fn wait_for_mail(&self, count: usize) -> Vec<ReceivedMail> {
         let received = eventually(&format!("{count} emails"), || async {

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("rate_limit", Layer::Service),
     ("keys", Layer::Service),
     ("hashing", Layer::Service),
+    ("sessions", Layer::Service),
     ("mail", Layer::Service),
     ("gauges", Layer::Service),
     ("http_server", Layer::Service),

@@ -94,9 +94,13 @@ impl TestApp {
             .expect("account");
         self.web
             .hasher
-            .verify(password.into(), account.password_hash)
+            .verify(
+                porter::domain::Password::for_sign_in(password).expect("a password"),
+                Some(account.password_hash),
+            )
             .await
             .expect("verify")
+            .matches
     }
 }
 

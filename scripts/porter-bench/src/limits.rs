@@ -187,10 +187,30 @@ pub struct RedisRate {
     pub round_trips_per_second: f64,
 }
 
-/// `PING` round trips from `clients` connections, each waiting for its
-/// answer before sending the next, for `duration`.
-pub async fn redis_pings(
+/// What a Redis round trip sends.
+#[derive(Debug, Clone, Copy)]
+pub enum RedisProbe {
+    Ping,
+    /// `GET` of one small string key (what a session check compares to).
+    Get,
+}
+
+impl RedisProbe {
+    fn command(self, key: &str) -> redis::Cmd {
+        match self {
+            Self::Ping => redis::cmd("PING"),
+            Self::Get => redis::Cmd::get(key),
+        }
+    }
+}
+
+/// `probe` round trips from `clients` connections, each waiting for its
+/// answer before sending the next, for `duration`. `key` is the string key
+/// `GET` reads (set first, deleted after).
+pub async fn redis_round_trips(
     url: &str,
+    key: &str,
+    probe: RedisProbe,
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<RedisRate> {
@@ -204,6 +224,14 @@ pub async fn redis_pings(
                 .context("connect to Redis")?,
         );
     }
+    let mut setup = client
+        .get_multiplexed_async_connection()
+        .await
+        .context("connect to Redis")?;
+    redis::Cmd::set_ex(key, "x".repeat(200), 600)
+        .query_async::<()>(&mut setup)
+        .await
+        .context("set the probe key")?;
     let round_trips = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -211,10 +239,11 @@ pub async fn redis_pings(
     let mut tasks = Vec::with_capacity(clients);
     for mut connection in connections {
         let (round_trips, failed) = (round_trips.clone(), failed.clone());
+        let command = probe.command(key);
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
-                if pong.is_err() {
+                let answer: Result<String, _> = command.query_async(&mut connection).await;
+                if answer.is_err() {
                     failed.store(true, Ordering::Relaxed);
                     return;
                 }
@@ -225,7 +254,11 @@ pub async fn redis_pings(
     for task in tasks {
         task.await.context("ping task panicked")?;
     }
-    anyhow::ensure!(!failed.load(Ordering::Relaxed), "a Redis PING failed");
+    redis::Cmd::del(key)
+        .query_async::<()>(&mut setup)
+        .await
+        .context("delete the probe key")?;
+    anyhow::ensure!(!failed.load(Ordering::Relaxed), "a Redis {probe:?} failed");
     let seconds = started.elapsed().as_secs_f64();
     let round_trips = round_trips.load(Ordering::Relaxed);
     Ok(RedisRate {

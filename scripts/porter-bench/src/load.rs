@@ -181,6 +181,19 @@ impl Activation {
     }
 }
 
+/// A sign-in and the token it got.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    pub status: Status,
+    pub token: Option<String>,
+}
+
+impl SignIn {
+    pub fn signed_in(&self) -> bool {
+        self.status.is(201)
+    }
+}
+
 /// Porter's API, for a load generator: one pooled HTTP client.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -246,10 +259,63 @@ impl Api {
 
     /// Asks for a new activation link for `email`.
     pub async fn resend(&self, email: &str) -> Status {
+        self.post_email("/api/activate-account/resend", email).await
+    }
+
+    /// POSTs `{"email": email}` to `path`.
+    async fn post_email(&self, path: &str, email: &str) -> Status {
         match self
             .client
-            .post(format!("{}/api/activate-account/resend", self.base))
+            .post(format!("{}{path}", self.base))
             .json(&json!({ "email": email }))
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let code = response.status().as_u16();
+                let _ = response.bytes().await;
+                Status::Code(code)
+            }
+            Err(error) => Status::Transport(error.to_string()),
+        }
+    }
+
+    /// Signs in with an address and the password every bench user has.
+    pub async fn sign_in(&self, email: &str) -> SignIn {
+        let body = json!({ "login": email, "password": PASSWORD });
+        match self
+            .client
+            .post(format!("{}/api/sessions", self.base))
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let code = response.status().as_u16();
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                SignIn {
+                    status: Status::Code(code),
+                    token: body["token"].as_str().map(str::to_owned),
+                }
+            }
+            Err(error) => SignIn {
+                status: Status::Transport(error.to_string()),
+                token: None,
+            },
+        }
+    }
+
+    /// Asks for a password reset of `email`.
+    pub async fn request_reset(&self, email: &str) -> Status {
+        self.post_email("/api/password-reset", email).await
+    }
+
+    /// Reads the signed-in account with `token`.
+    pub async fn me(&self, token: &str) -> Status {
+        match self
+            .client
+            .get(format!("{}/api/me", self.base))
+            .bearer_auth(token)
             .send()
             .await
         {

@@ -9,7 +9,11 @@
 //! their own Redis namespace and an SMTP sink in this process; sign-up at
 //! concurrency 1, 8 and 32; sign-up → email at half the peak sign-up rate;
 //! overload at concurrency 256; activation at 8 and 32 with the keys from
-//! the captured emails; the processes' peak memory; and replay of a
+//! the captured emails; sign-in at 32 with the activated accounts and
+//! `GET /api/me` at 32 with their tokens; password reset requests for
+//! unknown, pending and active addresses, timed side by side; the
+//! processes' peak memory; and
+//! replay of a
 //! generated log into another fresh database. All traffic goes to
 //! 127.0.0.1, and every loop is bounded in count and time.
 //!
@@ -32,12 +36,13 @@ use sqlx::{Connection as _, PgConnection};
 
 use crate::{
     cpu::{CpuMeter, PhaseCpu, Profiler},
-    load::{Api, Run, SignUp},
+    limits::RedisProbe,
+    load::{Api, Run, SignIn, SignUp},
     processes::{PorterEnv, PorterProcess},
     replay::{ReplayResult, Replayer},
     report::{
         ActivationCheck, EmailSummary, LoadSummary, Machine, MemorySummary, OverloadSummary,
-        PhaseMemory, Report,
+        PhaseMemory, Report, ResetTiming,
     },
     stats::{Latency, millis},
 };
@@ -59,6 +64,10 @@ mod report;
 mod soak;
 mod stats;
 
+/// Password reset requests timed per class (unknown, pending, active).
+const RESET_SAMPLES: usize = 200;
+/// Addresses per class the reset requests cycle through.
+const RESET_ADDRESSES: usize = 5;
 /// Email jobs run at once in the worker (Porter's default).
 const WORKER_CONCURRENCY: usize = 16;
 /// Sign-ups at or above this latency during overload count as waiting too long:
@@ -148,6 +157,8 @@ struct Plan {
     commits: Duration,
     pings: Duration,
     sign_up: [(usize, Duration); 3],
+    sign_in: Duration,
+    me: Duration,
     sign_up_max: u64,
     email: Duration,
     overload: Duration,
@@ -164,6 +175,8 @@ impl Plan {
             commits: scale(s(3)),
             pings: scale(s(3)),
             sign_up: [(1, scale(s(5))), (8, scale(s(6))), (32, scale(s(8)))],
+            sign_in: scale(s(8)),
+            me: scale(s(6)),
             sign_up_max: 5_000,
             email: scale(s(12)),
             overload: scale(s(5)),
@@ -294,6 +307,9 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     let sign_up_to_email = porter.sign_up_to_email(&sign_up, &mut cpu).await?;
     let overload = porter.overload(&mut cpu).await?;
     let (activation, activation_check) = porter.activation(&mut cpu).await?;
+    let (sign_in, tokens) = porter.sign_in(&mut cpu).await?;
+    let me = porter.me(&tokens, &mut cpu).await?;
+    let reset_timing = porter.reset_timing(&mut cpu).await?;
     let porter_env = porter.reported_env();
     let memory = porter.stop().await?;
     let replay = measure_replay(setup, &meter, &mut cpu).await?;
@@ -309,6 +325,9 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
         overload,
         activation,
         activation_check,
+        sign_in,
+        me,
+        reset_timing,
         memory,
         replay,
         cpu,
@@ -397,14 +416,34 @@ async fn measure_limits(
         postgres.push(rate);
     }
     limits::drop_scratch_table(&setup.database_url).await?;
+    let probe_key = format!("{}:probe", setup.namespace);
     say!("limit: Redis PING");
     let phase = meter.start("limit: Redis PING");
-    let redis = limits::redis_pings(&setup.args.redis_url, 50, plan.pings).await?;
+    let redis = limits::redis_round_trips(
+        &setup.args.redis_url,
+        &probe_key,
+        RedisProbe::Ping,
+        50,
+        plan.pings,
+    )
+    .await?;
     cpu.push(phase.end(redis.round_trips as usize));
+    say!("limit: Redis GET @32");
+    let phase = meter.start("limit: Redis GET @32");
+    let redis_get = limits::redis_round_trips(
+        &setup.args.redis_url,
+        &probe_key,
+        RedisProbe::Get,
+        32,
+        plan.pings,
+    )
+    .await?;
+    cpu.push(phase.end(redis_get.round_trips as usize));
     Ok(report::Limits {
         argon2,
         postgres,
         redis,
+        redis_get,
     })
 }
 
@@ -421,6 +460,8 @@ struct Porter<'a> {
     meter: CpuMeter,
     memory: Vec<PhaseMemory>,
     accepted: Vec<String>,
+    /// Addresses of the accounts the activation phase activated.
+    active: Vec<String>,
 }
 
 impl<'a> Porter<'a> {
@@ -449,6 +490,8 @@ impl<'a> Porter<'a> {
                 ("RATE_LIMIT_SIGN_UP_GLOBAL", "100000000/1m".into()),
                 ("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", "100000000/1m".into()),
                 ("RATE_LIMIT_RESEND_PER_IP", "100000000/1m".into()),
+                ("RATE_LIMIT_RESET_PER_IP", "100000000/1m".into()),
+                ("RATE_LIMIT_RESET_PER_EMAIL", "100000000/1m".into()),
             ]
             .map(|(name, value)| (name.to_owned(), value))
             .to_vec(),
@@ -475,6 +518,7 @@ impl<'a> Porter<'a> {
             meter,
             memory: Vec::new(),
             accepted: Vec::new(),
+            active: Vec::new(),
         })
     }
 
@@ -651,11 +695,133 @@ impl<'a> Porter<'a> {
             &activated_emails,
         )
         .await?;
+        self.active = activated_emails;
         self.record_memory("activation")?;
         Ok((activation, check))
     }
 
-    /// 7. Peak memory, then a graceful stop.
+    /// 7. Sign-in at 32 with the activated accounts.
+    ///
+    /// One Argon2 verification each, so the hashing threads bound it like
+    /// sign-up. Returns the tokens for the next phase.
+    async fn sign_in(
+        &mut self,
+        cpu: &mut Vec<PhaseCpu>,
+    ) -> anyhow::Result<(LoadSummary, Vec<String>)> {
+        anyhow::ensure!(
+            !self.active.is_empty(),
+            "no activated account to sign in with"
+        );
+        let duration = self.setup.plan.sign_in;
+        say!(
+            "sign-in @32 for {duration:?} over {} accounts",
+            self.active.len()
+        );
+        let logins: Arc<Vec<String>> = Arc::new(self.active.clone());
+        let phase = self.meter.start("sign-in @32");
+        let run = {
+            let (api, logins) = (self.api.clone(), logins.clone());
+            load::closed_loop(32, duration, u64::MAX, move |i| {
+                let (api, logins) = (api.clone(), logins.clone());
+                async move { api.sign_in(&logins[i as usize % logins.len()]).await }
+            })
+            .await
+        };
+        cpu.push(phase.end(run.count(SignIn::signed_in)));
+        let summary = LoadSummary::of(32, &run, SignIn::signed_in, |s| &s.status);
+        let tokens: Vec<String> = run
+            .samples
+            .into_iter()
+            .filter_map(|sample| sample.value.token)
+            .collect();
+        self.check_running()?;
+        self.record_memory("sign-in")?;
+        Ok((summary, tokens))
+    }
+
+    /// 8. `GET /api/me` at 32 with the sign-in phase's tokens.
+    ///
+    /// One Redis round trip each.
+    async fn me(
+        &mut self,
+        tokens: &[String],
+        cpu: &mut Vec<PhaseCpu>,
+    ) -> anyhow::Result<LoadSummary> {
+        anyhow::ensure!(!tokens.is_empty(), "no session token to read with");
+        let duration = self.setup.plan.me;
+        say!(
+            "GET /api/me @32 for {duration:?} over {} sessions",
+            tokens.len()
+        );
+        let tokens: Arc<Vec<String>> = Arc::new(tokens.to_vec());
+        let phase = self.meter.start("GET /api/me @32");
+        let run = {
+            let api = self.api.clone();
+            load::closed_loop(32, duration, u64::MAX, move |i| {
+                let (api, tokens) = (api.clone(), tokens.clone());
+                async move { api.me(&tokens[i as usize % tokens.len()]).await }
+            })
+            .await
+        };
+        cpu.push(phase.end(run.count(|status| status.is(200))));
+        let summary = LoadSummary::of(32, &run, |status| status.is(200), |status| status);
+        self.check_running()?;
+        self.record_memory("GET /api/me")?;
+        Ok(summary)
+    }
+
+    /// 9. Password reset requests for unknown, pending and active addresses.
+    ///
+    /// One at a time, cycling through five addresses of each class; the
+    /// answers must not tell the classes apart by their time either.
+    async fn reset_timing(&mut self, cpu: &mut Vec<PhaseCpu>) -> anyhow::Result<ResetTiming> {
+        let mut pending = Vec::new();
+        for _ in 0..RESET_ADDRESSES {
+            let sign_up = self.api.sign_up().await;
+            anyhow::ensure!(
+                sign_up.accepted(),
+                "sign-up for the reset phase: {:?}",
+                sign_up.status
+            );
+            pending.push(sign_up.email);
+        }
+        let active: Vec<String> = self.active.iter().take(RESET_ADDRESSES).cloned().collect();
+        anyhow::ensure!(active.len() == RESET_ADDRESSES, "too few active accounts");
+        say!("password reset requests: {RESET_SAMPLES} per class");
+        let phase = self.meter.start("reset requests");
+        let mut samples: [Vec<Duration>; 3] = Default::default();
+        let mut refused = 0;
+        for i in 0..RESET_SAMPLES {
+            for step in 0..3 {
+                // Rotate which class goes first, so none always follows another.
+                let class = (i + step) % 3;
+                let email = match class {
+                    0 => self.api.new_user().1,
+                    1 => pending[i % RESET_ADDRESSES].clone(),
+                    _ => active[i % RESET_ADDRESSES].clone(),
+                };
+                let sent = Instant::now();
+                let status = self.api.request_reset(&email).await;
+                samples[class].push(sent.elapsed());
+                if !status.is(202) {
+                    refused += 1;
+                }
+            }
+        }
+        cpu.push(phase.end(3 * RESET_SAMPLES));
+        self.sink.wait_for(&pending, WAIT_DEADLINE).await;
+        self.check_running()?;
+        Ok(ResetTiming::of(
+            [
+                ("unknown", &samples[0]),
+                ("pending", &samples[1]),
+                ("active", &samples[2]),
+            ],
+            refused,
+        ))
+    }
+
+    /// 10. Peak memory, then a graceful stop.
     async fn stop(self) -> anyhow::Result<MemorySummary> {
         let web_memory = self.web.memory()?;
         let worker_memory = self.worker.memory()?;

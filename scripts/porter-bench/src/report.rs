@@ -10,11 +10,17 @@ use crate::{
     load::{Run, Status},
     processes::Memory,
     replay::ReplayResult,
-    stats::{Latency, count, ms, per_second},
+    stats::{Latency, count, mann_whitney_p, millis, ms, per_second, percentile},
 };
 
 /// Porter's performance targets (issue 6).
 pub const SIGN_UP_VS_ARGON2: f64 = 0.85;
+/// Issue 11: sign-in is bounded by the same hashing threads.
+pub const SIGN_IN_VS_ARGON2: f64 = 0.85;
+/// Issue 11: a session check is one Redis round trip.
+pub const ME_VS_REDIS_GET: f64 = 0.5;
+/// Issue 16: no class of address distinguishable by answer time.
+pub const RESET_TIMING_MIN_P: f64 = 0.01;
 pub const EMAIL_P99_MS: f64 = 250.0;
 pub const ACTIVATION_VS_COMMITS: f64 = 0.5;
 pub const REPLAY_EVENTS_PER_SECOND: f64 = 100_000.0;
@@ -38,6 +44,9 @@ pub struct Report {
     pub overload: OverloadSummary,
     pub activation: Vec<LoadSummary>,
     pub activation_check: ActivationCheck,
+    pub sign_in: LoadSummary,
+    pub me: LoadSummary,
+    pub reset_timing: ResetTiming,
     pub memory: MemorySummary,
     pub replay: ReplayResult,
     pub cpu: Vec<PhaseCpu>,
@@ -59,6 +68,8 @@ pub struct Limits {
     pub argon2: Argon2Limit,
     pub postgres: Vec<CommitRate>,
     pub redis: RedisRate,
+    /// `GET` of a small key from 32 clients: what `GET /api/me` is held to.
+    pub redis_get: RedisRate,
 }
 
 impl Limits {
@@ -129,6 +140,63 @@ pub fn status_counts<'a>(statuses: impl Iterator<Item = &'a Status>) -> BTreeMap
         *counts.entry(key).or_default() += 1;
     }
     counts
+}
+
+/// Answer times of password reset requests by class of address.
+#[derive(Debug, Serialize)]
+pub struct ResetTiming {
+    pub classes: Vec<ClassTiming>,
+    /// Mann–Whitney U p-value of each pair of classes.
+    pub p_values: BTreeMap<String, f64>,
+    /// Requests not answered `202`.
+    pub refused: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClassTiming {
+    pub class: &'static str,
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+}
+
+impl ResetTiming {
+    pub fn of(classes: [(&'static str, &Vec<std::time::Duration>); 3], refused: usize) -> Self {
+        let ms_of = |samples: &Vec<std::time::Duration>| -> Vec<f64> {
+            samples.iter().map(|d| millis(*d)).collect()
+        };
+        let mut p_values = BTreeMap::new();
+        for (i, (a, a_samples)) in classes.iter().enumerate() {
+            for (b, b_samples) in &classes[i + 1..] {
+                p_values.insert(
+                    format!("{a} vs {b}"),
+                    mann_whitney_p(&ms_of(a_samples), &ms_of(b_samples)),
+                );
+            }
+        }
+        let classes = classes
+            .iter()
+            .map(|(class, samples)| {
+                let mut sorted = (*samples).clone();
+                sorted.sort_unstable();
+                ClassTiming {
+                    class,
+                    count: sorted.len(),
+                    p50_ms: millis(percentile(&sorted, 50.0)),
+                    p90_ms: millis(percentile(&sorted, 90.0)),
+                }
+            })
+            .collect();
+        Self {
+            classes,
+            p_values,
+            refused,
+        }
+    }
+
+    pub fn min_p(&self) -> f64 {
+        self.p_values.values().copied().fold(1.0, f64::min)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -234,7 +302,38 @@ pub fn targets(report: &Report) -> Vec<Target> {
     let web = report.memory.web.peak_mib();
     let worker = report.memory.worker.peak_mib();
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let sign_in32 = report.sign_in.ok_per_second;
+    let me32 = report.me.ok_per_second;
+    let redis_get = report.limits.redis_get.round_trips_per_second;
+    let reset_min_p = report.reset_timing.min_p();
     vec![
+        Target {
+            name: "reset request: classes indistinguishable by time",
+            measured: reset_min_p,
+            unit: "min p",
+            goal: format!("every Mann–Whitney p ≥ {RESET_TIMING_MIN_P}, all 202"),
+            vs_limit: None,
+            vs_target: ratio(reset_min_p, RESET_TIMING_MIN_P),
+            met: reset_min_p >= RESET_TIMING_MIN_P && report.reset_timing.refused == 0,
+        },
+        Target {
+            name: "sign-in @32 vs Argon2 limit",
+            measured: sign_in32,
+            unit: "sign-ins/s",
+            goal: format!("≥ {SIGN_IN_VS_ARGON2} × {}", per_second(argon2)),
+            vs_limit: Some(ratio(sign_in32, argon2)),
+            vs_target: ratio(ratio(sign_in32, argon2), SIGN_IN_VS_ARGON2),
+            met: sign_in32 >= SIGN_IN_VS_ARGON2 * argon2,
+        },
+        Target {
+            name: "GET /api/me @32 vs Redis GET @32",
+            measured: me32,
+            unit: "requests/s",
+            goal: format!("≥ {ME_VS_REDIS_GET} × {}", per_second(redis_get)),
+            vs_limit: Some(ratio(me32, redis_get)),
+            vs_target: ratio(ratio(me32, redis_get), ME_VS_REDIS_GET),
+            met: me32 >= ME_VS_REDIS_GET * redis_get,
+        },
         Target {
             name: "sign-up @32 vs Argon2 limit",
             measured: sign_up32,
@@ -349,6 +448,13 @@ pub fn table(report: &Report) -> String {
         String::new(),
         "",
     );
+    row(
+        format!("limit: Redis GET, {} clients", limits.redis_get.clients),
+        per_second(limits.redis_get.round_trips_per_second),
+        String::new(),
+        String::new(),
+        "",
+    );
     for summary in &report.sign_up {
         let t = (summary.concurrency == 32)
             .then(|| target("sign-up @32 vs Argon2 limit"))
@@ -388,6 +494,64 @@ pub fn table(report: &Report) -> String {
             t.map_or("", |t| verdict(t.met)),
         );
     }
+    let t = target("sign-in @32 vs Argon2 limit");
+    row(
+        "sign-in @32".into(),
+        report.sign_in.row(),
+        format!(
+            "{:.2}",
+            report.sign_in.ok_per_second / argon2.max(f64::EPSILON)
+        ),
+        t.map(|t| t.goal.clone()).unwrap_or_default(),
+        t.map_or("", |t| verdict(t.met)),
+    );
+    let t = target("GET /api/me @32 vs Redis GET @32");
+    row(
+        "GET /api/me @32".into(),
+        report.me.row(),
+        format!(
+            "{:.2}",
+            report.me.ok_per_second / limits.redis_get.round_trips_per_second.max(f64::EPSILON)
+        ),
+        t.map(|t| t.goal.clone()).unwrap_or_default(),
+        t.map_or("", |t| verdict(t.met)),
+    );
+    let timing = &report.reset_timing;
+    let t = target("reset request: classes indistinguishable by time");
+    let classes = |f: fn(&ClassTiming) -> f64| {
+        timing
+            .classes
+            .iter()
+            .map(|c| ms(f(c)))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    row(
+        format!(
+            "reset request {} ({} each)",
+            timing
+                .classes
+                .iter()
+                .map(|c| c.class)
+                .collect::<Vec<_>>()
+                .join(" / "),
+            timing.classes.first().map_or(0, |c| c.count)
+        ),
+        format!(
+            "p50 {}; p90 {}; min p {:.3}{}",
+            classes(|c| c.p50_ms),
+            classes(|c| c.p90_ms),
+            timing.min_p(),
+            if timing.refused == 0 {
+                String::new()
+            } else {
+                format!(", {} NOT 202", timing.refused)
+            }
+        ),
+        String::new(),
+        t.map(|t| t.goal.clone()).unwrap_or_default(),
+        t.map_or("", |t| verdict(t.met)),
+    );
     let check = &report.activation_check;
     row(
         "activated accounts active".into(),

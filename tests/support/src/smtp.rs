@@ -68,17 +68,29 @@ impl ReceivedMail {
 
     /// The first activation link in the text part.
     pub fn activation_link(&self) -> Option<String> {
-        self.part("text/plain")?
-            .split_whitespace()
-            .find(|word| word.contains("/activate/"))
-            .map(|word| word.trim_end_matches(['.', ',', ')', '>']).to_owned())
+        self.link_to("activate")
     }
 
     /// The key in the first activation link, if there is one.
     pub fn find_activation_key(&self) -> Option<String> {
-        let link = self.activation_link()?;
+        self.find_link_key("activate")
+    }
+
+    /// The first link to Porter's page `page` (`activate`, `reset-password`)
+    /// in the text part.
+    pub fn link_to(&self, page: &str) -> Option<String> {
+        let marker = format!("/{page}/");
+        self.part("text/plain")?
+            .split_whitespace()
+            .find(|word| word.contains(&marker))
+            .map(|word| word.trim_end_matches(['.', ',', ')', '>']).to_owned())
+    }
+
+    /// The key in the first link to `page`, if there is one.
+    pub fn find_link_key(&self, page: &str) -> Option<String> {
+        let link = self.link_to(page)?;
         let key: String = link
-            .rsplit("/activate/")
+            .rsplit(&format!("/{page}/"))
             .next()?
             .chars()
             .take_while(char::is_ascii_alphanumeric)

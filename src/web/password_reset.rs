@@ -1,0 +1,255 @@
+//! Password reset: asking for a link, the page behind it, and setting the
+//! new password.
+//!
+//! `POST /api/password-reset` does the same work for every address before it
+//! answers: it validates, spends the per-IP and per-address budgets (by a
+//! hash of the address, known or not) and pushes one address request; the
+//! worker looks the address up and records what follows (see
+//! `worker::requests`). If Redis is down at that moment the push fails and
+//! the answer is `503` for every address alike: nothing was recorded, and
+//! the person asks again; an answer of `202` always means the request is in
+//! the queue.
+//!
+//! `GET /reset-password/{key}` only renders a form, so link scanners cannot
+//! spend the key. The form (or a JSON client) posts the new password to
+//! `POST /api/password-reset/{key}`; the aggregate lets each reset request set
+//! the password once, so of many concurrent uses one records
+//! `PasswordChanged` and the rest get the one uniform `410`. Every session of
+//! the account ends, its reset keys are deleted, and the owner is emailed.
+
+use chrono::Utc;
+use http::{HeaderMap, Response, StatusCode};
+use hyper::{Request, body::Incoming};
+use porter_jobs::{AddressAction, AddressRequest};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    AppState,
+    context::RequestContext,
+    locale,
+    request::{self, BodyFormat},
+    response::{ApiError, Body, html_response, json_response},
+};
+use crate::{
+    commands::CommandError,
+    domain::{
+        AccountCommand, ActivationKey, DomainError, EmailAddress, Locale, Password, Username,
+    },
+    mail::Page,
+    rate_limit::Budget,
+};
+
+pub async fn request_reset(
+    state: &AppState,
+    context: &RequestContext,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let limits = &state.config.limits;
+    state
+        .rate_limiter
+        .admit(
+            Budget::ResetPerIp,
+            limits.reset_per_ip,
+            &context.client_ip.to_string(),
+        )
+        .await?;
+    let [email] = request::json_fields(request, ["email"]).await?;
+    let email = EmailAddress::parse(&email).map_err(|e| ApiError::field("email", e.to_string()))?;
+    state
+        .rate_limiter
+        .admit(
+            Budget::ResetPerEmail,
+            limits.reset_per_email,
+            email.canonical(),
+        )
+        .await?;
+    let metadata = context.event_metadata();
+    let job = AddressRequest {
+        request_id: Uuid::now_v7(),
+        action: AddressAction::PasswordReset,
+        email: email.canonical().to_owned(),
+        http_request_id: metadata.http_request_id,
+        client_ip_hash: metadata.client_ip_hash,
+        failed_attempts: 0,
+    };
+    state
+        .email_queue
+        .push_address_request(job, None)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({
+            "status": "accepted",
+            "message": "If an account uses this address, we sent it an email with what to do next.",
+        }),
+    ))
+}
+
+/// The form behind the emailed link, in the account's locale (the
+/// browser's when the key leads to no account). It only looks the key up;
+/// it changes nothing.
+pub async fn page(
+    state: &AppState,
+    raw_key: &str,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, ApiError> {
+    let Ok(key) = ActivationKey::parse(raw_key) else {
+        return link_invalid(state, headers, true);
+    };
+    let account_locale = match state.reset_keys.lookup(&key).await {
+        Ok(Some(grant)) => state
+            .commands
+            .load(grant.account_id)
+            .await
+            .ok()
+            .flatten()
+            .map(|account| state.templates.locale_for(&account.locale)),
+        _ => None,
+    };
+    let locale = account_locale.unwrap_or_else(|| locale::negotiate(&state.templates, headers));
+    render(
+        state,
+        locale,
+        StatusCode::OK,
+        Page::ResetPassword,
+        &json!({ "key": key.expose(), "error": null }),
+    )
+}
+
+pub async fn reset(
+    state: &AppState,
+    context: &RequestContext,
+    raw_key: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let headers = request.headers().clone();
+    let wants_html = request::wants_html(&headers);
+    let failure_budget = state.config.limits.failed_activation_per_ip;
+    let client = context.client_ip.to_string();
+    let limiter = &state.rate_limiter;
+    limiter
+        .check(Budget::FailedActivationPerIp, failure_budget, &client)
+        .await?;
+    let ([password], format) = request::json_or_form_fields(request, ["password"]).await?;
+    let html = wants_html || format == BodyFormat::Form;
+    let invalid = || async {
+        tracing::info!("password reset failed: unknown, expired, used or replaced key");
+        limiter
+            .record(Budget::FailedActivationPerIp, failure_budget, &client)
+            .await;
+        link_invalid(state, &headers, html)
+    };
+    let Ok(key) = ActivationKey::parse(raw_key) else {
+        return invalid().await;
+    };
+    let grant = state
+        .reset_keys
+        .lookup(&key)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let Some(grant) = grant else {
+        return invalid().await;
+    };
+    let account = match state.commands.load(grant.account_id).await? {
+        Some(account) if account.reset_usable(grant.request_id) => account,
+        _ => return invalid().await,
+    };
+    let locale = state.templates.locale_for(&account.locale);
+    let username = Username::parse(&account.username).ok();
+    let password = match Password::parse(&password, username.as_ref()) {
+        Ok(password) => password,
+        Err(error) if html => {
+            let context = json!({ "key": key.expose(), "error": error.to_string() });
+            return render(
+                state,
+                locale,
+                StatusCode::BAD_REQUEST,
+                Page::ResetPassword,
+                &context,
+            );
+        }
+        Err(error) => return Err(ApiError::field("password", error.to_string())),
+    };
+    let password_hash = state.hasher.hash(password).await?;
+    let command = AccountCommand::ResetPassword {
+        reset_request_id: grant.request_id,
+        password_hash,
+        notice_request_id: Uuid::now_v7(),
+        at: Utc::now(),
+    };
+    let account_id = account.id;
+    match state
+        .commands
+        .execute_on(account, command, &context.event_metadata())
+        .await
+    {
+        Ok(_) => {}
+        // Another use of the same link got there first.
+        Err(CommandError::Domain(DomainError::ResetLinkUnusable)) => return invalid().await,
+        Err(other) => return Err(other.into()),
+    }
+    // The aggregate already refuses the key again; deleting it only saves
+    // the next holder of the link a hash.
+    if let Err(error) = state.reset_keys.revoke_all(account_id).await {
+        tracing::warn!(%account_id, %error, "used reset keys not deleted");
+    }
+    let ended = state
+        .sessions
+        .revoke_all(account_id, None)
+        .await
+        .map_err(|e| {
+            tracing::error!(%account_id, error = %e, "password reset but sessions not revoked");
+            ApiError::Unavailable(e.to_string())
+        })?;
+    tracing::info!(%account_id, ended, "password reset");
+    if html {
+        return render(
+            state,
+            locale,
+            StatusCode::OK,
+            Page::PasswordReset,
+            &json!({}),
+        );
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "changed",
+            "message": "Your password has been changed and every session has ended. Sign in with the new password.",
+        }),
+    ))
+}
+
+fn render(
+    state: &AppState,
+    locale: &Locale,
+    status: StatusCode,
+    page: Page,
+    context: &serde_json::Value,
+) -> Result<Response<Body>, ApiError> {
+    let html = state
+        .templates
+        .render_page(locale, page, context)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(html_response(status, html))
+}
+
+fn link_invalid(
+    state: &AppState,
+    headers: &HeaderMap,
+    html: bool,
+) -> Result<Response<Body>, ApiError> {
+    if !html {
+        return Err(ApiError::ResetLinkInvalid);
+    }
+    let locale = locale::negotiate(&state.templates, headers);
+    render(
+        state,
+        locale,
+        StatusCode::GONE,
+        Page::ResetLinkInvalid,
+        &json!({}),
+    )
+}

@@ -1,0 +1,341 @@
+//! Signing in and out, the signed-in account, and changing the password.
+//!
+//! `POST /api/sessions` answers a wrong password and a login that names no
+//! account with the same `401`, and both cost one hash on the bounded
+//! hashing threads. Failures are counted per account (per login when it
+//! names none) and per client IP; a client over either budget is answered
+//! `429` before anything is hashed, whether or not its password is right,
+//! so the budget cannot be used to test passwords. Only the right password
+//! learns that an account is pending (`403`). A hash made with older Argon2
+//! parameters is replaced after a successful sign-in (`PasswordChanged`,
+//! reason `rehash`).
+//!
+//! Everything else here needs `Authorization: Bearer <token>`; see
+//! [`crate::sessions`] for what a token is and where it lives.
+
+use chrono::Utc;
+use http::{HeaderMap, Response, StatusCode};
+use hyper::{Request, body::Incoming};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    AppState,
+    context::RequestContext,
+    request,
+    response::{ApiError, Body, json_response, no_content},
+};
+use crate::{
+    commands::CommandError,
+    domain::{
+        Account, AccountCommand, DomainError, EmailAddress, Password, SignInRefused, Username,
+    },
+    rate_limit::Budget,
+    sessions::{Session, SessionOwner, SessionToken},
+    store::{self, ClaimKind},
+};
+
+pub async fn sign_in(
+    state: &AppState,
+    context: &RequestContext,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let [login, password] = request::json_fields(request, ["login", "password"]).await?;
+    let raw_password = password;
+    let password = Password::for_sign_in(&raw_password)
+        .map_err(|e| ApiError::field("password", e.to_string()))?;
+    let (account_id, subject) = resolve_login(state, &login).await?;
+    let throttle = Throttle::new(state, context, subject);
+    throttle.check().await?;
+
+    // A login that names no account reads an empty stream, so both paths
+    // make the same queries before the same one hash.
+    let account = state
+        .commands
+        .load(account_id.unwrap_or_else(Uuid::new_v4))
+        .await?;
+    let stored = account
+        .as_ref()
+        .map(|account| account.password_hash.clone());
+    let verification = state.hasher.verify(password, stored).await?;
+    let Some(account) = account.filter(|_| verification.matches) else {
+        throttle.record_failure().await;
+        tracing::info!("sign-in refused: wrong login or password");
+        return Err(ApiError::InvalidCredentials);
+    };
+    match account.may_sign_in() {
+        Ok(()) => {}
+        Err(SignInRefused::NotActive) => {
+            tracing::info!(account_id = %account.id, "sign-in refused: account not active");
+            return Err(ApiError::AccountNotActive);
+        }
+        Err(SignInRefused::Blocked) => {
+            tracing::info!(account_id = %account.id, "sign-in refused: account blocked");
+            return Err(ApiError::AccountBlocked);
+        }
+    }
+    if verification.outdated {
+        upgrade_hash(state, context, &account, &raw_password).await;
+    }
+    let owner = SessionOwner {
+        account_id: account.id,
+        username: &account.username,
+        email: &account.email,
+    };
+    let (token, expires_at) = state
+        .sessions
+        .create(owner)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    tracing::info!(account_id = %account.id, "signed in");
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({
+            "token": token.expose(),
+            "expires_at": expires_at,
+            "account": account_json(account.id, &account.username, &account.email),
+        }),
+    ))
+}
+
+pub async fn me(state: &AppState, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    let session = authenticate(state, headers).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &account_json(session.account_id, &session.username, &session.email),
+    ))
+}
+
+pub async fn sign_out(state: &AppState, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    let session = authenticate(state, headers).await?;
+    state
+        .sessions
+        .revoke(&session.id)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    tracing::info!(account_id = %session.account_id, "signed out");
+    Ok(no_content())
+}
+
+pub async fn sign_out_everywhere(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, ApiError> {
+    let session = authenticate(state, headers).await?;
+    let ended = state
+        .sessions
+        .revoke_all(session.account_id, None)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    tracing::info!(account_id = %session.account_id, ended, "signed out everywhere");
+    Ok(no_content())
+}
+
+/// `POST /api/me/password`: the signed-in owner, knowing the current
+/// password, sets a new one; every other session ends.
+pub async fn change_password(
+    state: &AppState,
+    context: &RequestContext,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let session = authenticate(state, request.headers()).await?;
+    // Wrong current passwords spend the sign-in budget: a stolen token must
+    // not become a way to test passwords.
+    let throttle = Throttle::new(state, context, account_subject(session.account_id));
+    throttle.check().await?;
+    let [current, new] =
+        request::json_fields(request, ["current_password", "new_password"]).await?;
+    let current = Password::for_sign_in(&current)
+        .map_err(|e| ApiError::field("current_password", e.to_string()))?;
+    let username = Username::parse(&session.username).ok();
+    let new = Password::parse(&new, username.as_ref())
+        .map_err(|e| ApiError::field("new_password", e.to_string()))?;
+    let Some(account) = state.commands.load(session.account_id).await? else {
+        return Err(ApiError::Unauthenticated);
+    };
+    let verification = state
+        .hasher
+        .verify(current, Some(account.password_hash.clone()))
+        .await?;
+    if !verification.matches {
+        throttle.record_failure().await;
+        return Err(ApiError::field(
+            "current_password",
+            "is not the account's current password",
+        ));
+    }
+    let password_hash = state.hasher.hash(new).await?;
+    let command = AccountCommand::ChangePassword {
+        password_hash,
+        notice_request_id: Uuid::now_v7(),
+        at: Utc::now(),
+    };
+    match state
+        .commands
+        .execute_on(account, command, &context.event_metadata())
+        .await
+    {
+        Ok(_) => {}
+        Err(CommandError::Domain(DomainError::NotActive(_))) => {
+            return Err(ApiError::AccountNotActive);
+        }
+        Err(other) => return Err(other.into()),
+    }
+    let ended = state
+        .sessions
+        .revoke_all(session.account_id, Some(&session.id))
+        .await
+        .map_err(|e| {
+            tracing::error!(account_id = %session.account_id, error = %e, "password changed but other sessions not revoked");
+            ApiError::Unavailable(e.to_string())
+        })?;
+    tracing::info!(account_id = %session.account_id, ended, "password changed");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "changed",
+            "message": "Your password has been changed and your other sessions have ended.",
+        }),
+    ))
+}
+
+/// The live session of the request's bearer token, or `401`.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Session, ApiError> {
+    let Some(token) = request::bearer_token(headers).and_then(SessionToken::parse) else {
+        return Err(ApiError::Unauthenticated);
+    };
+    state
+        .sessions
+        .authenticate(&token)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .ok_or(ApiError::Unauthenticated)
+}
+
+fn account_json(id: Uuid, username: &str, email: &str) -> serde_json::Value {
+    json!({ "id": id, "username": username, "email": email })
+}
+
+/// The account a login names (a username or an email address, compared in
+/// canonical form), and the subject its failures are counted against.
+async fn resolve_login(state: &AppState, login: &str) -> Result<(Option<Uuid>, String), ApiError> {
+    let claim = if login.contains('@') {
+        EmailAddress::parse(login)
+            .ok()
+            .map(|email| (ClaimKind::Email, email.canonical().to_owned()))
+    } else {
+        Username::parse(login)
+            .ok()
+            .map(|username| (ClaimKind::Username, username.canonical().to_owned()))
+    };
+    let Some((kind, canonical)) = claim else {
+        // Cannot name an account; counted under what was typed.
+        return Ok((None, format!("login:{login}")));
+    };
+    Ok(
+        match store::claim_holder(&state.pool, kind, &canonical).await? {
+            Some(id) => (Some(id), account_subject(id)),
+            None => (None, format!("login:{}:{canonical}", kind.as_str())),
+        },
+    )
+}
+
+fn account_subject(account_id: Uuid) -> String {
+    format!("account:{account_id}")
+}
+
+/// The failed sign-in budgets of one attempt: its account (or login) and its
+/// client IP.
+struct Throttle<'a> {
+    state: &'a AppState,
+    subject: String,
+    client: String,
+}
+
+impl<'a> Throttle<'a> {
+    fn new(state: &'a AppState, context: &RequestContext, subject: String) -> Self {
+        Self {
+            state,
+            subject,
+            client: context.client_ip.to_string(),
+        }
+    }
+
+    /// `429` when either budget is spent; spends nothing.
+    async fn check(&self) -> Result<(), ApiError> {
+        let limits = &self.state.config.limits;
+        let limiter = &self.state.rate_limiter;
+        limiter
+            .check(
+                Budget::FailedSignInPerIp,
+                limits.failed_sign_in_per_ip,
+                &self.client,
+            )
+            .await?;
+        limiter
+            .check(
+                Budget::FailedSignInPerAccount,
+                limits.failed_sign_in_per_account,
+                &self.subject,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn record_failure(&self) {
+        let limits = &self.state.config.limits;
+        let limiter = &self.state.rate_limiter;
+        limiter
+            .record(
+                Budget::FailedSignInPerIp,
+                limits.failed_sign_in_per_ip,
+                &self.client,
+            )
+            .await;
+        limiter
+            .record(
+                Budget::FailedSignInPerAccount,
+                limits.failed_sign_in_per_account,
+                &self.subject,
+            )
+            .await;
+    }
+}
+
+/// Hashes the password again with today's parameters and records it. A
+/// failure only costs the upgrade (it is tried again at the next sign-in),
+/// never the sign-in.
+async fn upgrade_hash(
+    state: &AppState,
+    context: &RequestContext,
+    account: &Account,
+    raw_password: &str,
+) {
+    let upgraded = async {
+        let password = Password::for_sign_in(raw_password).map_err(|e| e.to_string())?;
+        let password_hash = state
+            .hasher
+            .hash(password)
+            .await
+            .map_err(|e| e.to_string())?;
+        let command = AccountCommand::UpgradePasswordHash {
+            replaces: account.password_hash.clone(),
+            password_hash,
+            at: Utc::now(),
+        };
+        state
+            .commands
+            .execute_on(account.clone(), command, &context.event_metadata())
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match upgraded.await {
+        Ok(executed) if !executed.events.is_empty() => {
+            tracing::info!(account_id = %account.id, "password hash upgraded");
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(account_id = %account.id, %error, "password hash not upgraded");
+        }
+    }
+}
