@@ -559,3 +559,56 @@ async fn the_cli_prints_json_that_parses_and_acts_as_an_operator() {
         401
     );
 }
+
+#[tokio::test]
+async fn blocking_ends_sign_in_and_sessions_and_unblocking_and_manual_activation_restore_it() {
+    let app = spawn_app().await;
+    let (key, _) = api_key(&app).await;
+    let user = new_user();
+    let username = user["username"].as_str().expect("username");
+    let password = user["password"].as_str().expect("password");
+    let id = app.registered(&user, &key).await;
+    assert_eq!(
+        app.sign_in(username, password).await.status(),
+        403,
+        "pending: not active yet"
+    );
+    // Manual activation is as good as the link.
+    assert_eq!(
+        app.admin_post(&format!("accounts/{id}/activate"), &key, None)
+            .await
+            .status(),
+        200
+    );
+    let signed_in = app.sign_in(username, password).await;
+    assert_eq!(signed_in.status(), 201);
+    let token = signed_in.json()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(app.me(&token).await.status(), 200);
+    let shown = app.admin_get(&format!("accounts/{id}"), &key).await.json();
+    assert_eq!(shown["open_sessions"], 1);
+
+    let blocked = app
+        .admin_post(
+            &format!("accounts/{id}/block"),
+            &key,
+            Some(json!({ "reason": "abuse" })),
+        )
+        .await;
+    assert_eq!(blocked.status(), 200);
+    assert_eq!(blocked.json()["open_sessions"], 0);
+    assert_eq!(app.me(&token).await.status(), 401, "the old token is dead");
+    let refused = app.sign_in(username, password).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(refused.json()["error"]["code"], "account_blocked");
+
+    assert_eq!(
+        app.admin_post(&format!("accounts/{id}/unblock"), &key, None)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.sign_in(username, password).await.status(), 201);
+}
