@@ -128,6 +128,9 @@ pub struct AddressRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AddressAction {
+    /// `POST /api/activate-account/resend`: a pending registration gets a
+    /// new activation link, any other address nothing.
+    Resend,
     /// `POST /api/password-reset`: an active account gets a reset link, a
     /// pending one its activation link, any other address nothing.
     PasswordReset,
@@ -221,5 +224,11 @@ mod tests {
         );
         let json = serde_json::to_string(&retried).expect("serialize");
         assert!(json.ends_with(r#","failed_attempts":1}"#), "{json}");
+        let resend = AddressRequest {
+            action: AddressAction::Resend,
+            ..job
+        };
+        let json = serde_json::to_string(&resend).expect("serialize");
+        assert!(json.contains(r#""action":"resend""#), "{json}");
     }
 }

@@ -1,7 +1,7 @@
 //! The HTTP API: a thin hyper router that validates, records and enqueues.
 //!
 //! Inside `web` the router (`routes`) sits above the handlers (`signup`,
-//! `resend`, `activation`, `admin`, `dev_mail`, `sign_in`, `password_reset`),
+//! `address_request`, `activation`, `admin`, `dev_mail`, `sign_in`, `password_reset`),
 //! which sit above what they
 //! share (`context`, `locale`, `request`, `response`); a handler never
 //! imports the router
@@ -28,13 +28,13 @@ use crate::{
 };
 
 mod activation;
+mod address_request;
 mod admin;
 mod context;
 mod dev_mail;
 mod locale;
 mod password_reset;
 mod request;
-mod resend;
 pub mod response;
 mod routes;
 mod sign_in;

@@ -20,7 +20,6 @@
 use chrono::Utc;
 use http::{HeaderMap, Response, StatusCode};
 use hyper::{Request, body::Incoming};
-use porter_jobs::{AddressAction, AddressRequest};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -33,59 +32,10 @@ use super::{
 };
 use crate::{
     commands::CommandError,
-    domain::{
-        AccountCommand, ActivationKey, DomainError, EmailAddress, Locale, Password, Username,
-    },
+    domain::{AccountCommand, ActivationKey, DomainError, Locale, Password, Username},
     mail::Page,
     rate_limit::Budget,
 };
-
-pub async fn request_reset(
-    state: &AppState,
-    context: &RequestContext,
-    request: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let limits = &state.config.limits;
-    state
-        .rate_limiter
-        .admit(
-            Budget::ResetPerIp,
-            limits.reset_per_ip,
-            &context.client_ip.to_string(),
-        )
-        .await?;
-    let [email] = request::json_fields(request, ["email"]).await?;
-    let email = EmailAddress::parse(&email).map_err(|e| ApiError::field("email", e.to_string()))?;
-    state
-        .rate_limiter
-        .admit(
-            Budget::ResetPerEmail,
-            limits.reset_per_email,
-            email.canonical(),
-        )
-        .await?;
-    let metadata = context.event_metadata();
-    let job = AddressRequest {
-        request_id: Uuid::now_v7(),
-        action: AddressAction::PasswordReset,
-        email: email.canonical().to_owned(),
-        http_request_id: metadata.http_request_id,
-        client_ip_hash: metadata.client_ip_hash,
-        failed_attempts: 0,
-    };
-    state
-        .email_queue
-        .push_address_request(job, None)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(json_response(
-        StatusCode::ACCEPTED,
-        &json!({
-            "status": "accepted",
-            "message": "If an account uses this address, we sent it an email with what to do next.",
-        }),
-    ))
-}
 
 /// The form behind the emailed link, in the account's locale (the
 /// browser's when the key leads to no account). It only looks the key up;

@@ -5,13 +5,14 @@ use std::{net::IpAddr, pin::pin, time::Instant};
 
 use http::{Method, Response, StatusCode};
 use hyper::{Request, body::Incoming};
+use porter_jobs::AddressAction;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{
-    AppState, activation, admin,
+    AppState, activation, address_request, admin,
     context::RequestContext,
-    dev_mail, password_reset, request, resend,
+    dev_mail, password_reset, request,
     response::{ApiError, Body, add_standard_headers, json_response, text_response},
     sign_in, signup,
 };
@@ -115,9 +116,10 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
             "activation_page",
             Err(ApiError::MethodNotAllowed("GET, HEAD")),
         ),
-        (&Method::POST, ["api", "activate-account", "resend"]) => {
-            ("resend", resend::resend(state, context, request).await)
-        }
+        (&Method::POST, ["api", "activate-account", "resend"]) => (
+            "resend",
+            address_request::accept(state, context, request, AddressAction::Resend).await,
+        ),
         (&Method::POST, ["api", "activate-account", key]) => (
             "activate",
             activation::activate(state, context, key, request).await,
@@ -162,7 +164,7 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
         }
         (&Method::POST, ["api", "password-reset"]) => (
             "password_reset_request",
-            password_reset::request_reset(state, context, request).await,
+            address_request::accept(state, context, request, AddressAction::PasswordReset).await,
         ),
         (_, ["api", "password-reset"]) => (
             "password_reset_request",

@@ -66,6 +66,9 @@ async fn record(state: &WorkerState, request: &AddressRequest) -> Result<(), Att
         AddressAction::PasswordReset => AccountCommand::RequestPasswordReset {
             request_id: request.request_id,
         },
+        AddressAction::Resend => AccountCommand::RequestActivation {
+            request_id: request.request_id,
+        },
     };
     let metadata = EventMetadata {
         http_request_id: request.http_request_id.clone(),

@@ -554,3 +554,35 @@ async fn emails_to_one_address_stop_at_its_budget_while_answers_stay_the_same() 
     );
     assert_eq!(app.mail.received().len(), 3);
 }
+
+#[tokio::test]
+async fn a_resend_is_carried_out_by_the_worker_for_pending_addresses_only() {
+    let app = spawn_app().await;
+    let pending = new_user();
+    let email = pending["email"].as_str().expect("email");
+    app.sign_up(&pending).await;
+    app.nth_mail(1).await;
+    app.wait_recorded(1).await;
+
+    assert_eq!(app.resend("nobody.at.all@example.com").await.status(), 202);
+    assert_eq!(app.resend(email).await.status(), 202);
+    let resent = app.nth_mail(2).await;
+    assert!(resent.to.iter().any(|to| to == email));
+    assert_eq!(
+        app.confirm(&resent.activation_key(), None).await.status(),
+        200
+    );
+    // The worker has looked up both requests: one more activation request
+    // for the pending address, nothing for the unknown one, and no third
+    // email.
+    eventually("both address requests to be done", || async {
+        let mut redis = app.redis.clone();
+        let stats = porter::queue::backend::stats(&mut redis, &app.config.redis.namespace)
+            .await
+            .expect("queue stats");
+        (stats.active == 0 && stats.running == 0 && stats.scheduled == 0).then_some(())
+    })
+    .await;
+    assert_eq!(app.count_events("ActivationRequested").await, 2);
+    assert_eq!(app.mail.received().len(), 2);
+}
