@@ -41,8 +41,8 @@ use crate::{
     processes::{PorterEnv, PorterProcess},
     replay::{ReplayResult, Replayer},
     report::{
-        ActivationCheck, EmailSummary, LoadSummary, Machine, MemorySummary, OverloadSummary,
-        PhaseMemory, Report, ResetTiming,
+        ActivationCheck, AddressTiming, EmailSummary, LoadSummary, Machine, MemorySummary,
+        OverloadSummary, PhaseMemory, Report,
     },
     stats::{Latency, millis},
 };
@@ -64,7 +64,8 @@ mod report;
 mod soak;
 mod stats;
 
-/// Password reset requests timed per class (unknown, pending, active).
+/// Resends and password reset requests timed per class (unknown, pending,
+/// active).
 const RESET_SAMPLES: usize = 200;
 /// Addresses per class the reset requests cycle through.
 const RESET_ADDRESSES: usize = 5;
@@ -309,7 +310,8 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     let (activation, activation_check) = porter.activation(&mut cpu).await?;
     let (sign_in, tokens) = porter.sign_in(&mut cpu).await?;
     let me = porter.me(&tokens, &mut cpu).await?;
-    let reset_timing = porter.reset_timing(&mut cpu).await?;
+    let resend_timing = porter.address_timing(AddressKind::Resend, &mut cpu).await?;
+    let reset_timing = porter.address_timing(AddressKind::Reset, &mut cpu).await?;
     let porter_env = porter.reported_env();
     let memory = porter.stop().await?;
     let replay = measure_replay(setup, &meter, &mut cpu).await?;
@@ -327,12 +329,36 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
         activation_check,
         sign_in,
         me,
+        resend_timing,
         reset_timing,
         memory,
         replay,
         cpu,
         targets: Vec::new(),
     })
+}
+
+/// Which request about an address a timing phase sends.
+#[derive(Debug, Clone, Copy)]
+enum AddressKind {
+    Resend,
+    Reset,
+}
+
+impl AddressKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Resend => "resend",
+            Self::Reset => "reset request",
+        }
+    }
+
+    fn phase(self) -> &'static str {
+        match self {
+            Self::Resend => "resends",
+            Self::Reset => "reset requests",
+        }
+    }
 }
 
 /// The soak: Porter started as for the measurements, warmed up, then
@@ -490,6 +516,8 @@ impl<'a> Porter<'a> {
                 ("RATE_LIMIT_SIGN_UP_GLOBAL", "100000000/1m".into()),
                 ("RATE_LIMIT_FAILED_ACTIVATION_PER_IP", "100000000/1m".into()),
                 ("RATE_LIMIT_RESEND_PER_IP", "100000000/1m".into()),
+                ("RATE_LIMIT_RESEND_PER_EMAIL", "100000000/1m".into()),
+                ("EMAIL_PER_ADDRESS", "100000000/1m".into()),
                 ("RATE_LIMIT_RESET_PER_IP", "100000000/1m".into()),
                 ("RATE_LIMIT_RESET_PER_EMAIL", "100000000/1m".into()),
             ]
@@ -770,25 +798,31 @@ impl<'a> Porter<'a> {
         Ok(summary)
     }
 
-    /// 9. Password reset requests for unknown, pending and active addresses.
+    /// 9. Resends and password reset requests, each for unknown, pending
+    ///    and active addresses.
     ///
     /// One at a time, cycling through five addresses of each class; the
     /// answers must not tell the classes apart by their time either.
-    async fn reset_timing(&mut self, cpu: &mut Vec<PhaseCpu>) -> anyhow::Result<ResetTiming> {
+    async fn address_timing(
+        &mut self,
+        kind: AddressKind,
+        cpu: &mut Vec<PhaseCpu>,
+    ) -> anyhow::Result<AddressTiming> {
         let mut pending = Vec::new();
         for _ in 0..RESET_ADDRESSES {
             let sign_up = self.api.sign_up().await;
             anyhow::ensure!(
                 sign_up.accepted(),
-                "sign-up for the reset phase: {:?}",
+                "sign-up for the {} phase: {:?}",
+                kind.name(),
                 sign_up.status
             );
             pending.push(sign_up.email);
         }
         let active: Vec<String> = self.active.iter().take(RESET_ADDRESSES).cloned().collect();
         anyhow::ensure!(active.len() == RESET_ADDRESSES, "too few active accounts");
-        say!("password reset requests: {RESET_SAMPLES} per class");
-        let phase = self.meter.start("reset requests");
+        say!("{}s: {RESET_SAMPLES} per class", kind.name());
+        let phase = self.meter.start(kind.phase());
         let mut samples: [Vec<Duration>; 3] = Default::default();
         let mut refused = 0;
         for i in 0..RESET_SAMPLES {
@@ -801,7 +835,10 @@ impl<'a> Porter<'a> {
                     _ => active[i % RESET_ADDRESSES].clone(),
                 };
                 let sent = Instant::now();
-                let status = self.api.request_reset(&email).await;
+                let status = match kind {
+                    AddressKind::Resend => self.api.resend(&email).await,
+                    AddressKind::Reset => self.api.request_reset(&email).await,
+                };
                 samples[class].push(sent.elapsed());
                 if !status.is(202) {
                     refused += 1;
@@ -811,7 +848,8 @@ impl<'a> Porter<'a> {
         cpu.push(phase.end(3 * RESET_SAMPLES));
         self.sink.wait_for(&pending, WAIT_DEADLINE).await;
         self.check_running()?;
-        Ok(ResetTiming::of(
+        Ok(AddressTiming::of(
+            kind.name(),
             [
                 ("unknown", &samples[0]),
                 ("pending", &samples[1]),
