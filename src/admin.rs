@@ -6,8 +6,9 @@
 //! Listings page through the `accounts` read model, which trails the log by
 //! the projector's round (about 100 ms). Actions are commands on the
 //! aggregate like any other: concurrent ones are decided at the stream's
-//! expected version, and an action that does not apply is a [`AdminError::
-//! Conflict`] with a clear code, never a success that wrote nothing.
+//! expected version, and an action that does not apply is an
+//! [`AdminError::Conflict`] with a clear code, never a success that wrote
+//! nothing.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

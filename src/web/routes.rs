@@ -196,6 +196,7 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
             Some(mailbox) => ("dev_mail", dev_mail::serve(mailbox, rest)),
             None => ("not_found", Err(ApiError::NotFound)),
         },
+        (_, ["dev", "mail", ..]) => ("dev_mail", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
         _ => ("not_found", Err(ApiError::NotFound)),
     }
 }
