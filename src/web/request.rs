@@ -45,15 +45,7 @@ pub async fn json_fields_and_optional<const N: usize, const M: usize>(
     let object = unique_members(json_members(&body)?, &mut errors);
     report_unknown(&object, expected.iter().chain(&optional), &mut errors);
     let optional_values = optional.map(|name| string_field(&object, name, &mut errors));
-    let values = expected.map(|name| {
-        string_field(&object, name, &mut errors).unwrap_or_else(|| {
-            errors
-                .entry(name.into())
-                .or_default()
-                .push("is required".into());
-            String::new()
-        })
-    });
+    let values = required_fields(&object, expected, &mut errors);
     if errors.is_empty() {
         Ok((values, optional_values))
     } else {
@@ -122,15 +114,7 @@ pub async fn json_or_form_fields<const N: usize>(
     let mut errors = FieldErrors::new();
     let object = unique_members(members, &mut errors);
     report_unknown(&object, expected.iter(), &mut errors);
-    let values = expected.map(|name| {
-        string_field(&object, name, &mut errors).unwrap_or_else(|| {
-            errors
-                .entry(name.into())
-                .or_default()
-                .push("is required".into());
-            String::new()
-        })
-    });
+    let values = required_fields(&object, expected, &mut errors);
     if errors.is_empty() {
         Ok((values, format))
     } else {
@@ -190,6 +174,24 @@ fn report_unknown<'a>(
             .or_default()
             .push("is not a known field".into());
     }
+}
+
+/// The `expected` string fields of `object`, each reported as required when
+/// it is absent.
+fn required_fields<const N: usize>(
+    object: &Map<String, Value>,
+    expected: [&'static str; N],
+    errors: &mut FieldErrors,
+) -> [String; N] {
+    expected.map(|name| {
+        string_field(object, name, errors).unwrap_or_else(|| {
+            errors
+                .entry(name.into())
+                .or_default()
+                .push("is required".into());
+            String::new()
+        })
+    })
 }
 
 /// A string field: absent or `null` is `None`; a mistyped one is reported

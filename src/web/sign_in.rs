@@ -87,6 +87,23 @@ pub async fn sign_in(
         .create(owner)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    // A block that committed while this sign-in was hashing revoked every
+    // session it could see, and this one did not exist yet: look again now
+    // that it does, so a blocked account never keeps a session.
+    let still_allowed = state
+        .commands
+        .load(account.id)
+        .await?
+        .is_some_and(|now| now.may_sign_in().is_ok());
+    if !still_allowed {
+        state
+            .sessions
+            .revoke(&token.storage_hash())
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        tracing::info!(account_id = %account.id, "sign-in refused: blocked while it ran");
+        return Err(ApiError::AccountBlocked);
+    }
     tracing::info!(account_id = %account.id, "signed in");
     Ok(json_response(
         StatusCode::CREATED,
