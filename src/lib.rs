@@ -18,6 +18,7 @@ pub mod mail;
 pub mod metrics;
 pub mod ops;
 pub mod projection;
+pub mod public_events;
 pub mod queue;
 pub mod rate_limit;
 pub mod sessions;

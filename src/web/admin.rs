@@ -22,6 +22,7 @@ use crate::{
     admin::{self, AccountDetails, AdminError},
     api_keys,
     domain::{EmailAddress, Username},
+    public_events,
     rate_limit::Budget,
     store::EventMetadata,
 };
@@ -30,6 +31,9 @@ use crate::{
 const MAX_REASON_CHARS: usize = 500;
 /// Accounts per listing page unless `limit` says otherwise.
 const DEFAULT_PAGE: i64 = 50;
+/// Public events per feed page unless `limit` says otherwise, and at most.
+const DEFAULT_EVENTS: usize = 100;
+const MAX_EVENTS: usize = 1000;
 
 /// Serves one admin request; `path` is what follows `/api/admin/`. Returns
 /// the route name for logs and metrics with the outcome.
@@ -47,6 +51,8 @@ pub async fn handle(
     metadata.actor = Some(format!("api-key:{key_id}"));
     let method = request.method().clone();
     match (&method, path) {
+        (&Method::GET, ["events"]) => ("admin_events", events(state, &request).await),
+        (_, ["events"]) => ("admin_events", Err(ApiError::MethodNotAllowed("GET"))),
         (&Method::GET, ["accounts"]) => ("admin_accounts", accounts(state, &request).await),
         (_, ["accounts"]) => ("admin_accounts", Err(ApiError::MethodNotAllowed("GET"))),
         (&Method::GET, ["accounts", id]) => ("admin_account", show(state, id).await),
@@ -140,34 +146,8 @@ async fn accounts(
     state: &AppState,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    const KNOWN: [&str; 5] = ["email", "username", "status", "after", "limit"];
-    let query = request.uri().query().unwrap_or("");
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let mut errors = super::response::FieldErrors::new();
-    for (name, _) in &params {
-        if !KNOWN.contains(&name.as_str()) {
-            errors
-                .entry(name.chars().take(64).collect())
-                .or_default()
-                .push("is not a known parameter".into());
-        } else if params.iter().filter(|(other, _)| other == name).count() > 1 {
-            errors
-                .entry(name.clone())
-                .or_default()
-                .push("is given more than once".into());
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
+    let params = query_params(request, &["email", "username", "status", "after", "limit"])?;
+    let param = |name: &str| params.get(name).map(String::as_str);
     let lookup = match (param("email"), param("username")) {
         (Some(_), Some(_)) => {
             return Err(ApiError::field(
@@ -237,6 +217,102 @@ async fn accounts(
         .unwrap_or(DEFAULT_PAGE);
     let page = admin::list(&state.pool, status, after, limit).await?;
     Ok(json_response(StatusCode::OK, &page))
+}
+
+/// `GET /api/admin/events`: the public events after `after`, in log order.
+async fn events(state: &AppState, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let params = query_params(request, &["after", "limit", "types", "wait"])?;
+    let param = |name: &str| params.get(name).map(String::as_str);
+    let after = param("after")
+        .map(|cursor| {
+            public_events::decode_cursor(cursor)
+                .ok_or_else(|| ApiError::field("after", "is not a cursor this API returned"))
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let limit = param("limit")
+        .map(|raw| {
+            raw.parse::<usize>()
+                .ok()
+                .filter(|limit| (1..=MAX_EVENTS).contains(limit))
+                .ok_or_else(|| {
+                    ApiError::field("limit", format!("is not a number from 1 to {MAX_EVENTS}"))
+                })
+        })
+        .transpose()?
+        .unwrap_or(DEFAULT_EVENTS);
+    let types = param("types")
+        .map(|raw| {
+            raw.split(',')
+                .map(|name| {
+                    public_events::TYPES
+                        .contains(&name)
+                        .then(|| name.to_owned())
+                        .ok_or_else(|| {
+                            ApiError::field(
+                                "types",
+                                format!(
+                                    "{name:?} is not one of {}",
+                                    public_events::TYPES.join(", ")
+                                ),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let max_wait = public_events::MAX_WAIT.as_secs();
+    let wait = param("wait")
+        .map(|raw| {
+            raw.parse::<u64>()
+                .ok()
+                .filter(|seconds| *seconds <= max_wait)
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "wait",
+                        format!("is not a number of seconds from 0 to {max_wait}"),
+                    )
+                })
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let page = public_events::feed(
+        &state.pool,
+        after,
+        limit,
+        types.as_deref(),
+        std::time::Duration::from_secs(wait),
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &page))
+}
+
+/// The query's parameters, each known and given once, or `400` per field.
+fn query_params(
+    request: &Request<Incoming>,
+    known: &[&str],
+) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let query = request.uri().query().unwrap_or("");
+    let mut params = std::collections::BTreeMap::new();
+    let mut errors = super::response::FieldErrors::new();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()).into_owned() {
+        if !known.contains(&name.as_str()) {
+            errors
+                .entry(name.chars().take(64).collect())
+                .or_default()
+                .push("is not a known parameter".into());
+        } else if params.insert(name.clone(), value).is_some() {
+            errors
+                .entry(name)
+                .or_default()
+                .push("is given more than once".into());
+        }
+    }
+    if errors.is_empty() {
+        Ok(params)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
 }
 
 async fn show(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {

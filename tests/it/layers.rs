@@ -21,6 +21,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("admin", Layer::Service),
     ("api_keys", Layer::Service),
     ("projection", Layer::Service),
+    ("public_events", Layer::Service),
     ("queue", Layer::Service),
     ("rate_limit", Layer::Service),
     ("keys", Layer::Service),

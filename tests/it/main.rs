@@ -19,6 +19,7 @@ mod operators;
 mod ordering;
 mod password_reset;
 mod privileges;
+mod public_events;
 mod queue;
 mod rate_limits;
 mod registrations;

@@ -1,0 +1,200 @@
+//! Public events: the documented contract other systems follow, apart from
+//! the internal event names.
+//!
+//! The log's events are Porter's own storage format; other systems see a
+//! small, versioned set of public types (`account.registered`,
+//! `account.activated`, …) with a stable id (`evt_` and the log event's id,
+//! so a re-read or a re-delivery carries the same id), the account, the
+//! time it was recorded, and a `data` object holding only what the type
+//! needs: never a password hash, personal data only where the type is about
+//! it. Delivery bookkeeping (requests, emails sent, failed or withheld) and
+//! password rehashes stay internal. The shape of each type's `data` is in
+//! the OpenAPI description (`PublicEvent`), and a change to it is a new
+//! [`VERSION`].
+//!
+//! [`feed`] reads them in log order with the projector's no-skip guarantee:
+//! only below the oldest running transaction (`store::read_committed_after`),
+//! so a transaction that commits late is still read, after the cursor.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    commands::CommandError,
+    domain::{AccountEvent, events::PasswordChangeReason},
+    store::{self, Cursor, RecordedEvent, TxId},
+};
+
+/// The version of the public contract: the types and their `data`.
+pub const VERSION: u32 = 1;
+
+/// Every public type, in the order the lifecycle reaches them.
+pub const TYPES: [&str; 8] = [
+    "account.registered",
+    "account.activated",
+    "account.registration_superseded",
+    "account.registration_cancelled",
+    "account.registration_expired",
+    "account.password_changed",
+    "account.blocked",
+    "account.unblocked",
+];
+
+/// Longest a feed request may wait for a first event.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How often a waiting feed request looks at the log again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// One public event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PublicEvent {
+    /// `evt_` and the log event's id: the same however often it is read.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+    pub account_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub data: Value,
+}
+
+/// The public event a log event is, if any.
+pub fn public(recorded: &RecordedEvent, event: &AccountEvent) -> Option<PublicEvent> {
+    let (event_type, data) = match event {
+        AccountEvent::AccountRegistered(e) => (
+            "account.registered",
+            json!({ "username": e.username, "email": e.email, "locale": e.locale }),
+        ),
+        AccountEvent::AccountActivated(_) => ("account.activated", json!({ "method": "link" })),
+        AccountEvent::AccountActivatedManually(_) => {
+            ("account.activated", json!({ "method": "manual" }))
+        }
+        AccountEvent::RegistrationSuperseded(e) => (
+            "account.registration_superseded",
+            json!({ "superseded_by": e.by }),
+        ),
+        AccountEvent::RegistrationCancelled(_) => ("account.registration_cancelled", json!({})),
+        AccountEvent::RegistrationExpired(_) => ("account.registration_expired", json!({})),
+        AccountEvent::PasswordChanged(e) => match e.reason {
+            PasswordChangeReason::Change => {
+                ("account.password_changed", json!({ "reason": "change" }))
+            }
+            PasswordChangeReason::Reset => {
+                ("account.password_changed", json!({ "reason": "reset" }))
+            }
+            // The same password, hashed with today's cost: nothing happened.
+            PasswordChangeReason::Rehash => return None,
+        },
+        AccountEvent::AccountBlocked(e) => ("account.blocked", json!({ "reason": e.reason })),
+        AccountEvent::AccountUnblocked(_) => ("account.unblocked", json!({})),
+        AccountEvent::ActivationRequested(_)
+        | AccountEvent::ActivationEmailSent(_)
+        | AccountEvent::ActivationEmailFailed(_)
+        | AccountEvent::SignUpAttemptedForExistingEmail(_)
+        | AccountEvent::EmailRetryRequested(_)
+        | AccountEvent::EmailWithheld(_)
+        | AccountEvent::PasswordResetRequested(_) => return None,
+    };
+    Some(PublicEvent {
+        id: format!("evt_{}", recorded.event_id.simple()),
+        event_type,
+        account_id: recorded.account_id()?,
+        occurred_at: recorded.recorded_at,
+        data,
+    })
+}
+
+/// A feed cursor: a place in the log's `(tx_id, position)` order, opaque to
+/// clients.
+pub fn encode_cursor(cursor: Cursor) -> String {
+    format!("{}.{}", cursor.tx_id.0, cursor.position)
+}
+
+/// The place a cursor made by [`encode_cursor`] stands for.
+pub fn decode_cursor(text: &str) -> Option<Cursor> {
+    let (tx_id, position) = text.split_once('.')?;
+    Some(Cursor {
+        tx_id: TxId(tx_id.parse().ok()?),
+        position: position.parse().ok()?,
+    })
+}
+
+/// A page of the feed and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeedPage {
+    pub events: Vec<PublicEvent>,
+    /// Past every event this page looked at, shown or filtered out.
+    pub next_cursor: String,
+}
+
+/// Up to `limit` public events after `after`, of `types` when given. With
+/// `wait`, a request that finds none looks again until one commits or the
+/// wait (at most [`MAX_WAIT`]) is over.
+pub async fn feed(
+    pool: &PgPool,
+    after: Cursor,
+    limit: usize,
+    types: Option<&[String]>,
+    wait: Duration,
+) -> Result<FeedPage, CommandError> {
+    let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+    let mut cursor = after;
+    let mut events = Vec::new();
+    loop {
+        let batch = store::read_committed_after(pool, cursor, 500).await?;
+        let exhausted = batch.len() < 500;
+        for recorded in batch {
+            let event = recorded
+                .decode()
+                .map_err(|source| CommandError::Undecodable {
+                    stream_id: recorded.stream_id.clone(),
+                    position: recorded.position,
+                    source,
+                })?;
+            cursor = recorded.cursor();
+            let wanted = public(&recorded, &event).filter(|public| {
+                types.is_none_or(|types| types.iter().any(|t| t == public.event_type))
+            });
+            if let Some(public) = wanted {
+                events.push(public);
+                if events.len() == limit {
+                    return Ok(FeedPage {
+                        events,
+                        next_cursor: encode_cursor(cursor),
+                    });
+                }
+            }
+        }
+        let waiting = events.is_empty() && tokio::time::Instant::now() < deadline;
+        if exhausted && !waiting {
+            return Ok(FeedPage {
+                events,
+                next_cursor: encode_cursor(cursor),
+            });
+        }
+        if exhausted {
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let cursor = Cursor {
+            tx_id: TxId(1_234_567),
+            position: 42,
+        };
+        assert_eq!(decode_cursor(&encode_cursor(cursor)), Some(cursor));
+        for garbage in ["", "1", "1.", ".1", "a.1", "1.b", "-1.2"] {
+            assert_eq!(decode_cursor(garbage), None, "{garbage:?}");
+        }
+    }
+}
