@@ -239,21 +239,12 @@ impl Api {
     pub async fn sign_up(&self) -> SignUp {
         let (username, email) = self.new_user();
         let body = json!({ "username": username, "email": email, "password": PASSWORD });
-        let status = match self
-            .client
-            .post(format!("{}/api/users", self.base))
-            .json(&body)
-            .send()
-            .await
-        {
-            Ok(response) => {
-                let code = response.status().as_u16();
-                // Read the body so the connection goes back to the pool.
-                let _ = response.bytes().await;
-                Status::Code(code)
-            }
-            Err(error) => Status::Transport(error.to_string()),
-        };
+        let status = status_of(
+            self.client
+                .post(format!("{}/api/users", self.base))
+                .json(&body),
+        )
+        .await;
         SignUp { status, email }
     }
 
@@ -264,20 +255,12 @@ impl Api {
 
     /// POSTs `{"email": email}` to `path`.
     async fn post_email(&self, path: &str, email: &str) -> Status {
-        match self
-            .client
-            .post(format!("{}{path}", self.base))
-            .json(&json!({ "email": email }))
-            .send()
-            .await
-        {
-            Ok(response) => {
-                let code = response.status().as_u16();
-                let _ = response.bytes().await;
-                Status::Code(code)
-            }
-            Err(error) => Status::Transport(error.to_string()),
-        }
+        status_of(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .json(&json!({ "email": email })),
+        )
+        .await
     }
 
     /// Signs in with an address and the password every bench user has.
@@ -312,20 +295,12 @@ impl Api {
 
     /// Reads the signed-in account with `token`.
     pub async fn me(&self, token: &str) -> Status {
-        match self
-            .client
-            .get(format!("{}/api/me", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-        {
-            Ok(response) => {
-                let code = response.status().as_u16();
-                let _ = response.bytes().await;
-                Status::Code(code)
-            }
-            Err(error) => Status::Transport(error.to_string()),
-        }
+        status_of(
+            self.client
+                .get(format!("{}/api/me", self.base))
+                .bearer_auth(token),
+        )
+        .await
     }
 
     /// Confirms an activation key, as the page's button does (JSON answer).
@@ -350,5 +325,18 @@ impl Api {
                 first: false,
             },
         }
+    }
+}
+
+/// Sends `request` and reads the whole answer; only its status counts.
+async fn status_of(request: reqwest::RequestBuilder) -> Status {
+    match request.send().await {
+        Ok(response) => {
+            let code = response.status().as_u16();
+            // Read the body so the connection goes back to the pool.
+            let _ = response.bytes().await;
+            Status::Code(code)
+        }
+        Err(error) => Status::Transport(error.to_string()),
     }
 }
