@@ -31,6 +31,7 @@ pub struct Config {
     pub web: WebConfig,
     pub worker: WorkerConfig,
     pub limits: RateLimits,
+    pub webhooks: WebhookConfig,
     /// Where a process serves `GET /metrics` (`METRICS_PORT`), web and
     /// worker alike; never on the public port; no listener when unset.
     pub metrics_port: Option<u16>,
@@ -360,6 +361,62 @@ pub struct RetryPolicy {
     pub cap: Duration,
 }
 
+/// Webhook deliveries (the worker) and subscriptions (`porter webhooks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Send to, and subscribe, URLs whose host is a loopback, private,
+    /// link-local or metadata address. Off in production: a subscription
+    /// must not reach inside the network Porter runs in.
+    pub allow_private_networks: bool,
+    /// A delivery attempt gives up after this long.
+    pub timeout: Duration,
+    /// Retries of a failing delivery wait a capped exponential backoff
+    /// with full jitter.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// A subscription whose every attempt has failed for this long is
+    /// paused (never skipped).
+    pub failure_pause: Duration,
+    /// How long a worker process holds a subscription without renewing:
+    /// how long a killed worker's subscriptions wait to be taken over.
+    pub lease: Duration,
+    /// After `rotate-secret`, the old secret signs too for this long.
+    pub secret_overlap: Duration,
+}
+
+impl WebhookConfig {
+    /// For `porter webhooks`, which needs nothing else.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&PROCESS_ENV)
+    }
+
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            allow_private_networks: env
+                .optional("WEBHOOK_ALLOW_PRIVATE_NETWORKS", parse_bool)?
+                .unwrap_or(false),
+            timeout: env
+                .optional("WEBHOOK_TIMEOUT", parse_duration)?
+                .unwrap_or(Duration::from_secs(10)),
+            retry_base: env
+                .optional("WEBHOOK_RETRY_BASE", parse_duration)?
+                .unwrap_or(Duration::from_secs(1)),
+            retry_cap: env
+                .optional("WEBHOOK_RETRY_CAP", parse_duration)?
+                .unwrap_or(Duration::from_secs(300)),
+            failure_pause: env
+                .optional("WEBHOOK_FAILURE_PAUSE", parse_duration)?
+                .unwrap_or(Duration::from_secs(24 * 3600)),
+            lease: env
+                .optional("WEBHOOK_LEASE", parse_duration)?
+                .unwrap_or(Duration::from_secs(30)),
+            secret_overlap: env
+                .optional("WEBHOOK_SECRET_OVERLAP", parse_duration)?
+                .unwrap_or(Duration::from_secs(24 * 3600)),
+        })
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -384,6 +441,7 @@ impl Config {
             web: WebConfig::read(&env)?,
             worker: WorkerConfig::read(&env)?,
             limits: RateLimits::read(&env)?,
+            webhooks: WebhookConfig::read(&env)?,
             metrics_port: env.optional("METRICS_PORT", parse_number)?,
             templates: TemplatesConfig::read(&env)?,
             log_format: read_log_format(&env)?,

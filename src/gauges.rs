@@ -1,6 +1,6 @@
 //! Scrape-time gauges: the shared state that every process's `/metrics`
-//! reports (queue depths, dead letters, live workers, projector lag), read
-//! from Redis and Postgres when scraped.
+//! reports (queue depths, dead letters, live workers, projector and webhook
+//! lag), read from Redis and Postgres when scraped.
 //!
 //! Read at scrape time rather than kept up to date, so every process reports
 //! the same current values and nothing has to track them in between. Reading
@@ -35,9 +35,10 @@ use tokio::{net::TcpListener, sync::Mutex, time::Instant};
 use crate::{
     config::ConnectionLimits,
     http_server::{self, Body},
-    metrics::{self, QueueGauges},
+    metrics::{self, QueueGauges, WebhookGauges},
     projection,
     queue::backend,
+    webhooks::subscriptions,
 };
 
 /// Shared state is read at most this often, whatever the scrape rate.
@@ -96,9 +97,11 @@ async fn refresh(sources: &Sources) {
     let mut redis = sources.redis.clone();
     let queue = backend::stats(&mut redis, &sources.redis_namespace);
     let lag = projection::lag(&sources.pool, projection::accounts::CHECKPOINT);
-    let (queue, lag) = tokio::join!(
+    let webhooks = subscriptions::list(&sources.pool);
+    let (queue, lag, webhooks) = tokio::join!(
         tokio::time::timeout(REFRESH_TIMEOUT, queue),
         tokio::time::timeout(REFRESH_TIMEOUT, lag),
+        tokio::time::timeout(REFRESH_TIMEOUT, webhooks),
     );
     match queue {
         Ok(Ok(stats)) => metrics::set_queue_gauges(QueueGauges {
@@ -120,6 +123,22 @@ async fn refresh(sources: &Sources) {
         Ok(Ok(None)) => {}
         Ok(Err(error)) => tracing::warn!(%error, "metrics: reading the projector lag failed"),
         Err(_) => tracing::warn!("metrics: reading the projector lag timed out"),
+    }
+    match webhooks {
+        Ok(Ok(listed)) => metrics::set_webhook_gauges(
+            &listed
+                .into_iter()
+                .map(|listed| WebhookGauges {
+                    subscription: listed.subscription.id.to_string(),
+                    state: listed.subscription.state,
+                    lag_events: listed.lag_events,
+                    lag_seconds: listed.lag_seconds,
+                    failed_attempts: listed.subscription.failed_attempts,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Ok(Err(error)) => tracing::warn!(%error, "metrics: reading webhook subscriptions failed"),
+        Err(_) => tracing::warn!("metrics: reading webhook subscriptions timed out"),
     }
 }
 

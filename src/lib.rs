@@ -26,6 +26,7 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod web;
+pub mod webhooks;
 pub mod worker;
 
 pub use startup::{connect_postgres, connect_redis};

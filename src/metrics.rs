@@ -62,6 +62,22 @@ struct ReadModelLabels {
     read_model: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionLabels {
+    subscription: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionStateLabels {
+    subscription: String,
+    state: String,
+}
+
 type LatencyFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric Porter exposes; one per process, see [`metrics`].
@@ -82,6 +98,11 @@ pub struct Metrics {
     projector_lag_events: Family<ReadModelLabels, Gauge>,
     projector_lag_seconds: Family<ReadModelLabels, Gauge<f64, AtomicU64>>,
     hash_queue_depth: Gauge,
+    webhook_attempts: Family<OutcomeLabels, Counter>,
+    webhook_lag_events: Family<SubscriptionLabels, Gauge>,
+    webhook_lag_seconds: Family<SubscriptionLabels, Gauge<f64, AtomicU64>>,
+    webhook_failed_attempts: Family<SubscriptionLabels, Gauge>,
+    webhook_state: Family<SubscriptionStateLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -168,6 +189,36 @@ impl Metrics {
             "Password hashes running or waiting in this web process",
             hash_queue_depth.clone(),
         );
+        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by this process, by outcome (delivered, gone, failed)",
+            webhook_attempts.clone(),
+        );
+        let webhook_lag_events = Family::<SubscriptionLabels, Gauge>::default();
+        registry.register(
+            "webhook_lag_events",
+            "Committed events a webhook subscription has not been delivered yet",
+            webhook_lag_events.clone(),
+        );
+        let webhook_lag_seconds = Family::<SubscriptionLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "webhook_lag_seconds",
+            "Age of the oldest event a webhook subscription has not been delivered yet",
+            webhook_lag_seconds.clone(),
+        );
+        let webhook_failed_attempts = Family::<SubscriptionLabels, Gauge>::default();
+        registry.register(
+            "webhook_failed_attempts",
+            "Consecutive failed delivery attempts of a webhook subscription",
+            webhook_failed_attempts.clone(),
+        );
+        let webhook_state = Family::<SubscriptionStateLabels, Gauge>::default();
+        registry.register(
+            "webhook_subscription_state",
+            "1 for each webhook subscription's state (active, paused, disabled)",
+            webhook_state.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -184,6 +235,11 @@ impl Metrics {
             projector_lag_events,
             projector_lag_seconds,
             hash_queue_depth,
+            webhook_attempts,
+            webhook_lag_events,
+            webhook_lag_seconds,
+            webhook_failed_attempts,
+            webhook_state,
         }
     }
 }
@@ -307,6 +363,54 @@ pub fn set_projector_lag(read_model: &'static str, events_behind: i64, seconds_b
     m.projector_lag_seconds
         .get_or_create(&labels)
         .set(seconds_behind);
+}
+
+/// One webhook delivery attempt by this process: `delivered`, `gone` or
+/// `failed`.
+pub fn record_webhook_attempt(outcome: &'static str) {
+    metrics()
+        .webhook_attempts
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+}
+
+/// A webhook subscription as it stands, read at scrape time.
+#[derive(Debug, Clone)]
+pub struct WebhookGauges {
+    pub subscription: String,
+    pub state: String,
+    pub lag_events: i64,
+    pub lag_seconds: f64,
+    pub failed_attempts: i64,
+}
+
+/// Replaces every subscription's gauges, so a removed one disappears.
+pub fn set_webhook_gauges(subscriptions: &[WebhookGauges]) {
+    let m = metrics();
+    m.webhook_lag_events.clear();
+    m.webhook_lag_seconds.clear();
+    m.webhook_failed_attempts.clear();
+    m.webhook_state.clear();
+    for gauges in subscriptions {
+        let labels = SubscriptionLabels {
+            subscription: gauges.subscription.clone(),
+        };
+        m.webhook_lag_events
+            .get_or_create(&labels)
+            .set(gauges.lag_events);
+        m.webhook_lag_seconds
+            .get_or_create(&labels)
+            .set(gauges.lag_seconds);
+        m.webhook_failed_attempts
+            .get_or_create(&labels)
+            .set(gauges.failed_attempts);
+        m.webhook_state
+            .get_or_create(&SubscriptionStateLabels {
+                subscription: gauges.subscription.clone(),
+                state: gauges.state.clone(),
+            })
+            .set(1);
+    }
 }
 
 /// Password hashes running or waiting in this (web) process.

@@ -131,6 +131,53 @@ pub struct FeedPage {
     pub next_cursor: String,
 }
 
+/// A public event and the cursor just past it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Positioned {
+    pub cursor: Cursor,
+    pub event: PublicEvent,
+}
+
+/// What one read of the log found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The public events among the log events read, in log order.
+    pub events: Vec<Positioned>,
+    /// Past every log event read, public or not.
+    pub end: Cursor,
+    /// Whether the read reached the end of what has committed.
+    pub exhausted: bool,
+}
+
+/// The public events among the next `limit` log events after `after`, with
+/// the projector's no-skip guarantee.
+pub async fn read_after(pool: &PgPool, after: Cursor, limit: i64) -> Result<Batch, CommandError> {
+    let recorded = store::read_committed_after(pool, after, limit).await?;
+    let exhausted = (recorded.len() as i64) < limit;
+    let mut batch = Batch {
+        events: Vec::new(),
+        end: after,
+        exhausted,
+    };
+    for recorded in recorded {
+        let event = recorded
+            .decode()
+            .map_err(|source| CommandError::Undecodable {
+                stream_id: recorded.stream_id.clone(),
+                position: recorded.position,
+                source,
+            })?;
+        batch.end = recorded.cursor();
+        if let Some(public) = public(&recorded, &event) {
+            batch.events.push(Positioned {
+                cursor: batch.end,
+                event: public,
+            });
+        }
+    }
+    Ok(batch)
+}
+
 /// Up to `limit` public events after `after`, of `types` when given. With
 /// `wait`, a request that finds none looks again until one commits or the
 /// wait (at most [`MAX_WAIT`]) is over.
@@ -145,41 +192,40 @@ pub async fn feed(
     let mut cursor = after;
     let mut events = Vec::new();
     loop {
-        let batch = store::read_committed_after(pool, cursor, 500).await?;
-        let exhausted = batch.len() < 500;
-        for recorded in batch {
-            let event = recorded
-                .decode()
-                .map_err(|source| CommandError::Undecodable {
-                    stream_id: recorded.stream_id.clone(),
-                    position: recorded.position,
-                    source,
-                })?;
-            cursor = recorded.cursor();
-            let wanted = public(&recorded, &event).filter(|public| {
-                types.is_none_or(|types| types.iter().any(|t| t == public.event_type))
-            });
-            if let Some(public) = wanted {
-                events.push(public);
-                if events.len() == limit {
-                    return Ok(FeedPage {
-                        events,
-                        next_cursor: encode_cursor(cursor),
-                    });
-                }
+        let batch = read_after(pool, cursor, 500).await?;
+        cursor = batch.end;
+        for Positioned {
+            cursor: past,
+            event,
+        } in batch.events
+        {
+            if !is_wanted(types, &event) {
+                continue;
+            }
+            events.push(event);
+            if events.len() == limit {
+                return Ok(FeedPage {
+                    events,
+                    next_cursor: encode_cursor(past),
+                });
             }
         }
         let waiting = events.is_empty() && tokio::time::Instant::now() < deadline;
-        if exhausted && !waiting {
+        if batch.exhausted && !waiting {
             return Ok(FeedPage {
                 events,
                 next_cursor: encode_cursor(cursor),
             });
         }
-        if exhausted {
+        if batch.exhausted {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// Whether `event` is of one of `types`; every event is when none are given.
+pub fn is_wanted(types: Option<&[String]>, event: &PublicEvent) -> bool {
+    types.is_none_or(|types| types.iter().any(|t| t == event.event_type))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     admin, api_keys,
     commands::Commands,
-    config::{Config, DatabaseConfig, RedisConfig, TemplatesConfig},
+    config::{Config, DatabaseConfig, RedisConfig, TemplatesConfig, WebhookConfig},
     domain::Locale,
     keys::{KeyPurpose, LinkKeys},
     ops,
@@ -21,6 +21,7 @@ use crate::{
     queue::EmailQueue,
     sessions::Sessions,
     startup,
+    webhooks::subscriptions,
 };
 
 mod replay_progress;
@@ -46,7 +47,9 @@ pub enum Command {
     Web,
     /// Send emails from the queue and keep read models up to date.
     Worker,
-    /// Migrate, then run web and worker in one process (local use).
+    /// Migrate, then run web and worker in one process (local use; webhooks
+    /// may go to private addresses unless WEBHOOK_ALLOW_PRIVATE_NETWORKS
+    /// says otherwise).
     Dev,
     /// Rebuild a read model from the first event into a shadow table and swap
     /// it in atomically. No jobs, no Redis writes, no email. Connects as the
@@ -115,6 +118,15 @@ pub enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Deliver public events to receivers as signed webhooks (Standard
+    /// Webhooks): subscribe, list, pause, resume, rotate a secret, replay.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Check the email and page templates (TEMPLATES_DIR, DEFAULT_LOCALE,
     /// the brand) or preview one rendered with sample data.
     Templates {
@@ -173,6 +185,41 @@ pub enum ApiKeysAction {
     /// Revoke a key; it stops working at once.
     Revoke {
         id: Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksAction {
+    /// Subscribe URL to public events from now on; prints the subscription
+    /// id and its `whsec_` secret, once. A URL whose host is a loopback,
+    /// private, link-local or metadata address is refused unless
+    /// WEBHOOK_ALLOW_PRIVATE_NETWORKS=true.
+    Add {
+        url: String,
+        /// Only these public types (comma-separated), e.g.
+        /// `account.registered,account.activated`; all when absent.
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+    },
+    /// Every subscription: state, deliveries, lag and last error.
+    List,
+    /// Stop delivering and forget the subscription.
+    Remove { id: Uuid },
+    /// Stop delivering after the delivery in flight; nothing is skipped.
+    Pause { id: Uuid },
+    /// Deliver again from the first undelivered event (also after a
+    /// failure pause or a 410).
+    Resume { id: Uuid },
+    /// A new secret, printed once; the old one keeps signing beside it for
+    /// WEBHOOK_SECRET_OVERLAP (24 h by default).
+    RotateSecret { id: Uuid },
+    /// Deliver again from a position, with the same event ids.
+    Replay {
+        id: Uuid,
+        /// `start`, a feed cursor (`<tx>.<position>`) or an event id
+        /// (`evt_…`, re-delivered itself).
+        #[arg(long)]
+        from: String,
     },
 }
 
@@ -240,8 +287,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             startup::run_worker(config, pool, shutdown).await
         }
         Command::Dev => {
-            // For a developer's machine: nothing listens beyond loopback.
-            let config = Config::from_env()?;
+            // For a developer's machine: nothing listens beyond loopback,
+            // and webhooks may go to a receiver on it.
+            let config = Config::from_lookup(|name| {
+                std::env::var(name).ok().or_else(|| {
+                    (name == "WEBHOOK_ALLOW_PRIVATE_NETWORKS").then(|| "true".to_owned())
+                })
+            })?;
             startup::migrate_as_owner(&config.database).await?;
             let pool = startup::connect_postgres(&config.database).await?;
             let listeners = startup::WebListeners {
@@ -365,6 +417,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print(&ops::status::render(&status))
         }
         Command::Accounts { action, json } => accounts(action, json).await,
+        Command::Webhooks { action, json } => webhooks(action, json).await,
         Command::ApiKeys { action, json } => {
             let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
             match action {
@@ -487,6 +540,65 @@ async fn accounts(action: AccountsAction, json: bool) -> anyhow::Result<()> {
         print_json(&details)
     } else {
         print(&ops::accounts::render_details(&details))
+    }
+}
+
+async fn webhooks(action: WebhooksAction, json: bool) -> anyhow::Result<()> {
+    use ops::webhooks::{self as hooks, Change};
+    let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
+    let config = WebhookConfig::from_env()?;
+    let change = |id, change| {
+        let pool = pool.clone();
+        async move {
+            hooks::change(&pool, id, change).await?;
+            print(&format!("{id}: {}\n", change.done()))
+        }
+    };
+    match action {
+        WebhooksAction::Add { url, events } => {
+            let added = hooks::add(&pool, &config, &url, events).await?;
+            if json {
+                print_json(&serde_json::json!({ "id": added.id, "secret": added.secret.expose() }))
+            } else {
+                print(&format!(
+                    "id:     {}\nsecret: {}\nThe secret is shown only now: verify each delivery's webhook-signature with it.\n",
+                    added.id,
+                    added.secret.expose()
+                ))
+            }
+        }
+        WebhooksAction::List => {
+            let listed = subscriptions::list(&pool).await?;
+            if json {
+                print_json(&listed)
+            } else {
+                print(&hooks::render(&listed))
+            }
+        }
+        WebhooksAction::Remove { id } => change(id, Change::Remove).await,
+        WebhooksAction::Pause { id } => change(id, Change::Pause).await,
+        WebhooksAction::Resume { id } => change(id, Change::Resume).await,
+        WebhooksAction::RotateSecret { id } => {
+            let secret = subscriptions::rotate_secret(&pool, id, config.secret_overlap)
+                .await?
+                .ok_or(hooks::WebhookError::NotFound(id))?;
+            if json {
+                print_json(&serde_json::json!({ "id": id, "secret": secret.expose() }))
+            } else {
+                print(&format!(
+                    "secret: {}\nThe old secret also signs for {} s more.\n",
+                    secret.expose(),
+                    config.secret_overlap.as_secs()
+                ))
+            }
+        }
+        WebhooksAction::Replay { id, from } => {
+            let cursor = hooks::replay(&pool, id, &from).await?;
+            print(&format!(
+                "{id}: delivering again after cursor {}\n",
+                crate::public_events::encode_cursor(cursor)
+            ))
+        }
     }
 }
 

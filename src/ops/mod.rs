@@ -1,5 +1,5 @@
 //! Operator tasks behind `porter events`, `deliveries`, `status`,
-//! `accounts` and `api-keys`.
+//! `accounts`, `api-keys` and `webhooks`.
 //! (`porter replay` is the read models' own `projection::replay`.)
 //!
 //! Each module does its work through library functions that tests call
@@ -12,3 +12,4 @@ pub mod deliveries;
 pub mod events;
 pub mod status;
 pub mod templates;
+pub mod webhooks;

@@ -1,6 +1,7 @@
 //! `porter status`: one screen on the health of a deployment: projector lag,
-//! the email queue and its workers, dead letters, and whether Redis is set
-//! up to keep the queue (no eviction, persistence on).
+//! the email queue and its workers, dead letters, webhook subscriptions
+//! (state, lag, failures), and whether Redis is set up to keep the queue
+//! (no eviction, persistence on).
 
 use std::collections::HashMap;
 
@@ -12,6 +13,7 @@ use super::deliveries::render_queue;
 use crate::{
     projection::{self, Lag},
     queue::backend::{self, QueueStats},
+    webhooks::subscriptions::{self, Listed},
 };
 
 /// Redis settings that decide whether queued jobs survive memory pressure and
@@ -30,6 +32,7 @@ pub struct Status {
     pub lag: Option<Lag>,
     pub queue: QueueStats,
     pub redis: RedisSettings,
+    pub webhooks: Vec<Listed>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,11 +51,13 @@ pub async fn gather(
     let lag = projection::lag(pool, projection::accounts::CHECKPOINT).await?;
     let queue = backend::stats(redis, namespace).await?;
     let redis = redis_settings(redis).await;
+    let webhooks = subscriptions::list(pool).await?;
     Ok(Status {
         at: Utc::now(),
         lag,
         queue,
         redis,
+        webhooks,
     })
 }
 
@@ -91,6 +96,29 @@ pub fn warnings(status: &Status) -> Vec<String> {
     }
     if !status.queue.workers.iter().any(|w| w.live) {
         warnings.push("no live email worker: emails wait in the queue".into());
+    }
+    for Listed {
+        subscription,
+        lag_seconds,
+        ..
+    } in &status.webhooks
+    {
+        let id = subscription.id;
+        match subscription.state.as_str() {
+            "active" if subscription.failing_since.is_some() => warnings.push(format!(
+                "webhook {id} is failing ({} attempts, last: {}): it is paused if this lasts WEBHOOK_FAILURE_PAUSE",
+                subscription.failed_attempts,
+                subscription.last_error.as_deref().unwrap_or("unknown")
+            )),
+            "active" if *lag_seconds > 60.0 => warnings.push(format!(
+                "webhook {id} is {lag_seconds:.0} s behind: is a worker running?"
+            )),
+            "active" => {}
+            state => warnings.push(format!(
+                "webhook {id} is {state} ({}): `porter webhooks resume {id}` delivers from the first undelivered event",
+                subscription.state_reason.as_deref().unwrap_or("no reason given")
+            )),
+        }
     }
     match status.redis.maxmemory_policy.as_deref() {
         Some("noeviction") => {}
@@ -145,6 +173,20 @@ pub fn render(status: &Status) -> String {
     }
     out.push_str(&render_queue(&status.queue));
     let _ = writeln!(out, "dead letters: {}", status.queue.dead);
+    for listed in &status.webhooks {
+        let s = &listed.subscription;
+        let _ = writeln!(
+            out,
+            "webhook {} {}: {} delivered, {} events behind ({:.1} s), {} failed attempts, held by {}",
+            s.id,
+            s.state,
+            s.delivered,
+            listed.lag_events,
+            listed.lag_seconds,
+            s.failed_attempts,
+            s.lease_owner.as_deref().unwrap_or("no worker")
+        );
+    }
     let unknown = |value: &Option<String>| match value {
         Some(value) => format!("{value:?}"),
         None => "unknown (CONFIG GET refused)".into(),
@@ -196,7 +238,56 @@ mod tests {
                 appendonly: Some("yes".into()),
                 save: Some(String::new()),
             },
+            webhooks: vec![],
         }
+    }
+
+    fn subscription(state: &str) -> Listed {
+        Listed {
+            subscription: crate::webhooks::subscriptions::Subscription {
+                id: uuid::Uuid::nil(),
+                url: "https://hooks.example/porter".into(),
+                event_types: None,
+                state: state.into(),
+                state_reason: None,
+                created_at: DateTime::from_timestamp(1_800_000_000, 0).expect("valid"),
+                delivered: 10,
+                last_delivered_at: None,
+                failing_since: None,
+                failed_attempts: 0,
+                last_error: None,
+                lease_owner: None,
+                previous_secret_until: None,
+            },
+            lag_events: 0,
+            lag_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn webhooks_paused_failing_or_behind_are_called_out() {
+        let mut status = healthy();
+        status.webhooks.push(subscription("active"));
+        assert!(warnings(&status).is_empty());
+        let mut failing = subscription("active");
+        failing.subscription.failing_since = Some(status.at);
+        failing.subscription.failed_attempts = 7;
+        failing.subscription.last_error = Some("the receiver answered 500".into());
+        let mut behind = subscription("active");
+        behind.lag_seconds = 90.0;
+        let mut paused = subscription("paused");
+        paused.subscription.state_reason = Some("paused by an operator".into());
+        status.webhooks = vec![failing, behind, paused, subscription("disabled")];
+        let warnings = warnings(&status);
+        assert_eq!(warnings.len(), 4, "{warnings:#?}");
+        assert!(warnings[0].contains("7 attempts") && warnings[0].contains("answered 500"));
+        assert!(warnings[1].contains("90 s behind"));
+        assert!(warnings[2].contains("paused (paused by an operator)"));
+        assert!(warnings[3].contains("porter webhooks resume"));
+        assert!(
+            render(&status)
+                .contains("webhook 00000000-0000-0000-0000-000000000000 paused: 10 delivered")
+        );
     }
 
     #[test]

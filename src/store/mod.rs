@@ -512,6 +512,33 @@ pub async fn save_checkpoint(
     Ok(())
 }
 
+/// Adds the checkpoint `name` at `cursor` (a new reader of the log).
+pub async fn create_checkpoint<'e>(
+    executor: impl PgExecutor<'e>,
+    name: &str,
+    cursor: Cursor,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO checkpoints (name, tx_id, position) VALUES ($1, $2::text::xid8, $3)")
+        .bind(name)
+        .bind(cursor.tx_id.0.to_string())
+        .bind(cursor.position)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Removes the checkpoint `name` (a reader that is gone for good).
+pub async fn remove_checkpoint<'e>(
+    executor: impl PgExecutor<'e>,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM checkpoints WHERE name = $1")
+        .bind(name)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
 /// The account holding a claim, if any.
 pub async fn claim_holder<'e>(
     executor: impl PgExecutor<'e>,
@@ -597,6 +624,34 @@ pub async fn cursor_at(pool: &PgPool, position: i64) -> Result<Option<Cursor>, s
             .fetch_optional(pool)
             .await?;
     row.map(Cursor::from_row).transpose()
+}
+
+/// The cursor just before the event `event_id`, so a reader resuming there
+/// reads that event first; `None` when there is no such event.
+pub async fn cursor_before_event(
+    pool: &PgPool,
+    event_id: Uuid,
+) -> Result<Option<Cursor>, sqlx::Error> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT tx_id::text, position - 1 FROM events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(pool)
+            .await?;
+    row.map(Cursor::from_row).transpose()
+}
+
+/// A cursor at the read horizon: every event after it has committed after
+/// this call or is still being written, every event before it was settled
+/// when it was made. Where a new reader of the log starts "from now"
+/// without skipping a transaction that commits late.
+pub async fn read_horizon(pool: &PgPool) -> Result<Cursor, sqlx::Error> {
+    let xmin: String = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+        .fetch_one(pool)
+        .await?;
+    Ok(Cursor {
+        tx_id: TxId::try_from(xmin)?,
+        position: 0,
+    })
 }
 
 /// The last event in the global order among those committed now, or the

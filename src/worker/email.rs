@@ -73,7 +73,7 @@ async fn send_account_email(job: SendAccountEmail, state: &WorkerState) -> Resul
         record_failure(state, &job, &error.to_string(), permanent, attempt).await;
         return Err(AbortError::new(error).into());
     }
-    let pause = backoff(&policy, attempt);
+    let pause = backoff(policy.base, policy.cap, attempt);
     tracing::warn!(attempt, retry_in_ms = pause.as_millis() as u64, error = %error, "email attempt failed");
     requeue(state, job.requeued(true), pause).await
 }

@@ -1,12 +1,12 @@
 //! The worker process: sends account emails from the Redis queue, keeps the
 //! read models up to date, relays requests the web process could not enqueue,
-//! and cleans up finished jobs and expired dead letters.
+//! delivers webhooks, and cleans up finished jobs and expired dead letters.
 //!
 //! apalis-redis drops a worker for good when its Redis connection breaks, so
 //! the email worker runs under a small supervisor that rebuilds it with a
 //! fresh, unique name and a capped backoff, and hands the stopped worker's
 //! fetched jobs back to the queue. The projector, the outbox relay,
-//! housekeeping and the sweeps (registration expiry, stranded requests) run
+//! the webhook deliverer, housekeeping and the sweeps (registration expiry, stranded requests) run
 //! beside it as plain loops. All stop on the shutdown token:
 //! running jobs finish, fetched ones go back to the queue.
 
@@ -40,6 +40,7 @@ mod relay;
 mod requests;
 mod retry;
 pub mod sweeps;
+mod webhooks;
 
 /// How often an idle worker looks for new jobs pushed by another process.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -132,6 +133,12 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
         shutdown.clone(),
     ));
     let sweeps = tokio::spawn(sweeps::run(state.clone(), shutdown.clone()));
+    let webhooks = tokio::spawn(webhooks::run(
+        state.pool.clone(),
+        state.config.webhooks,
+        unique_worker_name(),
+        shutdown.clone(),
+    ));
     let projector = tokio::spawn({
         let (pool, shutdown) = (state.pool.clone(), shutdown.clone());
         async move {
@@ -147,6 +154,10 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
     relay.await.context("relay task panicked")?;
     housekeeping.await.context("housekeeping task panicked")?;
     sweeps.await.context("sweep task panicked")?;
+    webhooks
+        .await
+        .context("webhook task panicked")?
+        .context("webhooks")?;
     projector
         .await
         .context("projector task panicked")?

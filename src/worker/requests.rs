@@ -39,7 +39,7 @@ pub async fn handle(request: AddressRequest, state: &WorkerState) -> Result<(), 
     }
     // Like an email, the retry waits in the queue's schedule, not in this
     // worker slot.
-    let pause = backoff(&policy, attempt);
+    let pause = backoff(policy.base, policy.cap, attempt);
     tracing::warn!(attempt, retry_in_ms = pause.as_millis() as u64, error = %error, "address request attempt failed");
     let not_before = chrono::Duration::from_std(pause)
         .ok()

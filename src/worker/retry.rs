@@ -1,4 +1,5 @@
-//! Porter's own retry policy for email jobs.
+//! Porter's own retry policy for email jobs, and the backoff webhook
+//! deliveries share.
 //!
 //! apalis-redis would re-run a failed job up to a hard-coded 25 times on its
 //! own schedule, ignoring any configured budget. Porter instead decides here
@@ -10,8 +11,6 @@
 use std::time::Duration;
 
 use rand::RngExt as _;
-
-use crate::config::RetryPolicy;
 
 /// Whether a failed attempt is worth repeating.
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +41,9 @@ impl AttemptError {
 /// The pause before attempt `attempt + 1`: uniform in
 /// `[0, min(cap, base × 2^(attempt-1))]` ("full jitter"), so retries from
 /// many jobs that failed together spread out instead of arriving together.
-pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
-    let exponential = policy
-        .base
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
-    let ceiling = exponential.min(policy.cap);
+pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let exponential = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+    let ceiling = exponential.min(cap);
     ceiling.mul_f64(rand::rng().random::<f64>())
 }
 
@@ -56,17 +53,13 @@ mod tests {
 
     #[test]
     fn backoff_grows_exponentially_up_to_the_cap() {
-        let policy = RetryPolicy {
-            attempts: 10,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(1),
-        };
+        let (base, cap) = (Duration::from_millis(100), Duration::from_secs(1));
         for _ in 0..200 {
-            assert!(backoff(&policy, 1) <= Duration::from_millis(100));
-            assert!(backoff(&policy, 3) <= Duration::from_millis(400));
-            assert!(backoff(&policy, 30) <= Duration::from_secs(1));
+            assert!(backoff(base, cap, 1) <= Duration::from_millis(100));
+            assert!(backoff(base, cap, 3) <= Duration::from_millis(400));
+            assert!(backoff(base, cap, 30) <= Duration::from_secs(1));
         }
-        let late: Vec<Duration> = (0..200).map(|_| backoff(&policy, 8)).collect();
+        let late: Vec<Duration> = (0..200).map(|_| backoff(base, cap, 8)).collect();
         assert!(
             late.iter().any(|d| *d > Duration::from_millis(500)),
             "jitter spans the range"

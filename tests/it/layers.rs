@@ -30,6 +30,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("mail", Layer::Service),
     ("gauges", Layer::Service),
     ("http_server", Layer::Service),
+    ("webhooks", Layer::Service),
     ("web", Layer::Process),
     ("worker", Layer::Process),
     ("ops", Layer::Process),

@@ -27,3 +27,4 @@ mod relay;
 mod security;
 mod services;
 mod sign_in;
+mod webhooks;

@@ -1,0 +1,17 @@
+//! Webhooks: public events pushed to the application's receivers, signed
+//! as the Standard Webhooks specification says, in log order per
+//! subscription, at least once, never skipped.
+//!
+//! This module holds the parts the worker's deliverer
+//! (`worker::webhooks`) and the operator's `porter webhooks` share: the
+//! subscriptions and their leases ([`subscriptions`]), the signature
+//! ([`signature`]), which URLs may receive ([`destination`]) and one
+//! delivery attempt ([`sender`]).
+
+pub mod destination;
+pub mod sender;
+pub mod signature;
+pub mod subscriptions;
+
+pub use sender::{Outcome, Sender};
+pub use signature::Secret;
