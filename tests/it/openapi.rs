@@ -70,6 +70,34 @@ pub fn violation(
     (!errors.is_empty()).then(|| format!("{method} {template} {status}: {errors:?} in {body}"))
 }
 
+/// Why a webhook delivery does not match the document's `publicEvent`
+/// webhook (its headers and body), if it does not.
+pub fn webhook_violation(
+    document: &Value,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> Option<String> {
+    let operation = &document["webhooks"]["publicEvent"]["post"];
+    let mut problems = Vec::new();
+    for parameter in operation["parameters"].as_array().expect("parameters") {
+        let name = parameter["name"].as_str().expect("a name");
+        let value = headers.iter().find(|(header, _)| *header == name);
+        let Some((_, value)) = value else {
+            problems.push(format!("header {name} missing"));
+            continue;
+        };
+        let validator = jsonschema::validator_for(&parameter["schema"]).expect("schema compiles");
+        if !validator.is_valid(&json!(value)) {
+            problems.push(format!("header {name}: {value:?}"));
+        }
+    }
+    let mut schema = operation["requestBody"]["content"]["application/json"]["schema"].clone();
+    schema["components"] = document["components"].clone();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    problems.extend(validator.iter_errors(body).map(|e| e.to_string()));
+    (!problems.is_empty()).then(|| format!("{problems:?} in {body}"))
+}
+
 fn resolve<'a>(document: &'a Value, reference: &str) -> &'a Value {
     document
         .pointer(reference.trim_start_matches('#'))

@@ -151,7 +151,15 @@ async fn every_public_event_is_delivered_signed_and_in_log_order() {
         "each account's events in its order"
     );
     let now = chrono::Utc::now().timestamp();
+    let document = crate::openapi::document();
     for delivery in everything.attempts() {
+        let headers = [
+            ("webhook-id", delivery.id.as_str()),
+            ("webhook-timestamp", delivery.timestamp.as_str()),
+            ("webhook-signature", delivery.signature.as_str()),
+        ];
+        let violation = crate::openapi::webhook_violation(&document, &headers, &delivery.json());
+        assert_eq!(violation, None, "as the OpenAPI document describes");
         assert_eq!(
             delivery.verified_by,
             [0],
@@ -453,6 +461,16 @@ async fn a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends() {
     let during = &receiver.delivered()[1];
     assert_eq!(during.verified_by, [0, 1], "both secrets sign: {during:?}");
     assert_eq!(during.signature.split(' ').count(), 2);
+    let headers = [
+        ("webhook-id", during.id.as_str()),
+        ("webhook-timestamp", during.timestamp.as_str()),
+        ("webhook-signature", during.signature.as_str()),
+    ];
+    let document = crate::openapi::document();
+    assert_eq!(
+        crate::openapi::webhook_violation(&document, &headers, &during.json()),
+        None
+    );
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     sign_up(&app, 1).await;
