@@ -10,7 +10,7 @@
 //! lease, or an operator's `replay`, can never be overwritten by a late
 //! save. Every operator action is one statement or one transaction.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -230,6 +230,9 @@ pub struct Held {
     pub failed_attempts: i64,
     /// Where delivery continues.
     pub checkpoint: Cursor,
+    /// When the lease was last renewed (taken just before, so never later
+    /// than the database's renewal).
+    pub renewed_at: Instant,
 }
 
 #[derive(sqlx::FromRow)]
@@ -269,6 +272,7 @@ pub async fn hold(
     owner: &str,
     lease: Duration,
 ) -> Result<Option<Held>, sqlx::Error> {
+    let renewed_at = Instant::now();
     let row: Option<HeldRow> = sqlx::query_as(
         "UPDATE webhook_subscriptions SET lease_until = now() + make_interval(secs => $3) \
          WHERE id = $1 AND lease_owner = $2 AND state = 'active' \
@@ -296,6 +300,7 @@ pub async fn hold(
         generation: row.generation,
         failed_attempts: row.failed_attempts,
         checkpoint: store::read_checkpoint(pool, &checkpoint(id)).await?,
+        renewed_at,
     }))
 }
 

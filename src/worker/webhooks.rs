@@ -122,7 +122,6 @@ async fn deliver_while_held(
     let Some(mut held) = deliverer.hold(id).await? else {
         return Ok(());
     };
-    let mut renewed_at = Instant::now();
     while !shutdown.is_cancelled() {
         let batch = public_events::read_after(&deliverer.pool, held.checkpoint, BATCH).await?;
         if batch.end == held.checkpoint {
@@ -130,11 +129,11 @@ async fn deliver_while_held(
                 () = tokio::time::sleep(IDLE_POLL) => {}
                 () = shutdown.cancelled() => break,
             }
-            if renewed_at.elapsed() > deliverer.config.lease / 3 {
+            if deliverer.renewal_due(&held) {
                 let Some(now_held) = deliverer.hold(id).await? else {
                     break;
                 };
-                (held, renewed_at) = (now_held, Instant::now());
+                held = now_held;
             }
             continue;
         }
@@ -142,7 +141,6 @@ async fn deliver_while_held(
         let Some(now_held) = deliverer.hold(id).await? else {
             break;
         };
-        renewed_at = Instant::now();
         if now_held.checkpoint != held.checkpoint {
             held = now_held;
             continue;
@@ -181,6 +179,11 @@ impl Deliverer {
             .context("renew the subscription's lease")
     }
 
+    /// Whether a third of the lease has passed since it was renewed.
+    fn renewal_due(&self, held: &Held) -> bool {
+        held.renewed_at.elapsed() > self.config.lease / 3
+    }
+
     async fn save(&self, held: &Held, to: Cursor, delivered: i64) -> anyhow::Result<bool> {
         subscriptions::save_progress(&self.pool, held, &self.owner, to, delivered)
             .await
@@ -202,6 +205,20 @@ impl Deliverer {
                 continue;
             }
             loop {
+                if self.renewal_due(held) {
+                    // Slow answers must not let the lease run out mid-batch.
+                    if unsaved > 0 && !self.save(held, held.checkpoint, unsaved).await? {
+                        return Ok(Err(Stop::Reload));
+                    }
+                    unsaved = 0;
+                    let Some(now_held) = self.hold(held.id).await? else {
+                        return Ok(Err(Stop::Done));
+                    };
+                    if now_held.generation != held.generation {
+                        return Ok(Err(Stop::Reload));
+                    }
+                    *held = now_held;
+                }
                 let outcome = self.sender.send(&held.url, &held.secrets, &event).await;
                 metrics::record_webhook_attempt(outcome.label());
                 match outcome {

@@ -644,3 +644,25 @@ async fn metrics_show_each_subscriptions_state_and_lag() {
         "{status}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_keeps_its_deliverer_and_gets_each_event_once() {
+    // Answers take longer than the lease: the holder must renew it between
+    // deliveries, or the second worker would take over and deliver too.
+    let app = spawn_app_with(TestOptions::default().with("WEBHOOK_LEASE", "1s")).await;
+    app.start_worker();
+    let receiver = WebhookReceiver::start().await;
+    receiver.slow_down(Duration::from_millis(400));
+    let start = porter::store::read_horizon(&app.pool)
+        .await
+        .expect("horizon");
+    subscribe(&app, &receiver, None).await;
+    sign_up(&app, 6).await;
+    let expected = public_events_after(&app, start).await;
+    wait_for_delivery(&receiver, &ids(&expected)).await;
+    let attempts: Vec<Value> = receiver.attempts().iter().map(Delivery::json).collect();
+    assert_eq!(
+        attempts, expected,
+        "each event once, in order, by one deliverer"
+    );
+}
