@@ -544,7 +544,7 @@ async fn accounts(action: AccountsAction, json: bool) -> anyhow::Result<()> {
 }
 
 async fn webhooks(action: WebhooksAction, json: bool) -> anyhow::Result<()> {
-    use ops::webhooks::{self as hooks, Change};
+    use crate::webhooks::manage::{self as hooks, Change};
     let pool = startup::connect_postgres(&DatabaseConfig::from_env()?).await?;
     let config = WebhookConfig::from_env()?;
     let change = |id, change| {
@@ -572,7 +572,7 @@ async fn webhooks(action: WebhooksAction, json: bool) -> anyhow::Result<()> {
             if json {
                 print_json(&listed)
             } else {
-                print(&hooks::render(&listed))
+                print(&ops::webhooks::render(&listed))
             }
         }
         WebhooksAction::Remove { id } => change(id, Change::Remove).await,

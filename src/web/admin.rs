@@ -5,7 +5,8 @@
 //! without a key, and failed attempts are budgeted per client address
 //! (`RATE_LIMIT_FAILED_ADMIN_AUTH_PER_IP`). The key's id is the actor in
 //! the metadata of every event an admin action appends. What the routes do
-//! is in `crate::admin`, shared with `porter accounts`.
+//! is in `crate::admin`, shared with `porter accounts`, and in
+//! `crate::webhooks::manage`, shared with `porter webhooks`.
 
 use http::{Method, Response, StatusCode, header};
 use hyper::{Request, body::Incoming};
@@ -16,7 +17,7 @@ use super::{
     AppState,
     context::RequestContext,
     request,
-    response::{ApiError, Body, json_response},
+    response::{ApiError, Body, json_response, no_content},
 };
 use crate::{
     admin::{self, AccountDetails, AdminError},
@@ -25,6 +26,11 @@ use crate::{
     public_events,
     rate_limit::Budget,
     store::EventMetadata,
+    webhooks::{
+        Secret,
+        manage::{self, Change, WebhookError},
+        subscriptions,
+    },
 };
 
 /// Longest block reason kept.
@@ -85,6 +91,48 @@ pub async fn handle(
                 "resend-activation" | "activate" | "block" | "unblock",
             ],
         ) => ("admin_action", Err(ApiError::MethodNotAllowed("POST"))),
+        (&Method::GET, ["webhooks"]) => ("admin_webhooks", list_webhooks(state).await),
+        (&Method::POST, ["webhooks"]) => ("admin_webhooks", add_webhook(state, request).await),
+        (_, ["webhooks"]) => (
+            "admin_webhooks",
+            Err(ApiError::MethodNotAllowed("GET, POST")),
+        ),
+        (&Method::GET, ["webhooks", id]) => ("admin_webhook", show_webhook(state, id).await),
+        (&Method::DELETE, ["webhooks", id]) => (
+            "admin_webhook",
+            change_webhook(state, id, Change::Remove, request).await,
+        ),
+        (_, ["webhooks", _]) => (
+            "admin_webhook",
+            Err(ApiError::MethodNotAllowed("GET, DELETE")),
+        ),
+        (&Method::POST, ["webhooks", id, "pause"]) => (
+            "admin_webhook_pause",
+            change_webhook(state, id, Change::Pause, request).await,
+        ),
+        (&Method::POST, ["webhooks", id, "resume"]) => (
+            "admin_webhook_resume",
+            change_webhook(state, id, Change::Resume, request).await,
+        ),
+        (&Method::POST, ["webhooks", id, "rotate-secret"]) => (
+            "admin_webhook_rotate_secret",
+            rotate_webhook_secret(state, id, request).await,
+        ),
+        (&Method::POST, ["webhooks", id, "replay"]) => (
+            "admin_webhook_replay",
+            replay_webhook(state, id, request).await,
+        ),
+        (
+            _,
+            [
+                "webhooks",
+                _,
+                "pause" | "resume" | "rotate-secret" | "replay",
+            ],
+        ) => (
+            "admin_webhook_action",
+            Err(ApiError::MethodNotAllowed("POST")),
+        ),
         _ => ("not_found", Err(ApiError::NotFound)),
     }
 }
@@ -121,6 +169,28 @@ async fn authenticate(
                 .await;
             tracing::info!("admin request without a valid API key");
             Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        let message = error.to_string();
+        match error {
+            WebhookError::Refused(_) => Self::field("url", message),
+            WebhookError::UnknownType { .. } => Self::field("types", message),
+            WebhookError::BadPosition { .. } | WebhookError::NoSuchEvent { .. } => {
+                Self::field("from", message)
+            }
+            WebhookError::NotFound(_) => Self::SubscriptionNotFound,
+            WebhookError::WrongState { change, .. } => Self::Conflict {
+                code: match change {
+                    Change::Pause => "not_active",
+                    Change::Resume | Change::Remove => "already_active",
+                },
+                message,
+            },
+            WebhookError::Database(error) => error.into(),
         }
     }
 }
@@ -377,6 +447,102 @@ async fn act(
         }
     };
     details_response(state, &details).await
+}
+
+fn parse_subscription_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(raw)
+        .map_err(|_| ApiError::field("id", "is not a webhook subscription id (a UUID)"))
+}
+
+/// `GET /api/admin/webhooks`: every subscription with its lag.
+async fn list_webhooks(state: &AppState) -> Result<Response<Body>, ApiError> {
+    let listed = subscriptions::list(&state.pool).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "subscriptions": listed }),
+    ))
+}
+
+/// `GET /api/admin/webhooks/{id}`.
+async fn show_webhook(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
+    let id = parse_subscription_id(raw_id)?;
+    subscription_response(state, id, StatusCode::OK, None).await
+}
+
+/// A subscription as listed, with its secret when it was just made.
+async fn subscription_response(
+    state: &AppState,
+    id: Uuid,
+    status: StatusCode,
+    secret: Option<&Secret>,
+) -> Result<Response<Body>, ApiError> {
+    let listed = subscriptions::show(&state.pool, id)
+        .await?
+        .ok_or(ApiError::SubscriptionNotFound)?;
+    let mut body = serde_json::to_value(listed).map_err(|e| ApiError::Internal(e.into()))?;
+    if let Some(secret) = secret {
+        body["secret"] = json!(secret.expose());
+    }
+    Ok(json_response(status, &body))
+}
+
+/// `POST /api/admin/webhooks` `{url, types?}`: subscribes `url` from now
+/// on; the answer holds the secret, the only time it is shown.
+async fn add_webhook(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let ([url], [types]) = request::json_fields_and_optional(request, ["url"], ["types"]).await?;
+    let types = types.map(|raw| raw.split(',').map(str::to_owned).collect());
+    let added = manage::add(&state.pool, &state.config.webhooks, &url, types).await?;
+    subscription_response(state, added.id, StatusCode::CREATED, Some(&added.secret)).await
+}
+
+/// `DELETE /api/admin/webhooks/{id}`, `POST …/pause`, `POST …/resume`.
+async fn change_webhook(
+    state: &AppState,
+    raw_id: &str,
+    change: Change,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let id = parse_subscription_id(raw_id)?;
+    let [] = request::optional_fields(request, []).await?;
+    manage::change(&state.pool, id, change).await?;
+    match change {
+        Change::Remove => Ok(no_content()),
+        Change::Pause | Change::Resume => {
+            subscription_response(state, id, StatusCode::OK, None).await
+        }
+    }
+}
+
+/// `POST /api/admin/webhooks/{id}/rotate-secret`: a new secret, shown once;
+/// the old one signs beside it for `WEBHOOK_SECRET_OVERLAP`.
+async fn rotate_webhook_secret(
+    state: &AppState,
+    raw_id: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let id = parse_subscription_id(raw_id)?;
+    let [] = request::optional_fields(request, []).await?;
+    let secret =
+        subscriptions::rotate_secret(&state.pool, id, state.config.webhooks.secret_overlap)
+            .await?
+            .ok_or(ApiError::SubscriptionNotFound)?;
+    subscription_response(state, id, StatusCode::OK, Some(&secret)).await
+}
+
+/// `POST /api/admin/webhooks/{id}/replay` `{from}`: delivers again from
+/// `start`, a feed cursor or an event id, with the same event ids.
+async fn replay_webhook(
+    state: &AppState,
+    raw_id: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let id = parse_subscription_id(raw_id)?;
+    let [from] = request::json_fields(request, ["from"]).await?;
+    manage::replay(&state.pool, id, &from).await?;
+    subscription_response(state, id, StatusCode::OK, None).await
 }
 
 /// An account's details with its open sessions, which only Redis knows.

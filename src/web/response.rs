@@ -53,6 +53,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("no such account")]
     AccountNotFound,
+    #[error("no such webhook subscription")]
+    SubscriptionNotFound,
     #[error("the action does not apply: {message}")]
     Conflict { code: &'static str, message: String },
     #[error("rate limit exceeded")]
@@ -140,7 +142,7 @@ impl ApiError {
             Self::AccountNotActive | Self::AccountBlocked => StatusCode::FORBIDDEN,
             Self::Overloaded | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::AccountNotFound => StatusCode::NOT_FOUND,
+            Self::AccountNotFound | Self::SubscriptionNotFound => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -167,6 +169,7 @@ impl ApiError {
             Self::Overloaded => "overloaded",
             Self::Unauthorized => "unauthorized",
             Self::AccountNotFound => "account_not_found",
+            Self::SubscriptionNotFound => "subscription_not_found",
             Self::Conflict { code, .. } => code,
             Self::RateLimited { .. } => "rate_limited",
             Self::UriTooLong => "uri_too_long",
@@ -223,6 +226,7 @@ impl ApiError {
                 "The admin API needs `Authorization: Bearer <api key>` with a live key.".into()
             }
             Self::AccountNotFound => "There is no account with this id.".into(),
+            Self::SubscriptionNotFound => "There is no webhook subscription with this id.".into(),
             Self::Conflict { message, .. } => format!("The action does not apply: {message}."),
             Self::RateLimited { retry_after_secs } => {
                 format!("Too many requests; try again in {retry_after_secs} seconds.")

@@ -5,10 +5,12 @@
 //! This module holds the parts the worker's deliverer
 //! (`worker::webhooks`) and the operator's `porter webhooks` share: the
 //! subscriptions and their leases ([`subscriptions`]), the signature
-//! ([`signature`]), which URLs may receive ([`destination`]) and one
-//! delivery attempt ([`sender`]).
+//! ([`signature`]), which URLs may receive ([`destination`]), one
+//! delivery attempt ([`sender`]), and what operators and the admin API may
+//! ask of a subscription ([`manage`]).
 
 pub mod destination;
+pub mod manage;
 pub mod sender;
 pub mod signature;
 pub mod subscriptions;

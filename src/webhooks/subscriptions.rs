@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::signature::Secret;
-use crate::store::{self, Cursor, Lag};
+use crate::store::{self, Cursor};
 
 /// A subscription as operators see it: never its secrets.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize)]
@@ -104,24 +104,26 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Listed>, sqlx::Error> {
     .await?;
     let mut listed = Vec::with_capacity(subscriptions.len());
     for subscription in subscriptions {
-        let lag = store::checkpoint_lag(pool, &checkpoint(subscription.id)).await?;
-        let Lag {
-            events_behind,
-            seconds_behind,
-            ..
-        } = lag.unwrap_or(Lag {
-            checkpoint: Cursor::default(),
-            checkpoint_updated_at: subscription.created_at,
-            events_behind: 0,
-            seconds_behind: 0.0,
-        });
-        listed.push(Listed {
-            subscription,
-            lag_events: events_behind,
-            lag_seconds: seconds_behind,
-        });
+        listed.push(with_lag(pool, subscription).await?);
     }
     Ok(listed)
+}
+
+/// One subscription with its lag, if it exists.
+pub async fn show(pool: &PgPool, id: Uuid) -> Result<Option<Listed>, sqlx::Error> {
+    match get(pool, id).await? {
+        Some(subscription) => Ok(Some(with_lag(pool, subscription).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn with_lag(pool: &PgPool, subscription: Subscription) -> Result<Listed, sqlx::Error> {
+    let lag = store::checkpoint_lag(pool, &checkpoint(subscription.id)).await?;
+    Ok(Listed {
+        lag_events: lag.as_ref().map_or(0, |lag| lag.events_behind),
+        lag_seconds: lag.as_ref().map_or(0.0, |lag| lag.seconds_behind),
+        subscription,
+    })
 }
 
 /// One subscription, if it exists.

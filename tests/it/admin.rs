@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// A live API key's secret and id.
-async fn api_key(app: &TestApp) -> (String, Uuid) {
+pub(crate) async fn api_key(app: &TestApp) -> (String, Uuid) {
     let created = porter::api_keys::create(&app.pool, "tests")
         .await
         .expect("create a key");
@@ -22,7 +22,7 @@ async fn api_key(app: &TestApp) -> (String, Uuid) {
 }
 
 impl TestApp {
-    async fn admin(
+    pub(crate) async fn admin(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -41,12 +41,17 @@ impl TestApp {
         self.send(request).await
     }
 
-    async fn admin_get(&self, path: &str, key: &str) -> TestResponse {
+    pub(crate) async fn admin_get(&self, path: &str, key: &str) -> TestResponse {
         self.admin(reqwest::Method::GET, path, Some(key), None)
             .await
     }
 
-    async fn admin_post(&self, path: &str, key: &str, body: Option<Value>) -> TestResponse {
+    pub(crate) async fn admin_post(
+        &self,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> TestResponse {
         self.admin(reqwest::Method::POST, path, Some(key), body)
             .await
     }
@@ -111,6 +116,26 @@ async fn every_route_refuses_a_missing_forged_or_revoked_key() {
             reqwest::Method::POST,
             format!("accounts/{id}/unblock"),
             None,
+        ),
+        (reqwest::Method::GET, "webhooks".to_owned(), None),
+        (
+            reqwest::Method::POST,
+            "webhooks".to_owned(),
+            Some(json!({ "url": "https://hooks.example/porter" })),
+        ),
+        (reqwest::Method::GET, format!("webhooks/{id}"), None),
+        (reqwest::Method::DELETE, format!("webhooks/{id}"), None),
+        (reqwest::Method::POST, format!("webhooks/{id}/pause"), None),
+        (reqwest::Method::POST, format!("webhooks/{id}/resume"), None),
+        (
+            reqwest::Method::POST,
+            format!("webhooks/{id}/rotate-secret"),
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("webhooks/{id}/replay"),
+            Some(json!({ "from": "start" })),
         ),
     ];
     for (method, path, body) in &routes {

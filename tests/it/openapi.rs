@@ -157,6 +157,12 @@ fn the_document_is_openapi_3_1_with_every_route() {
         "/api/password-reset",
         "/reset-password/{key}",
         "/api/password-reset/{key}",
+        "/api/admin/webhooks",
+        "/api/admin/webhooks/{id}",
+        "/api/admin/webhooks/{id}/pause",
+        "/api/admin/webhooks/{id}/resume",
+        "/api/admin/webhooks/{id}/rotate-secret",
+        "/api/admin/webhooks/{id}/replay",
     ] {
         assert!(document["paths"][path].is_object(), "{path} missing");
     }

@@ -16,11 +16,14 @@ use porter::{
     webhooks::subscriptions::{self, Subscription},
 };
 use porter_test_support::webhooks::{Delivery, WebhookReceiver};
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{
-    TestApp, TestOptions, eventually, eventually_within, new_user, spawn_app, spawn_app_with,
+use crate::{
+    admin::api_key,
+    helpers::{
+        TestApp, TestOptions, eventually, eventually_within, new_user, spawn_app, spawn_app_with,
+    },
 };
 
 /// Long enough for a busy machine to deliver a few hundred events.
@@ -62,6 +65,20 @@ async fn public_events_after(app: &TestApp, after: Cursor) -> Vec<Value> {
         .iter()
         .map(|event| serde_json::to_value(event).expect("JSON"))
         .collect()
+}
+
+/// The `count` public events after `after`, once they are all readable
+/// (a committed event is readable once every older transaction has ended).
+async fn settled_public_events(app: &TestApp, after: Cursor, count: usize) -> Vec<Value> {
+    eventually("the public events to settle", || async {
+        let events = public_events_after(app, after).await;
+        assert!(
+            events.len() <= count,
+            "more events than expected: {events:?}"
+        );
+        (events.len() == count).then_some(events)
+    })
+    .await
 }
 
 async fn subscription(app: &TestApp, id: Uuid) -> Subscription {
@@ -123,8 +140,7 @@ async fn every_public_event_is_delivered_signed_and_in_log_order() {
         assert_eq!(app.activate(&mail.activation_key()).await.status(), 200);
     }
 
-    let expected = public_events_after(&app, start).await;
-    assert_eq!(expected.len(), 75, "50 registered and 25 activated");
+    let expected = settled_public_events(&app, start, 75).await; // 50 registered, 25 activated
     wait_for_delivery(&everything, &ids(&expected)).await;
     let activated: Vec<Value> = expected
         .iter()
@@ -236,8 +252,7 @@ async fn a_receiver_failing_for_twenty_seconds_misses_nothing() {
     );
 
     receiver.answer(None);
-    let expected = public_events_after(&app, start).await;
-    assert_eq!(expected.len(), 13);
+    let expected = settled_public_events(&app, start, 13).await;
     wait_for_delivery(&receiver, &ids(&expected)).await;
     let bodies: Vec<Value> = first_deliveries(&receiver)
         .iter()
@@ -294,8 +309,7 @@ async fn a_killed_workers_subscription_is_taken_over_without_a_skipped_event() {
     doomed.wait().await.expect("the worker is gone");
     let delivered_before = receiver.delivered_count();
 
-    let expected = public_events_after(&app, start).await;
-    assert_eq!(expected.len(), 40);
+    let expected = settled_public_events(&app, start, 40).await;
     wait_for_delivery(&receiver, &ids(&expected)).await;
     let now_held_by = subscription(&app, id).await.lease_owner.expect("held");
     assert_ne!(
@@ -322,8 +336,7 @@ async fn replay_delivers_again_from_a_position_with_the_same_ids() {
     let before = sign_up(&app, 2).await;
     let id = subscribe(&app, &receiver, None).await;
     sign_up(&app, 3).await;
-    let all = public_events_after(&app, Cursor::default()).await;
-    assert_eq!(all.len(), 5);
+    let all = settled_public_events(&app, Cursor::default(), 5).await;
     wait_for_delivery(&receiver, &ids(&all[2..])).await;
     assert_eq!(
         receiver.delivered_count(),
@@ -372,7 +385,7 @@ async fn replay_delivers_again_from_a_position_with_the_same_ids() {
         assert!(!output.status.success(), "{bad}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
-            stderr.contains("--from") || stderr.contains("no event"),
+            stderr.contains("a replay starts from") || stderr.contains("no event"),
             "{stderr}"
         );
     }
@@ -388,7 +401,7 @@ async fn a_paused_subscription_resumes_at_its_first_undelivered_event() {
     let id = subscribe(&app, &receiver, None).await;
     let id_text = id.to_string();
     sign_up(&app, 3).await;
-    let first = public_events_after(&app, start).await;
+    let first = settled_public_events(&app, start, 3).await;
     wait_for_delivery(&receiver, &ids(&first)).await;
 
     porter_ok(&app, &["webhooks", "pause", &id_text]).await;
@@ -412,7 +425,7 @@ async fn a_paused_subscription_resumes_at_its_first_undelivered_event() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("is paused, not active"));
 
     porter_ok(&app, &["webhooks", "resume", &id_text]).await;
-    let all = public_events_after(&app, start).await;
+    let all = settled_public_events(&app, start, 6).await;
     wait_for_delivery(&receiver, &ids(&all)).await;
     let bodies: Vec<Value> = first_deliveries(&receiver)
         .iter()
@@ -530,7 +543,7 @@ async fn gone_disables_and_failing_past_the_pause_pauses() {
 
     failing.answer(None);
     porter_ok(&app, &["webhooks", "resume", &failing_id.to_string()]).await;
-    let expected = public_events_after(&app, start).await;
+    let expected = settled_public_events(&app, start, 2).await;
     wait_for_delivery(&failing, &ids(&expected)).await;
     let bodies: Vec<Value> = first_deliveries(&failing)
         .iter()
@@ -576,6 +589,23 @@ async fn private_addresses_are_refused_when_added_and_when_sent_to() {
         .await
         .expect("run porter");
     assert!(String::from_utf8_lossy(&unknown_type.stderr).contains("unknown event type"));
+    let (key, _) = api_key(&app).await;
+    let through_the_api = app
+        .admin_post(
+            "webhooks",
+            &key,
+            Some(json!({ "url": "http://169.254.169.254/latest/meta-data/" })),
+        )
+        .await;
+    assert_eq!(through_the_api.status(), 400);
+    let message = through_the_api.json()["error"]["fields"]["url"][0].clone();
+    assert!(
+        message
+            .as_str()
+            .unwrap_or_default()
+            .contains("link-local or metadata"),
+        "{message}"
+    );
     assert!(
         subscriptions::list(&app.pool)
             .await
@@ -658,11 +688,165 @@ async fn a_slow_receiver_keeps_its_deliverer_and_gets_each_event_once() {
         .expect("horizon");
     subscribe(&app, &receiver, None).await;
     sign_up(&app, 6).await;
-    let expected = public_events_after(&app, start).await;
+    let expected = settled_public_events(&app, start, 6).await;
     wait_for_delivery(&receiver, &ids(&expected)).await;
     let attempts: Vec<Value> = receiver.attempts().iter().map(Delivery::json).collect();
     assert_eq!(
         attempts, expected,
         "each event once, in order, by one deliverer"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_manages_subscriptions_and_explains_bad_input() {
+    let app = spawn_app().await;
+    let (key, _) = api_key(&app).await;
+    let receiver = WebhookReceiver::start().await;
+
+    for (body, field) in [
+        (json!({}), "url"),
+        (json!({ "url": "ftp://hooks.example/x" }), "url"),
+        (json!({ "url": "http://user:pw@hooks.example/x" }), "url"),
+        (
+            json!({ "url": receiver.url(), "types": "account.deleted" }),
+            "types",
+        ),
+        (
+            json!({ "url": receiver.url(), "types": ["account.activated"] }),
+            "types",
+        ),
+        (
+            json!({ "url": receiver.url(), "secret": "whsec_mine" }),
+            "secret",
+        ),
+    ] {
+        let refused = app.admin_post("webhooks", &key, Some(body.clone())).await;
+        assert_eq!(refused.status(), 400, "{body}: {}", refused.text());
+        assert!(
+            refused.json()["error"]["fields"][field].is_array(),
+            "{body}: {}",
+            refused.text()
+        );
+    }
+    let created = app
+        .admin_post(
+            "webhooks",
+            &key,
+            Some(json!({ "url": receiver.url(), "types": "account.registered,account.activated" })),
+        )
+        .await;
+    assert_eq!(created.status(), 201, "{}", created.text());
+    let created = created.json();
+    let secret = created["secret"].as_str().expect("the secret, once");
+    receiver.trust(secret);
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(created["state"], "active");
+    assert_eq!(
+        created["event_types"],
+        json!(["account.registered", "account.activated"])
+    );
+
+    let listed = app.admin_get("webhooks", &key).await.json();
+    assert_eq!(listed["subscriptions"].as_array().expect("list").len(), 1);
+    assert!(
+        !listed.to_string().contains(secret),
+        "a secret is shown once"
+    );
+    let shown = app.admin_get(&format!("webhooks/{id}"), &key).await;
+    assert_eq!(shown.status(), 200);
+    assert!(shown.json()["secret"].is_null());
+    assert_eq!(
+        app.admin_get("webhooks/not-a-uuid", &key).await.status(),
+        400
+    );
+    let unknown = app
+        .admin_get(&format!("webhooks/{}", Uuid::now_v7()), &key)
+        .await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.json()["error"]["code"], "subscription_not_found");
+
+    sign_up(&app, 1).await;
+    eventually("a delivery", || async {
+        (receiver.delivered_count() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(receiver.delivered()[0].verified_by, [0]);
+
+    let paused = app
+        .admin_post(&format!("webhooks/{id}/pause"), &key, None)
+        .await;
+    assert_eq!(paused.json()["state"], "paused");
+    let again = app
+        .admin_post(&format!("webhooks/{id}/pause"), &key, None)
+        .await;
+    assert_eq!(again.status(), 409);
+    assert_eq!(again.json()["error"]["code"], "not_active");
+    let resumed = app
+        .admin_post(&format!("webhooks/{id}/resume"), &key, None)
+        .await;
+    assert_eq!(resumed.json()["state"], "active");
+    let again = app
+        .admin_post(&format!("webhooks/{id}/resume"), &key, None)
+        .await;
+    assert_eq!(again.status(), 409);
+    assert_eq!(again.json()["error"]["code"], "already_active");
+
+    let rotated = app
+        .admin_post(&format!("webhooks/{id}/rotate-secret"), &key, None)
+        .await
+        .json();
+    let new_secret = rotated["secret"].as_str().expect("a new secret");
+    assert_ne!(new_secret, secret);
+    assert!(rotated["previous_secret_until"].is_string());
+    receiver.trust(new_secret);
+
+    for from in ["", "nope", "evt_0", "1.2.3"] {
+        let refused = app
+            .admin_post(
+                &format!("webhooks/{id}/replay"),
+                &key,
+                Some(json!({ "from": from })),
+            )
+            .await;
+        assert_eq!(refused.status(), 400, "{from}");
+        assert!(refused.json()["error"]["fields"]["from"].is_array());
+    }
+    let replayed = app
+        .admin_post(
+            &format!("webhooks/{id}/replay"),
+            &key,
+            Some(json!({ "from": "start" })),
+        )
+        .await;
+    assert_eq!(replayed.status(), 200, "{}", replayed.text());
+    eventually(
+        "the replayed delivery, signed with both secrets",
+        || async {
+            let delivered = receiver.delivered();
+            (delivered.len() == 2).then(|| delivered[1].clone())
+        },
+    )
+    .await;
+    let second = &receiver.delivered()[1];
+    assert_eq!(second.id, receiver.delivered()[0].id, "the same id again");
+    assert_eq!(second.verified_by, [0, 1]);
+
+    let removed = app
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("webhooks/{id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status(), 204);
+    let gone = app
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("webhooks/{id}"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status(), 404);
 }
