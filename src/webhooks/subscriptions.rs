@@ -229,7 +229,6 @@ pub struct Held {
     /// The current secret first, then the old one during an overlap.
     pub secrets: Vec<Secret>,
     pub generation: i64,
-    pub failed_attempts: i64,
     /// Where delivery continues.
     pub checkpoint: Cursor,
     /// When the lease was last renewed (taken just before, so never later
@@ -244,7 +243,6 @@ struct HeldRow {
     secret: String,
     previous_secret: Option<String>,
     generation: i64,
-    failed_attempts: i64,
 }
 
 /// Takes the lease of every active subscription nobody holds (or whose
@@ -280,7 +278,7 @@ pub async fn hold(
          WHERE id = $1 AND lease_owner = $2 AND state = 'active' \
          RETURNING url, event_types, secret, \
              CASE WHEN previous_secret_until > now() THEN previous_secret END AS previous_secret, \
-             generation, failed_attempts",
+             generation",
     )
     .bind(id)
     .bind(owner)
@@ -300,7 +298,6 @@ pub async fn hold(
         event_types: row.event_types,
         secrets,
         generation: row.generation,
-        failed_attempts: row.failed_attempts,
         checkpoint: store::read_checkpoint(pool, &checkpoint(id)).await?,
         renewed_at,
     }))
