@@ -11,11 +11,12 @@
 //! overload at concurrency 256; activation at 8 and 32 with the keys from
 //! the captured emails; sign-in at 32 with the activated accounts and
 //! `GET /api/me` at 32 with their tokens; password reset requests for
-//! unknown, pending and active addresses, timed side by side; the
-//! processes' peak memory; and
-//! replay of a
-//! generated log into another fresh database. All traffic goes to
-//! 127.0.0.1, and every loop is bounded in count and time.
+//! unknown, pending and active addresses, timed side by side; webhook
+//! deliveries of the run's history to one and to four subscriptions, and
+//! sign-up → webhook at half the peak sign-up rate (receivers in this
+//! process); the processes' peak memory; and replay of a generated log
+//! into another fresh database. All traffic goes to 127.0.0.1, and every
+//! loop is bounded in count and time.
 //!
 //! `--soak DURATION` runs a different measurement instead: steady load for
 //! the duration (see [`soak`]).
@@ -32,7 +33,7 @@ use std::{
 use anyhow::Context as _;
 use clap::Parser;
 use porter_test_support::smtp::MailServer;
-use sqlx::{Connection as _, PgConnection};
+use sqlx::{Connection as _, PgConnection, PgPool, postgres::PgPoolOptions};
 
 use crate::{
     cpu::{CpuMeter, PhaseCpu, Profiler},
@@ -41,10 +42,11 @@ use crate::{
     processes::{PorterEnv, PorterProcess},
     replay::{ReplayResult, Replayer},
     report::{
-        ActivationCheck, AddressTiming, EmailSummary, LoadSummary, Machine, MemorySummary,
+        ActivationCheck, AddressTiming, ArrivalSummary, LoadSummary, Machine, MemorySummary,
         OverloadSummary, PhaseMemory, Report,
     },
     stats::{Latency, millis},
+    webhooks::{Subscribed, Throughput},
 };
 
 /// Progress on stderr; defined before the modules so that they can use it.
@@ -63,6 +65,7 @@ mod replay;
 mod report;
 mod soak;
 mod stats;
+mod webhooks;
 
 /// Resends and password reset requests timed per class (unknown, pending,
 /// active).
@@ -71,6 +74,9 @@ const RESET_SAMPLES: usize = 200;
 const RESET_ADDRESSES: usize = 5;
 /// Email jobs run at once in the worker (Porter's default).
 const WORKER_CONCURRENCY: usize = 16;
+/// Subscriptions delivering at once in the webhook throughput phases
+/// (issue 13's figures).
+const WEBHOOK_SUBSCRIPTIONS: [usize; 2] = [1, 4];
 /// Sign-ups at or above this latency during overload count as waiting too long:
 /// the hashing queue holds 32 sign-ups per hashing thread, under a second
 /// of work at the Argon2 limit, so a bounded queue answers well within it.
@@ -312,6 +318,14 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     let me = porter.me(&tokens, &mut cpu).await?;
     let resend_timing = porter.address_timing(AddressKind::Resend, &mut cpu).await?;
     let reset_timing = porter.address_timing(AddressKind::Reset, &mut cpu).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&setup.database_url)
+        .await
+        .context("connect to the bench database")?;
+    let webhook_throughput = porter.webhook_throughput(&pool, &mut cpu).await?;
+    let sign_up_to_webhook = porter.sign_up_to_webhook(&pool, &sign_up, &mut cpu).await?;
+    pool.close().await;
     let porter_env = porter.reported_env();
     let memory = porter.stop().await?;
     let replay = measure_replay(setup, &meter, &mut cpu).await?;
@@ -331,6 +345,8 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
         me,
         resend_timing,
         reset_timing,
+        webhook_throughput,
+        sign_up_to_webhook,
         memory,
         replay,
         cpu,
@@ -509,6 +525,8 @@ impl<'a> Porter<'a> {
                 ("HASH_CONCURRENCY", cpus.to_string()),
                 ("LOG_FORMAT", "json".into()),
                 ("RUST_LOG", "info".into()),
+                // The bench's webhook receivers listen on 127.0.0.1.
+                ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true".into()),
                 // Every bench request comes from 127.0.0.1: open the per-IP
                 // budgets so the run measures throughput, not the limits (the
                 // test suite covers those).
@@ -592,50 +610,47 @@ impl<'a> Porter<'a> {
         &mut self,
         sign_up: &[LoadSummary],
         cpu: &mut Vec<PhaseCpu>,
-    ) -> anyhow::Result<EmailSummary> {
+    ) -> anyhow::Result<ArrivalSummary> {
+        let duplicates_before = self.sink.duplicates();
+        let phase = self.meter.start("sign-up → email");
+        let (rate, run) = self.sign_ups_at_half_peak("sign-up → email", sign_up).await;
+        let accepted = accepted_emails(&run);
+        let sink = &self.sink;
+        sink.wait_for(&accepted, WAIT_DEADLINE).await;
+        cpu.push(phase.end(accepted.len()));
+        let summary = ArrivalSummary::of(
+            rate,
+            &run,
+            |email| sink.first_to(email).map(|mail| mail.at),
+            sink.duplicates() - duplicates_before,
+        );
+        self.accepted.extend(accepted);
+        self.record_memory("sign-up → email")?;
+        Ok(summary)
+    }
+
+    /// Sign-ups, open loop, at half the peak rate the sign-up phase
+    /// measured, for the plan's `email` duration: the load at which what
+    /// follows a sign-up (its email, its webhook) is timed. Returns the
+    /// rate and the run.
+    async fn sign_ups_at_half_peak(
+        &self,
+        phase: &str,
+        sign_up: &[LoadSummary],
+    ) -> (f64, Run<SignUp>) {
         let peak = sign_up.iter().map(|s| s.ok_per_second).fold(0.0, f64::max);
         let rate = (peak / 2.0).max(1.0);
         let count = (rate * self.setup.plan.email.as_secs_f64())
             .round()
             .max(10.0) as u64;
-        say!("sign-up → email: {count} sign-ups at {rate:.1}/s");
-        let sink = &self.sink;
-        let duplicates_before = sink.duplicates();
-        let phase = self.meter.start("sign-up → email");
-        let run = {
-            let api = self.api.clone();
-            load::open_loop(rate, count, move |_| {
-                let api = api.clone();
-                async move { api.sign_up().await }
-            })
-            .await
-        };
-        let accepted = accepted_emails(&run);
-        let arrived = sink.wait_for(&accepted, WAIT_DEADLINE).await;
-        cpu.push(phase.end(accepted.len()));
-        let mut email_latencies = Vec::new();
-        let mut early = 0;
-        for sample in run.samples.iter().filter(|s| s.value.accepted()) {
-            if let Some(mail) = sink.first_to(&sample.value.email) {
-                if mail.at < sample.finished {
-                    early += 1;
-                }
-                email_latencies.push(mail.at.saturating_duration_since(sample.finished));
-            }
-        }
-        let summary = EmailSummary {
-            rate_per_second: rate,
-            sent: run.samples.len(),
-            accepted: accepted.len(),
-            arrived,
-            arrived_before_response: early,
-            duplicates_in_run: sink.duplicates() - duplicates_before,
-            sign_up_latency: Latency::of(&run.latencies(SignUp::accepted)),
-            latency: Latency::of(&email_latencies),
-        };
-        self.accepted.extend(accepted);
-        self.record_memory("sign-up → email")?;
-        Ok(summary)
+        say!("{phase}: {count} sign-ups at {rate:.1}/s");
+        let api = self.api.clone();
+        let run = load::open_loop(rate, count, move |_| {
+            let api = api.clone();
+            async move { api.sign_up().await }
+        })
+        .await;
+        (rate, run)
     }
 
     /// 5. Overload: many more clients than the hashing queue holds.
@@ -859,7 +874,80 @@ impl<'a> Porter<'a> {
         ))
     }
 
-    /// 10. Peak memory, then a graceful stop.
+    /// 10. Webhook deliveries: the public events the run has committed so
+    ///     far, replayed from the start of the log to one subscription,
+    ///     then to four at once, each with its own receiver; timed from
+    ///     first delivery to last (see [`webhooks`]).
+    async fn webhook_throughput(
+        &mut self,
+        pool: &PgPool,
+        cpu: &mut Vec<PhaseCpu>,
+    ) -> anyhow::Result<Vec<Throughput>> {
+        let history = webhooks::public_history(pool).await?;
+        let mut throughput = Vec::new();
+        for subscriptions in WEBHOOK_SUBSCRIPTIONS {
+            say!(
+                "webhooks @{subscriptions}: {} public events to each subscription",
+                history.len()
+            );
+            let phase = self.meter.start(format!("webhooks @{subscriptions}"));
+            let mut subscribed = Vec::new();
+            for _ in 0..subscriptions {
+                subscribed.push(Subscribed::new(pool, true).await?);
+            }
+            webhooks::wait_for_deliveries(&subscribed, history.len(), WAIT_DEADLINE).await;
+            let measured = Throughput::of(&history, &subscribed);
+            cpu.push(phase.end(measured.delivered()));
+            if !measured.complete() {
+                say!("warning: webhooks @{subscriptions}: {}", measured.row());
+            }
+            for subscription in subscribed {
+                subscription.remove(pool).await?;
+            }
+            self.check_running()?;
+            throughput.push(measured);
+        }
+        self.record_memory("webhooks")?;
+        Ok(throughput)
+    }
+
+    /// 11. Sign-up → webhook at half the peak sign-up rate, with one
+    ///     subscription live: from each sign-up's `202` (its events are
+    ///     committed before it) to the delivery of its `account.registered`.
+    async fn sign_up_to_webhook(
+        &mut self,
+        pool: &PgPool,
+        sign_up: &[LoadSummary],
+        cpu: &mut Vec<PhaseCpu>,
+    ) -> anyhow::Result<ArrivalSummary> {
+        let subscribed = Subscribed::new(pool, false).await?;
+        anyhow::ensure!(
+            subscribed.wait_until_held(pool, WAIT_DEADLINE).await?,
+            "no worker took the webhook subscription; see {}",
+            self.setup.log_dir.display()
+        );
+        let phase = self.meter.start("sign-up → webhook");
+        let (rate, run) = self
+            .sign_ups_at_half_peak("sign-up → webhook", sign_up)
+            .await;
+        let accepted = accepted_emails(&run);
+        let registered =
+            webhooks::wait_for_registrations(&subscribed.receiver, &accepted, WAIT_DEADLINE).await;
+        cpu.push(phase.end(accepted.len()));
+        let summary = ArrivalSummary::of(
+            rate,
+            &run,
+            |email| registered.get(email).copied(),
+            webhooks::duplicates(&subscribed.receiver.delivered()),
+        );
+        subscribed.remove(pool).await?;
+        self.drain(&run).await;
+        self.check_running()?;
+        self.record_memory("sign-up → webhook")?;
+        Ok(summary)
+    }
+
+    /// 12. Peak memory, then a graceful stop.
     async fn stop(self) -> anyhow::Result<MemorySummary> {
         let web_memory = self.web.memory()?;
         let worker_memory = self.worker.memory()?;

@@ -1,16 +1,17 @@
 //! The run's results: one JSON document, and the table a person reads.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{collections::BTreeMap, fmt::Write as _, time::Instant};
 
 use serde::Serialize;
 
 use crate::{
     cpu::PhaseCpu,
     limits::{Argon2Limit, CommitRate, RedisRate},
-    load::{Run, Status},
+    load::{Run, SignUp, Status},
     processes::Memory,
     replay::ReplayResult,
     stats::{Latency, count, mann_whitney_p, millis, ms, per_second, percentile},
+    webhooks::Throughput,
 };
 
 /// Porter's performance targets (issue 6).
@@ -24,7 +25,15 @@ pub const ADDRESS_TIMING_MIN_P: f64 = 0.01;
 /// The targets of the two address-request timing phases.
 const RESEND_TIMING: &str = "resend: classes indistinguishable by time";
 const RESET_TIMING: &str = "reset request: classes indistinguishable by time";
+/// The targets of the webhook throughput phases.
+const WEBHOOKS_ONE: &str = "webhooks, 1 subscription: deliveries/s";
+const WEBHOOKS_FOUR: &str = "webhooks, 4 subscriptions: deliveries/s of each";
 pub const EMAIL_P99_MS: f64 = 250.0;
+/// Issue 13: deliveries per second of each subscription to a local receiver.
+pub const WEBHOOK_DELIVERIES_PER_SECOND: f64 = 1_000.0;
+/// Issue 13: from a sign-up's commit to its webhook, at half the peak
+/// sign-up rate.
+pub const WEBHOOK_LAG_P99_MS: f64 = 250.0;
 pub const ACTIVATION_VS_COMMITS: f64 = 0.5;
 pub const REPLAY_EVENTS_PER_SECOND: f64 = 100_000.0;
 pub const WEB_PEAK_MIB: f64 = 40.0;
@@ -43,7 +52,7 @@ pub struct Report {
     pub porter_env: BTreeMap<String, String>,
     pub limits: Limits,
     pub sign_up: Vec<LoadSummary>,
-    pub sign_up_to_email: EmailSummary,
+    pub sign_up_to_email: ArrivalSummary,
     pub overload: OverloadSummary,
     pub activation: Vec<LoadSummary>,
     pub activation_check: ActivationCheck,
@@ -51,6 +60,9 @@ pub struct Report {
     pub me: LoadSummary,
     pub resend_timing: AddressTiming,
     pub reset_timing: AddressTiming,
+    /// The run's history delivered to one subscription, then to four.
+    pub webhook_throughput: Vec<Throughput>,
+    pub sign_up_to_webhook: ArrivalSummary,
     pub memory: MemorySummary,
     pub replay: ReplayResult,
     pub cpu: Vec<PhaseCpu>,
@@ -211,19 +223,68 @@ impl AddressTiming {
     }
 }
 
+/// Sign-ups sent at a fixed rate, and what each led to downstream: its
+/// email at the sink, or its `account.registered` at a webhook receiver.
 #[derive(Debug, Serialize)]
-pub struct EmailSummary {
+pub struct ArrivalSummary {
     pub rate_per_second: f64,
     pub sent: usize,
     pub accepted: usize,
     pub arrived: usize,
-    /// Emails that reached the sink before the client had read its `202`
-    /// (counted as zero latency).
+    /// Arrivals before the client had read the sign-up's `202` (counted as
+    /// zero latency).
     pub arrived_before_response: usize,
     pub duplicates_in_run: usize,
     pub sign_up_latency: Latency,
-    /// From the `202` to the email's arrival at the sink.
+    /// From the `202` to the first arrival for the sign-up's address.
     pub latency: Latency,
+}
+
+impl ArrivalSummary {
+    /// `run`'s accepted sign-ups, with `arrival` telling when the first
+    /// arrival for an address came, if any did.
+    pub fn of(
+        rate_per_second: f64,
+        run: &Run<SignUp>,
+        arrival: impl Fn(&str) -> Option<Instant>,
+        duplicates_in_run: usize,
+    ) -> Self {
+        let mut latencies = Vec::new();
+        let mut early = 0;
+        let accepted = run.samples.iter().filter(|s| s.value.accepted());
+        for sample in accepted.clone() {
+            if let Some(at) = arrival(&sample.value.email) {
+                if at < sample.finished {
+                    early += 1;
+                }
+                latencies.push(at.saturating_duration_since(sample.finished));
+            }
+        }
+        Self {
+            rate_per_second,
+            sent: run.samples.len(),
+            accepted: accepted.count(),
+            arrived: latencies.len(),
+            arrived_before_response: early,
+            duplicates_in_run,
+            sign_up_latency: Latency::of(&run.latencies(SignUp::accepted)),
+            latency: Latency::of(&latencies),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.arrived == self.accepted
+    }
+
+    /// `p50 … / p95 … / p99 … (arrived/accepted <verb>)` for the table.
+    fn row(&self, verb: &str) -> String {
+        format!(
+            "{} ({}/{} {verb})",
+            self.latency.short(),
+            self.arrived,
+            self.accepted
+        )
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -300,6 +361,22 @@ impl Report {
             .iter()
             .find(|s| s.concurrency == concurrency)
     }
+
+    pub fn webhooks_with(&self, subscriptions: usize) -> Option<&Throughput> {
+        self.webhook_throughput
+            .iter()
+            .find(|t| t.subscriptions.len() == subscriptions)
+    }
+}
+
+/// The target a webhook throughput phase is held to, by how many
+/// subscriptions delivered at once (issue 13 names one and four).
+fn webhook_target_name(subscriptions: usize) -> Option<&'static str> {
+    match subscriptions {
+        1 => Some(WEBHOOKS_ONE),
+        4 => Some(WEBHOOKS_FOUR),
+        _ => None,
+    }
 }
 
 /// Evaluates every target against the measurements.
@@ -309,7 +386,7 @@ pub fn targets(report: &Report) -> Vec<Target> {
     let sign_up32 = report.sign_up_at(32).map_or(0.0, |s| s.ok_per_second);
     let activation32 = report.activation_at(32).map_or(0.0, |s| s.ok_per_second);
     let email_p99 = report.sign_up_to_email.latency.p99_ms;
-    let email_complete = report.sign_up_to_email.arrived == report.sign_up_to_email.accepted;
+    let webhook_p99 = report.sign_up_to_webhook.latency.p99_ms;
     let replay = &report.replay;
     let web = report.memory.web.peak_mib();
     let worker = report.memory.worker.peak_mib();
@@ -327,6 +404,23 @@ pub fn targets(report: &Report) -> Vec<Target> {
             vs_limit: None,
             vs_target: ratio(min_p, ADDRESS_TIMING_MIN_P),
             met: min_p >= ADDRESS_TIMING_MIN_P && timing.refused == 0,
+        }
+    };
+    let webhook_target = |name: &'static str, subscriptions: usize| {
+        let throughput = report.webhooks_with(subscriptions);
+        let slowest = throughput.map_or(0.0, Throughput::slowest);
+        Target {
+            name,
+            measured: slowest,
+            unit: "deliveries/s",
+            goal: format!(
+                "≥ {} per subscription, every event",
+                per_second(WEBHOOK_DELIVERIES_PER_SECOND)
+            ),
+            vs_limit: None,
+            vs_target: ratio(slowest, WEBHOOK_DELIVERIES_PER_SECOND),
+            met: slowest >= WEBHOOK_DELIVERIES_PER_SECOND
+                && throughput.is_some_and(Throughput::complete),
         }
     };
     vec![
@@ -366,7 +460,18 @@ pub fn targets(report: &Report) -> Vec<Target> {
             goal: format!("p99 ≤ {EMAIL_P99_MS} ms, every email"),
             vs_limit: None,
             vs_target: ratio(email_p99, EMAIL_P99_MS),
-            met: email_p99 <= EMAIL_P99_MS && email_complete,
+            met: email_p99 <= EMAIL_P99_MS && report.sign_up_to_email.complete(),
+        },
+        webhook_target(WEBHOOKS_ONE, 1),
+        webhook_target(WEBHOOKS_FOUR, 4),
+        Target {
+            name: "sign-up → webhook p99 at half peak",
+            measured: webhook_p99,
+            unit: "ms",
+            goal: format!("p99 ≤ {WEBHOOK_LAG_P99_MS} ms, every event"),
+            vs_limit: None,
+            vs_target: ratio(webhook_p99, WEBHOOK_LAG_P99_MS),
+            met: webhook_p99 <= WEBHOOK_LAG_P99_MS && report.sign_up_to_webhook.complete(),
         },
         Target {
             name: "activation @32 vs Postgres commits @32",
@@ -487,12 +592,7 @@ pub fn table(report: &Report) -> String {
     let t = target("sign-up → email p99 at half peak");
     row(
         format!("sign-up → email @ {}", per_second(email.rate_per_second)),
-        format!(
-            "{} ({}/{} arrived)",
-            email.latency.short(),
-            email.arrived,
-            email.accepted
-        ),
+        email.row("arrived"),
         String::new(),
         t.map(|t| t.goal.clone()).unwrap_or_default(),
         t.map_or("", |t| verdict(t.met)),
@@ -573,6 +673,35 @@ pub fn table(report: &Report) -> String {
             t.map_or("", |t| verdict(t.met)),
         );
     }
+    for throughput in &report.webhook_throughput {
+        let t = webhook_target_name(throughput.subscriptions.len()).and_then(target);
+        let (subscriptions, each) = match throughput.subscriptions.len() {
+            1 => ("1 subscription".to_owned(), ""),
+            n => (format!("{n} subscriptions"), " each"),
+        };
+        row(
+            format!(
+                "webhooks, {subscriptions}, {} events{each}",
+                count(throughput.events as u64)
+            ),
+            throughput.row(),
+            String::new(),
+            t.map(|t| t.goal.clone()).unwrap_or_default(),
+            t.map_or("", |t| verdict(t.met)),
+        );
+    }
+    let webhook = &report.sign_up_to_webhook;
+    let t = target("sign-up → webhook p99 at half peak");
+    row(
+        format!(
+            "sign-up → webhook @ {}",
+            per_second(webhook.rate_per_second)
+        ),
+        webhook.row("delivered"),
+        String::new(),
+        t.map(|t| t.goal.clone()).unwrap_or_default(),
+        t.map_or("", |t| verdict(t.met)),
+    );
     let check = &report.activation_check;
     row(
         "activated accounts active".into(),
