@@ -43,6 +43,9 @@ use crate::{
 const CLAIM_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a caught-up subscription looks at the log again.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How often a caught-up subscription is read again, so a pause, a
+/// removal or a replay takes effect without waiting for a new event.
+const IDLE_RELOAD: Duration = Duration::from_secs(1);
 /// Log events read, and progress saved, per round.
 const BATCH: i64 = 100;
 
@@ -129,7 +132,7 @@ async fn deliver_while_held(
                 () = tokio::time::sleep(IDLE_POLL) => {}
                 () = shutdown.cancelled() => break,
             }
-            if deliverer.renewal_due(&held) {
+            if held.renewed_at.elapsed() > IDLE_RELOAD.min(deliverer.config.lease / 3) {
                 let Some(now_held) = deliverer.hold(id).await? else {
                     break;
                 };
