@@ -1,7 +1,7 @@
 //! Where a webhook may be sent: never inside the network Porter runs in.
 //!
-//! Whoever can add a subscription (an operator, or later an API caller)
-//! could otherwise make the worker POST to the cloud's metadata service,
+//! Whoever can add a subscription (an operator, or the application through
+//! the admin API) could otherwise make the worker POST to the cloud's metadata service,
 //! to Redis or Postgres on loopback, or to any private host, and learn from
 //! the delivery state what answered. A URL is checked when it is added and
 //! again at every connection: its host's addresses are resolved by

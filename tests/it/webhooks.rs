@@ -376,7 +376,12 @@ async fn replay_delivers_again_from_a_position_with_the_same_ids() {
         .collect();
     assert_eq!(tail, ids(&all[3..]));
 
-    for bad in ["yesterday", "evt_00000000000000000000000000000000", "1.x"] {
+    for bad in [
+        "yesterday",
+        "evt_00000000000000000000000000000000",
+        "1.x",
+        "999999999999.1",
+    ] {
         let output = app
             .porter(&["webhooks", "replay", &id_text, "--from", bad])
             .output()
