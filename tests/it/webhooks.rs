@@ -855,3 +855,37 @@ async fn the_admin_api_manages_subscriptions_and_explains_bad_input() {
         .await;
     assert_eq!(gone.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_is_down_gets_everything_once_it_listens() {
+    let app = spawn_app().await;
+    // A port nothing listens on yet: every attempt is refused.
+    let port = crate::services::free_port();
+    let url = format!("http://127.0.0.1:{port}/hooks/porter");
+    let added: Value =
+        serde_json::from_slice(&porter_ok(&app, &["webhooks", "add", "--json", &url]).await)
+            .expect("JSON");
+    let id = Uuid::parse_str(added["id"].as_str().expect("id")).expect("uuid");
+    let start = porter::store::read_horizon(&app.pool)
+        .await
+        .expect("horizon");
+    sign_up(&app, 3).await;
+    let refused = eventually("attempts to be refused", || async {
+        let now = subscription(&app, id).await;
+        (now.failed_attempts >= 3).then_some(now)
+    })
+    .await;
+    let error = refused.last_error.expect("an error");
+    assert!(error.contains("Connection refused"), "{error}");
+
+    let receiver = WebhookReceiver::start_on(port).await;
+    receiver.trust(added["secret"].as_str().expect("secret"));
+    let expected = settled_public_events(&app, start, 3).await;
+    wait_for_delivery(&receiver, &ids(&expected)).await;
+    let bodies: Vec<Value> = first_deliveries(&receiver)
+        .iter()
+        .map(Delivery::json)
+        .collect();
+    assert_eq!(bodies, expected, "everything, in order, once it listens");
+    assert!(receiver.attempts().iter().all(|d| d.verified_by == [0]));
+}

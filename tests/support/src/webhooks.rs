@@ -64,7 +64,12 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// Starts a receiver on 127.0.0.1 that answers `204`.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_on(0).await
+    }
+
+    /// Starts a receiver on 127.0.0.1:`port` (0 for any free port).
+    pub async fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind a loopback port");
         let receiver = Self {
