@@ -245,22 +245,63 @@ struct HeldRow {
     generation: i64,
 }
 
-/// Takes the lease of every active subscription nobody holds (or whose
-/// holder let its lease run out) for `owner`, returning their ids.
-pub async fn claim(pool: &PgPool, owner: &str, lease: Duration) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+/// What one claim round gave a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// Subscriptions it now holds that were free.
+    pub ids: Vec<Uuid>,
+    /// How many it holds beyond its fair share: it should let that many go.
+    pub excess: usize,
+}
+
+/// One claim round of worker `owner`: records that it is alive, then takes
+/// free subscriptions (nobody holds them, or their holder's lease ran out)
+/// up to its fair share, the active subscriptions divided by the workers
+/// seen within a lease, rounded up. A worker holding more than its share is
+/// told how many to let go, so a worker that starts later gets some.
+pub async fn claim(pool: &PgPool, owner: &str, lease: Duration) -> Result<Claimed, sqlx::Error> {
+    let lease = lease.as_secs_f64();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO webhook_deliverers (owner) VALUES ($1)          ON CONFLICT (owner) DO UPDATE SET seen_at = now()",
+    )
+    .bind(owner)
+    .execute(&mut *tx)
+    .await?;
+    // Workers gone for three leases are forgotten.
+    sqlx::query(
+        "DELETE FROM webhook_deliverers WHERE seen_at < now() - make_interval(secs => $1 * 3)",
+    )
+    .bind(lease)
+    .execute(&mut *tx)
+    .await?;
+    let (share, held): (i64, i64) = sqlx::query_as(
+        "SELECT              ceil((SELECT count(*) FROM webhook_subscriptions WHERE state = 'active')::numeric                   / (SELECT count(*) FROM webhook_deliverers                      WHERE seen_at > now() - make_interval(secs => $2)))::bigint,              (SELECT count(*) FROM webhook_subscriptions               WHERE lease_owner = $1 AND lease_until > now() AND state = 'active')",
+    )
+    .bind(owner)
+    .bind(lease)
+    .fetch_one(&mut *tx)
+    .await?;
+    let ids = sqlx::query_scalar(
         "UPDATE webhook_subscriptions SET lease_owner = $1, \
              lease_until = now() + make_interval(secs => $2) \
          WHERE id IN ( \
              SELECT id FROM webhook_subscriptions \
              WHERE state = 'active' AND (lease_owner IS NULL OR lease_until < now()) \
+             ORDER BY id LIMIT $3 \
              FOR UPDATE SKIP LOCKED) \
          RETURNING id",
     )
     .bind(owner)
-    .bind(lease.as_secs_f64())
-    .fetch_all(pool)
-    .await
+    .bind(lease)
+    .bind((share - held).max(0))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Claimed {
+        ids,
+        excess: usize::try_from(held - share).unwrap_or(0),
+    })
 }
 
 /// Renews `owner`'s lease of subscription `id` and reads what delivering it

@@ -15,9 +15,10 @@
 //! every save (`subscriptions::save_progress`), so a worker that stalled past
 //! its lease cannot move a checkpoint it no longer owns.
 //!
-//! A worker that finds a subscription free takes it; with several worker
-//! processes the first to look takes what is free, and a stopping worker
-//! lets its subscriptions go at once.
+//! Each worker takes a fair share of the subscriptions (the active ones
+//! divided by the workers seen within a lease, rounded up): one that holds
+//! more lets the surplus go at its next batch boundary, and the others
+//! take it. A stopping worker lets its subscriptions go at once.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -59,8 +60,17 @@ struct Deliverer {
     owner: String,
 }
 
-/// Claims free subscriptions and delivers each in its own task until
-/// `shutdown`; then lets them go.
+/// A subscription's delivery task in this process.
+#[derive(Debug)]
+struct Running {
+    task: JoinHandle<()>,
+    /// Cancelled to make the task let the subscription go (at shutdown, or
+    /// when this process holds more than its share).
+    stop: CancellationToken,
+}
+
+/// Claims its share of the free subscriptions and delivers each in its own
+/// task until `shutdown`; then lets them go.
 pub async fn run(
     pool: PgPool,
     config: WebhookConfig,
@@ -73,16 +83,26 @@ pub async fn run(
         config,
         owner,
     });
-    let mut running: HashMap<Uuid, JoinHandle<()>> = HashMap::new();
+    let mut running: HashMap<Uuid, Running> = HashMap::new();
     loop {
-        running.retain(|_, task| !task.is_finished());
+        running.retain(|_, running| !running.task.is_finished());
         match subscriptions::claim(&deliverer.pool, &deliverer.owner, deliverer.config.lease).await
         {
             Ok(claimed) => {
-                for id in claimed {
+                for id in claimed.ids {
                     running.entry(id).or_insert_with(|| {
-                        tokio::spawn(deliver(deliverer.clone(), id, shutdown.clone()))
+                        let stop = shutdown.child_token();
+                        let task = tokio::spawn(deliver(deliverer.clone(), id, stop.clone()));
+                        Running { task, stop }
                     });
+                }
+                let letting_go = running.values().filter(|r| r.stop.is_cancelled()).count();
+                for surplus in running
+                    .values()
+                    .filter(|r| !r.stop.is_cancelled())
+                    .take(claimed.excess.saturating_sub(letting_go))
+                {
+                    surplus.stop.cancel();
                 }
             }
             Err(error) => tracing::warn!(%error, "claiming webhook subscriptions failed"),
@@ -92,16 +112,20 @@ pub async fn run(
             () = shutdown.cancelled() => break,
         }
     }
-    for (_, task) in running {
-        task.await.context("a webhook delivery task panicked")?;
+    for (_, running) in running {
+        running
+            .task
+            .await
+            .context("a webhook delivery task panicked")?;
     }
     Ok(())
 }
 
-/// Delivers subscription `id` while this process holds it, then lets it go.
-async fn deliver(deliverer: Arc<Deliverer>, id: Uuid, shutdown: CancellationToken) {
+/// Delivers subscription `id` while this process holds it and `stop` is not
+/// cancelled, then lets it go.
+async fn deliver(deliverer: Arc<Deliverer>, id: Uuid, stop: CancellationToken) {
     tracing::info!(subscription = %id, "delivering webhooks");
-    if let Err(error) = deliver_while_held(&deliverer, id, &shutdown).await {
+    if let Err(error) = deliver_while_held(&deliverer, id, &stop).await {
         tracing::warn!(subscription = %id, error = %format!("{error:#}"), "webhook delivery stopped");
     }
     if let Err(error) = subscriptions::release(&deliverer.pool, id, &deliverer.owner).await {

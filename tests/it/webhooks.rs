@@ -889,3 +889,53 @@ async fn a_receiver_that_is_down_gets_everything_once_it_listens() {
     assert_eq!(bodies, expected, "everything, in order, once it listens");
     assert!(receiver.attempts().iter().all(|d| d.verified_by == [0]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_share_the_subscriptions_and_a_late_one_gets_its_share() {
+    let app = spawn_app().await;
+    let receivers = join_all((0..4).map(|_| WebhookReceiver::start())).await;
+    let mut ids = Vec::new();
+    for receiver in &receivers {
+        ids.push(subscribe(&app, receiver, None).await);
+    }
+    let holders = || async {
+        let mut holders: HashMap<String, usize> = HashMap::new();
+        for id in &ids {
+            if let Some(owner) = subscription(&app, *id).await.lease_owner {
+                *holders.entry(owner).or_default() += 1;
+            }
+        }
+        holders
+    };
+    eventually("the one worker to hold all four", || async {
+        let holders = holders().await;
+        (holders.values().sum::<usize>() == 4 && holders.len() == 1).then_some(())
+    })
+    .await;
+
+    // A second worker starts: the first lets two go and the second takes them.
+    app.start_worker();
+    let start = porter::store::read_horizon(&app.pool)
+        .await
+        .expect("horizon");
+    sign_up(&app, 10).await;
+    eventually("two workers holding two each", || async {
+        let holders = holders().await;
+        let counts: Vec<usize> = holders.values().copied().collect();
+        (counts == [2, 2]).then_some(())
+    })
+    .await;
+    sign_up(&app, 10).await;
+    let expected = settled_public_events(&app, start, 20).await;
+    for receiver in &receivers {
+        wait_for_delivery(receiver, &crate::webhooks::ids(&expected)).await;
+        let bodies: Vec<Value> = first_deliveries(receiver)
+            .iter()
+            .map(Delivery::json)
+            .collect();
+        assert_eq!(
+            bodies, expected,
+            "each subscription whole and in order across the handover"
+        );
+    }
+}
