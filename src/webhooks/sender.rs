@@ -105,7 +105,9 @@ impl Sender {
             .body(body)
             .send()
             .await
-            .map_err(|error| describe(&error))?;
+            // With its causes: "error sending request" alone does not tell
+            // an operator that the address was refused or the peer was down.
+            .map_err(|error| format!("{:#}", anyhow::Error::from(error)))?;
         let status = response.status();
         let mut read = 0;
         while read < ANSWER_BYTES_READ {
@@ -116,21 +118,4 @@ impl Sender {
         }
         Ok(status)
     }
-}
-
-/// An error and its causes on one line: "error sending request" alone does
-/// not tell an operator that the address was refused or the peer was down.
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        error.to_string()
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -144,56 +144,46 @@ enum Stop {
 async fn deliver_while_held(
     deliverer: &Deliverer,
     id: Uuid,
-    shutdown: &CancellationToken,
+    stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(mut held) = deliverer.hold(id).await? else {
         return Ok(());
     };
-    while !shutdown.is_cancelled() {
+    while !stop.is_cancelled() {
         let batch = public_events::read_after(&deliverer.pool, held.checkpoint, BATCH).await?;
-        if batch.end == held.checkpoint {
+        let idle = batch.end == held.checkpoint;
+        if idle {
             tokio::select! {
                 () = tokio::time::sleep(IDLE_POLL) => {}
-                () = shutdown.cancelled() => break,
+                () = stop.cancelled() => break,
             }
-            if held.renewed_at.elapsed() > IDLE_RELOAD.min(deliverer.config.lease / 3) {
-                let Some(now_held) = deliverer.hold(id).await? else {
-                    break;
-                };
-                held = now_held;
+            if held.renewed_at.elapsed() <= IDLE_RELOAD.min(deliverer.config.lease / 3) {
+                continue;
             }
-            continue;
         }
-        // Paused, rotated or replayed since the last batch?
+        // Renew the lease, and read what changed since: a pause, a removal,
+        // a rotated secret, a replay (the checkpoint moved).
         let Some(now_held) = deliverer.hold(id).await? else {
             break;
         };
-        if now_held.checkpoint != held.checkpoint {
-            held = now_held;
+        let moved = now_held.checkpoint != held.checkpoint;
+        held = now_held;
+        if idle || moved {
             continue;
         }
-        held = now_held;
-        let delivered = match deliverer
-            .deliver_batch(&mut held, batch.events, shutdown)
+        match deliverer
+            .deliver_batch(&mut held, batch.events, stop)
             .await?
         {
-            Ok(delivered) => delivered,
-            Err(Stop::Done) => break,
-            Err(Stop::Reload) => {
-                let Some(now_held) = deliverer.hold(id).await? else {
-                    break;
-                };
-                held = now_held;
-                continue;
+            Ok(delivered) => {
+                // Not saved: taken over or replayed; the next round's
+                // `hold` finds out which.
+                if deliverer.save(&held, batch.end, delivered).await? {
+                    held.checkpoint = batch.end;
+                }
             }
-        };
-        if deliverer.save(&held, batch.end, delivered).await? {
-            held.checkpoint = batch.end;
-        } else {
-            let Some(now_held) = deliverer.hold(id).await? else {
-                break;
-            };
-            held = now_held;
+            Err(Stop::Reload) => {}
+            Err(Stop::Done) => break,
         }
     }
     Ok(())

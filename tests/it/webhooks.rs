@@ -411,9 +411,16 @@ async fn a_paused_subscription_resumes_at_its_first_undelivered_event() {
 
     porter_ok(&app, &["webhooks", "pause", &id_text]).await;
     sign_up(&app, 3).await;
-    // The worker sees the pause before its next batch; give it a while to
-    // (wrongly) deliver anyway.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The worker sees the pause before its next batch and lets the
+    // subscription go; one that delivered anyway would show it here.
+    eventually("the worker to let the paused subscription go", || async {
+        subscription(&app, id)
+            .await
+            .lease_owner
+            .is_none()
+            .then_some(())
+    })
+    .await;
     assert_eq!(receiver.delivered_count(), 3, "nothing while paused");
     let paused = subscription(&app, id).await;
     assert_eq!(paused.state, "paused");
@@ -490,7 +497,14 @@ async fn a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends() {
         None
     );
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually("the overlap to end", || async {
+        subscription(&app, id)
+            .await
+            .previous_secret_until
+            .is_none()
+            .then_some(())
+    })
+    .await;
     sign_up(&app, 1).await;
     eventually("a delivery after the overlap", || async {
         (receiver.delivered_count() == 3).then_some(())
@@ -539,11 +553,22 @@ async fn gone_disables_and_failing_past_the_pause_pauses() {
             .contains("WEBHOOK_FAILURE_PAUSE")
     );
     let attempts = failing.attempts().len();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    eventually("the worker to let the paused subscription go", || async {
+        subscription(&app, failing_id)
+            .await
+            .lease_owner
+            .is_none()
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         failing.attempts().len(),
         attempts,
         "a paused subscription is not attempted"
+    );
+    assert_eq!(
+        attempts as i64, paused.failed_attempts,
+        "every attempt the receiver saw was recorded before the pause"
     );
 
     failing.answer(None);
@@ -777,24 +802,17 @@ async fn the_admin_api_manages_subscriptions_and_explains_bad_input() {
     .await;
     assert_eq!(receiver.delivered()[0].verified_by, [0]);
 
-    let paused = app
-        .admin_post(&format!("webhooks/{id}/pause"), &key, None)
-        .await;
-    assert_eq!(paused.json()["state"], "paused");
-    let again = app
-        .admin_post(&format!("webhooks/{id}/pause"), &key, None)
-        .await;
-    assert_eq!(again.status(), 409);
-    assert_eq!(again.json()["error"]["code"], "not_active");
-    let resumed = app
-        .admin_post(&format!("webhooks/{id}/resume"), &key, None)
-        .await;
-    assert_eq!(resumed.json()["state"], "active");
-    let again = app
-        .admin_post(&format!("webhooks/{id}/resume"), &key, None)
-        .await;
-    assert_eq!(again.status(), 409);
-    assert_eq!(again.json()["error"]["code"], "already_active");
+    for (action, state, conflict) in [
+        ("pause", "paused", "not_active"),
+        ("resume", "active", "already_active"),
+    ] {
+        let path = format!("webhooks/{id}/{action}");
+        let done = app.admin_post(&path, &key, None).await;
+        assert_eq!(done.json()["state"], state);
+        let again = app.admin_post(&path, &key, None).await;
+        assert_eq!(again.status(), 409);
+        assert_eq!(again.json()["error"]["code"], conflict);
+    }
 
     let rotated = app
         .admin_post(&format!("webhooks/{id}/rotate-secret"), &key, None)

@@ -41,6 +41,11 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Whether the receiver answered `2xx`.
+    pub fn was_delivered(&self) -> bool {
+        (200..300).contains(&self.answered)
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
@@ -128,7 +133,7 @@ impl WebhookReceiver {
         self.state()
             .attempts
             .iter()
-            .filter(|d| (200..300).contains(&d.answered))
+            .filter(|d| d.was_delivered())
             .cloned()
             .collect()
     }
@@ -138,7 +143,7 @@ impl WebhookReceiver {
         self.state()
             .attempts
             .iter()
-            .filter(|d| (200..300).contains(&d.answered))
+            .filter(|d| d.was_delivered())
             .count()
     }
 
