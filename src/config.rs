@@ -8,8 +8,11 @@
 
 use std::{net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
 
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use lettre::{Address, message::Mailbox};
+use rand::{TryRng as _, rngs::SysRng};
 use serde::Serialize;
+use sha2::Sha256;
 use url::Url;
 
 use crate::domain::Locale;
@@ -37,6 +40,57 @@ pub struct Config {
     pub metrics_port: Option<u16>,
     pub templates: TemplatesConfig,
     pub log_format: LogFormat,
+    /// `SECRET_KEY`: the root of the keys Porter derives for its own MACs.
+    pub secret_key: SecretKey,
+}
+
+/// `SECRET_KEY`: one secret from the environment from which each use
+/// derives its own key ([`SecretKey::derive`]), so a key leaked or misused
+/// in one place says nothing about another. At least 32 characters, e.g.
+/// `openssl rand -hex 32`; every web and worker process of a deployment
+/// shares it. Redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey(String);
+
+impl SecretKey {
+    /// Fewest characters accepted: 32 hex digits carry 128 bits.
+    pub const MIN_LEN: usize = 32;
+
+    /// The key for `purpose`: `HMAC-SHA256(SECRET_KEY, purpose)`.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(self.0.as_bytes()).expect("HMAC takes any key length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// A fresh random value for `SECRET_KEY` (64 hex digits), for
+    /// `porter dev` when none is set.
+    pub fn generate() -> Result<String, rand::rngs::SysError> {
+        let mut bytes = [0u8; 32];
+        SysRng.try_fill_bytes(&mut bytes)?;
+        Ok(hex::encode(bytes))
+    }
+}
+
+impl FromStr for SecretKey {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() < Self::MIN_LEN {
+            return Err(format!(
+                "must be at least {} characters (e.g. `openssl rand -hex 32`)",
+                Self::MIN_LEN
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
 }
 
 /// What emails and pages say, and in which language: `TEMPLATES_DIR`,
@@ -445,6 +499,7 @@ impl Config {
             metrics_port: env.optional("METRICS_PORT", parse_number)?,
             templates: TemplatesConfig::read(&env)?,
             log_format: read_log_format(&env)?,
+            secret_key: env.required("SECRET_KEY", SecretKey::from_str)?,
         })
     }
 }
@@ -959,6 +1014,7 @@ mod tests {
             ("PUBLIC_BASE_URL", "https://porter.example".to_owned()),
             ("SMTP_URL", "smtp://127.0.0.1:2525".to_owned()),
             ("MAIL_FROM", "Porter <no-reply@porter.example>".to_owned()),
+            ("SECRET_KEY", "k".repeat(SecretKey::MIN_LEN)),
         ])
     }
 
@@ -1009,6 +1065,37 @@ mod tests {
             config.database.url.expose(),
             "postgres://porter:hunter2@db/porter"
         );
+    }
+
+    #[test]
+    fn the_secret_key_is_required_long_enough_never_printed_and_derives_one_key_per_purpose() {
+        let mut vars = complete();
+        vars.remove("SECRET_KEY");
+        let error = load(&vars).expect_err("required");
+        assert_eq!(
+            error.to_string(),
+            "configuration error: SECRET_KEY: is not set"
+        );
+        vars.insert("SECRET_KEY", "short".into());
+        let error = load(&vars).expect_err("too short");
+        assert!(
+            error
+                .to_string()
+                .starts_with("configuration error: SECRET_KEY: must be at least 32"),
+            "{error}"
+        );
+        let secret = "s3cret-".repeat(8);
+        vars.insert("SECRET_KEY", secret.clone());
+        let config = load(&vars).expect("loads");
+        assert!(!format!("{config:?}").contains(&secret));
+        let key = &config.secret_key;
+        assert_ne!(key.derive("client-ip"), key.derive("device"));
+        assert_eq!(key.derive("client-ip"), key.derive("client-ip"));
+        let other: SecretKey = SecretKey::generate()
+            .expect("the OS generator works")
+            .parse()
+            .expect("a generated key is valid");
+        assert_ne!(other.derive("client-ip"), key.derive("client-ip"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     admin, api_keys,
     commands::Commands,
-    config::{Config, DatabaseConfig, RedisConfig, TemplatesConfig, WebhookConfig},
+    config::{Config, DatabaseConfig, RedisConfig, SecretKey, TemplatesConfig, WebhookConfig},
     domain::Locale,
     keys::{KeyPurpose, LinkKeys},
     ops,
@@ -289,9 +289,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev => {
             // For a developer's machine: nothing listens beyond loopback,
             // and webhooks may go to a receiver on it.
+            // A developer's machine needs no secret of its own: one made
+            // for this run (sessions' devices and client hashes then change
+            // with each start).
+            let generated_key = SecretKey::generate()?;
             let config = Config::from_lookup(|name| {
-                std::env::var(name).ok().or_else(|| {
-                    (name == "WEBHOOK_ALLOW_PRIVATE_NETWORKS").then(|| "true".to_owned())
+                std::env::var(name).ok().or_else(|| match name {
+                    "WEBHOOK_ALLOW_PRIVATE_NETWORKS" => Some("true".to_owned()),
+                    "SECRET_KEY" => Some(generated_key.clone()),
+                    _ => None,
                 })
             })?;
             startup::migrate_as_owner(&config.database).await?;

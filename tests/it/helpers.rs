@@ -127,6 +127,10 @@ fn test_environment(
         ("PUBLIC_BASE_URL", PUBLIC_BASE_URL.into()),
         ("SMTP_URL", smtp_url.to_owned()),
         ("MAIL_FROM", "Porter <no-reply@porter.example>".into()),
+        (
+            "SECRET_KEY",
+            porter::config::SecretKey::generate().expect("the OS generator works"),
+        ),
         ("ACTIVATION_TTL", "15m".into()),
         ("EMAIL_MIN_INTERVAL", "1ms".into()),
         ("EMAIL_RETRY_ATTEMPTS", "5".into()),

@@ -217,6 +217,7 @@ async fn a_broken_override_stops_the_app_at_start() {
         "PUBLIC_BASE_URL" => Some("https://porter.example".into()),
         "SMTP_URL" => Some("smtp://127.0.0.1:2525".into()),
         "MAIL_FROM" => Some("Porter <no-reply@porter.example>".into()),
+        "SECRET_KEY" => Some("k".repeat(porter::config::SecretKey::MIN_LEN)),
         "TEMPLATES_DIR" => Some(dir.path().display().to_string()),
         _ => None,
     })

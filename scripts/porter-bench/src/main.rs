@@ -521,6 +521,7 @@ impl<'a> Porter<'a> {
                 ("PUBLIC_BASE_URL", format!("{base}/")),
                 ("SMTP_URL", sink.url()),
                 ("MAIL_FROM", "Porter <no-reply@porter.example>".into()),
+                ("SECRET_KEY", "bench-".repeat(8)),
                 ("WORKER_CONCURRENCY", WORKER_CONCURRENCY.to_string()),
                 ("HASH_CONCURRENCY", cpus.to_string()),
                 ("LOG_FORMAT", "json".into()),
