@@ -63,16 +63,9 @@ pub async fn sign_in(
         tracing::info!("sign-in refused: wrong login or password");
         return Err(ApiError::InvalidCredentials);
     };
-    match account.may_sign_in() {
-        Ok(()) => {}
-        Err(SignInRefused::NotActive) => {
-            tracing::info!(account_id = %account.id, "sign-in refused: account not active");
-            return Err(ApiError::AccountNotActive);
-        }
-        Err(SignInRefused::Blocked) => {
-            tracing::info!(account_id = %account.id, "sign-in refused: account blocked");
-            return Err(ApiError::AccountBlocked);
-        }
+    if let Err(refused) = account.may_sign_in() {
+        tracing::info!(account_id = %account.id, ?refused, "sign-in refused");
+        return Err(refusal_answer(refused));
     }
     if verification.outdated {
         upgrade_hash(state, context, &account, &raw_password).await;
@@ -87,22 +80,13 @@ pub async fn sign_in(
         .create(owner)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    // A block that committed while this sign-in was hashing revoked every
-    // session it could see, and this one did not exist yet: look again now
-    // that it does, so a blocked account never keeps a session.
-    let still_allowed = state
-        .commands
-        .load(account.id)
-        .await?
-        .is_some_and(|now| now.may_sign_in().is_ok());
-    if !still_allowed {
+    if let Some(overtaken) = overtaken_while_signing_in(state, &account).await? {
         state
             .sessions
             .revoke(&token.storage_hash())
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        tracing::info!(account_id = %account.id, "sign-in refused: blocked while it ran");
-        return Err(ApiError::AccountBlocked);
+        return Err(overtaken);
     }
     tracing::info!(account_id = %account.id, "signed in");
     Ok(json_response(
@@ -113,6 +97,45 @@ pub async fn sign_in(
             "account": account_json(account.id, &account.username, &account.email),
         }),
     ))
+}
+
+/// Why the session just created for `verified` (the state whose password
+/// hash this sign-in checked) must not be handed out, if it must not: the
+/// password was changed or reset, or the account blocked, since that state
+/// was read.
+///
+/// A change or reset commits its `PasswordChanged` and only then revokes
+/// every session in the account's index (`change_password`,
+/// `password_reset::reset`); a block does the same (`admin::block`). This
+/// sign-in's session was created either before that revocation, which then
+/// finds it in the index and ends it, or after it. In the second case this
+/// load, which starts after the create, starts after the revocation and so
+/// after the commit, and sees the new credential generation or status; the
+/// caller revokes the session before its token leaves. So, whatever the
+/// timing, no session opened with a password outlives a change or reset of
+/// that password, and a blocked account keeps none.
+async fn overtaken_while_signing_in(
+    state: &AppState,
+    verified: &Account,
+) -> Result<Option<ApiError>, ApiError> {
+    let Some(now) = state.commands.load(verified.id).await? else {
+        return Ok(Some(ApiError::InvalidCredentials));
+    };
+    if now.credential_generation() != verified.credential_generation() {
+        tracing::info!(account_id = %verified.id, "sign-in refused: password changed while it ran");
+        return Ok(Some(ApiError::InvalidCredentials));
+    }
+    Ok(now.may_sign_in().err().map(|refused| {
+        tracing::info!(account_id = %verified.id, ?refused, "sign-in refused while it ran");
+        refusal_answer(refused)
+    }))
+}
+
+fn refusal_answer(refused: SignInRefused) -> ApiError {
+    match refused {
+        SignInRefused::NotActive => ApiError::AccountNotActive,
+        SignInRefused::Blocked => ApiError::AccountBlocked,
+    }
 }
 
 pub async fn me(state: &AppState, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
