@@ -5,7 +5,9 @@
 //! hashing threads. Failures are counted per account (per login when it
 //! names none) and per client IP; a client over either budget is answered
 //! `429` before anything is hashed, whether or not its password is right,
-//! so the budget cannot be used to test passwords. Only the right password
+//! so the budget cannot be used to test passwords. Successful sign-ins have
+//! budgets of their own, checked at the same point and spent only by a
+//! right password. Only the right password
 //! learns that an account is pending (`403`). A hash made with older Argon2
 //! parameters is replaced after a successful sign-in (`PasswordChanged`,
 //! reason `rehash`).
@@ -47,6 +49,8 @@ pub async fn sign_in(
     let (account_id, subject) = resolve_login(state, &login).await?;
     let throttle = Throttle::new(state, context, subject);
     throttle.check().await?;
+    let successes = SuccessBudgets::new(state, context, account_id);
+    successes.check().await?;
 
     // A login that names no account reads an empty stream, so both paths
     // make the same queries before the same one hash.
@@ -70,6 +74,7 @@ pub async fn sign_in(
     if verification.outdated {
         upgrade_hash(state, context, &account, &raw_password).await;
     }
+    successes.spend().await?;
     let owner = SessionOwner {
         account_id: account.id,
         username: &account.username,
@@ -339,6 +344,59 @@ impl<'a> Throttle<'a> {
                 &self.subject,
             )
             .await;
+    }
+}
+
+/// The budgets of successful sign-ins, per account and per client IP: each
+/// success is a session, and sessions live in shared Redis. Checked before
+/// anything is hashed, like the failure budgets; spent once the password
+/// proved right, and then atomically (admit), so sign-ins that passed the
+/// check together cannot all get a session.
+struct SuccessBudgets<'a> {
+    state: &'a AppState,
+    account: String,
+    client: String,
+}
+
+impl<'a> SuccessBudgets<'a> {
+    /// A login that names no account is checked against a subject nobody
+    /// spends: the same Redis round trip, never refused.
+    fn new(state: &'a AppState, context: &RequestContext, account_id: Option<Uuid>) -> Self {
+        Self {
+            state,
+            account: account_subject(account_id.unwrap_or_else(Uuid::new_v4)),
+            client: context.client_ip.to_string(),
+        }
+    }
+
+    /// `429` when either budget is spent; spends nothing.
+    async fn check(&self) -> Result<(), ApiError> {
+        self.run(false).await
+    }
+
+    /// Spends one sign-in of each budget, or `429` when either has none.
+    async fn spend(&self) -> Result<(), ApiError> {
+        self.run(true).await
+    }
+
+    async fn run(&self, spend: bool) -> Result<(), ApiError> {
+        let limits = &self.state.config.limits;
+        for (budget, limit, subject) in [
+            (
+                Budget::SignInPerAccount,
+                limits.sign_in_per_account,
+                &self.account,
+            ),
+            (Budget::SignInPerIp, limits.sign_in_per_ip, &self.client),
+        ] {
+            let limiter = &self.state.rate_limiter;
+            if spend {
+                limiter.admit(budget, limit, subject).await?;
+            } else {
+                limiter.check(budget, limit, subject).await?;
+            }
+        }
+        Ok(())
     }
 }
 
