@@ -181,6 +181,9 @@ pub struct SessionConfig {
     pub ttl: Duration,
     /// A session unused this long ends.
     pub idle: Duration,
+    /// `SESSIONS_PER_ACCOUNT`: a sign-in beyond this many live sessions
+    /// ends the account's oldest.
+    pub per_account: usize,
 }
 
 /// What one HTTP listener allows its clients.
@@ -402,6 +405,9 @@ pub struct RateLimits {
     /// Wrong passwords per account (per login when it names no account).
     pub failed_sign_in_per_account: Limit,
     pub failed_sign_in_per_ip: Limit,
+    /// Successful sign-ins per account: each one is a session.
+    pub sign_in_per_account: Limit,
+    pub sign_in_per_ip: Limit,
     pub reset_per_ip: Limit,
     pub reset_per_email: Limit,
 }
@@ -644,6 +650,9 @@ impl WebConfig {
                 idle: env
                     .optional("SESSION_IDLE", parse_duration)?
                     .unwrap_or(Duration::from_secs(24 * 3600)),
+                per_account: env
+                    .optional("SESSIONS_PER_ACCOUNT", parse_positive)?
+                    .unwrap_or(50),
             },
         })
     }
@@ -703,6 +712,12 @@ impl RateLimits {
                 .unwrap_or(Limit::per(10, 900)),
             failed_sign_in_per_ip: env
                 .optional("RATE_LIMIT_FAILED_SIGN_IN_PER_IP", parse_limit)?
+                .unwrap_or(Limit::per(100, 900)),
+            sign_in_per_account: env
+                .optional("RATE_LIMIT_SIGN_IN_PER_ACCOUNT", parse_limit)?
+                .unwrap_or(Limit::per(20, 900)),
+            sign_in_per_ip: env
+                .optional("RATE_LIMIT_SIGN_IN_PER_IP", parse_limit)?
                 .unwrap_or(Limit::per(100, 900)),
             reset_per_ip: env
                 .optional("RATE_LIMIT_RESET_PER_IP", parse_limit)?
@@ -1030,6 +1045,9 @@ mod tests {
         assert_eq!(config.mail.reset_ttl, Duration::from_secs(1800));
         assert_eq!(config.web.sessions.ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(config.web.sessions.idle, Duration::from_secs(86_400));
+        assert_eq!(config.web.sessions.per_account, 50);
+        assert_eq!(config.limits.sign_in_per_account, Limit::per(20, 900));
+        assert_eq!(config.limits.sign_in_per_ip, Limit::per(100, 900));
         assert_eq!(config.redis.namespace, "porter");
         assert_eq!(
             config.mail.public_base_url.as_str(),

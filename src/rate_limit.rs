@@ -82,6 +82,9 @@ pub enum Budget {
     /// login when it names no account).
     FailedSignInPerAccount,
     FailedSignInPerIp,
+    /// Successful sign-ins (new sessions) per account.
+    SignInPerAccount,
+    SignInPerIp,
     ResetPerIp,
     ResetPerEmail,
     /// Emails sent to one address (its canonical form), counted by the
@@ -101,6 +104,8 @@ impl Budget {
             Self::FailedActivationPerIp => "failed-activation-ip",
             Self::FailedSignInPerAccount => "failed-sign-in-account",
             Self::FailedSignInPerIp => "failed-sign-in-ip",
+            Self::SignInPerAccount => "sign-in-account",
+            Self::SignInPerIp => "sign-in-ip",
             Self::ResetPerIp => "reset-ip",
             Self::ResetPerEmail => "reset-email",
             Self::EmailPerAddress => "email-address",
@@ -118,6 +123,8 @@ impl Budget {
             Self::FailedActivationPerIp => "fa",
             Self::FailedSignInPerAccount => "sa",
             Self::FailedSignInPerIp => "si",
+            Self::SignInPerAccount => "na",
+            Self::SignInPerIp => "ni",
             Self::ResetPerIp => "pi",
             Self::ResetPerEmail => "pe",
             Self::EmailPerAddress => "ea",
@@ -134,6 +141,7 @@ impl Budget {
                 | Self::ResendPerIp
                 | Self::FailedActivationPerIp
                 | Self::FailedSignInPerIp
+                | Self::SignInPerIp
                 | Self::ResetPerIp
                 | Self::FailedAdminAuthPerIp
         )

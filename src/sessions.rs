@@ -9,9 +9,16 @@
 //!
 //! Sessions are not events: they are short-lived, numerous, and nothing
 //! needs them after they end. What ends them is: a password change or reset
-//! (an event) revokes the account's sessions, and so will blocking an
+//! (an event) revokes the account's sessions, and so does blocking an
 //! account; both go through [`Sessions::revoke_all`], which reads a
 //! per-account index of session hashes.
+//!
+//! An account holds at most `SESSIONS_PER_ACCOUNT` sessions; a sign-in
+//! beyond that ends the oldest. The index is a sorted set scored by each
+//! session's absolute end, so a sign-in trims ended sessions and evicts the
+//! oldest with range operations (O(log n)) instead of looking at every
+//! member: the index is shared Redis, and a script walking tens of
+//! thousands of members blocks everyone's Redis meanwhile.
 //!
 //! A session record carries the account's id, username and email, so
 //! `GET /api/me` is one Redis round trip; neither name changes while an
@@ -21,8 +28,8 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `ns:session:<sha256>` | hash | `account`, `username`, `email`, `expires` (unix seconds); TTL = time left, at most the idle timeout |
-//! | `ns:session:account:<id>` | set | the account's session hashes; TTL = `SESSION_TTL` from the last sign-in |
+//! | `ns:session:<sha256>` | hash | `account`, `username`, `email`, `expires` (unix seconds, Redis's clock); TTL = time left, at most the idle timeout |
+//! | `ns:session:account:<id>` | sorted set | the account's session hashes, each scored by at least its `expires` in microseconds, above every older one; expires with its newest member |
 
 use std::time::Duration;
 
@@ -36,70 +43,121 @@ use crate::config::SessionConfig;
 
 const TOKEN_BYTES: usize = 32;
 
-/// Stores a new session and adds it to its account's index, dropping
-/// index members whose session already ended.
+/// Prepended to every script that touches an account's index: an index
+/// written before it was a sorted set (a set of hashes) becomes one, each
+/// live session scored by its recorded end. This walks the old set once;
+/// every later operation finds the sorted set.
+const SORTED_INDEX: &str = r"
+local function sorted_index(index, entry_prefix)
+  if redis.call('TYPE', index).ok ~= 'set' then return end
+  local ttl = redis.call('PTTL', index)
+  local members = redis.call('SMEMBERS', index)
+  redis.call('DEL', index)
+  for _, member in ipairs(members) do
+    local expires = redis.call('HGET', entry_prefix .. member, 'expires')
+    if expires then
+      redis.call('ZADD', index, string.format('%d', tonumber(expires) * 1000000), member)
+    end
+  end
+  if ttl > 0 and redis.call('EXISTS', index) == 1 then redis.call('PEXPIRE', index, ttl) end
+end
+";
+
+/// Stores a new session and indexes it, then drops the index members
+/// whose absolute end has passed and, beyond the cap, the oldest sessions
+/// (deleting them). Returns the session's end in unix seconds.
+///
+/// Every step is a range operation on the sorted set, O(log n) plus what it
+/// removes, never a walk of the index. A score is at least the session's
+/// absolute end (microseconds, Redis's clock) and above every other score
+/// in the index, so ranks follow creation and the newest session is never
+/// the one evicted.
 const CREATE_SCRIPT: &str = r"
 local entry, index = KEYS[1], KEYS[2]
 local entry_prefix, hash = ARGV[1], ARGV[2]
-redis.call('HSET', entry, 'account', ARGV[3], 'username', ARGV[4], 'email', ARGV[5], 'expires', ARGV[6])
-redis.call('EXPIRE', entry, ARGV[7])
-for _, member in ipairs(redis.call('SMEMBERS', index)) do
-  if redis.call('EXISTS', entry_prefix .. member) == 0 then redis.call('SREM', index, member) end
+local ttl, first_expiry, cap = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+sorted_index(index, entry_prefix)
+local time = redis.call('TIME')
+local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local expires = tonumber(time[1]) + ttl
+local score = expires * 1000000
+local newest = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+if newest[2] and tonumber(newest[2]) >= score then score = tonumber(newest[2]) + 1 end
+redis.call('HSET', entry, 'account', ARGV[3], 'username', ARGV[4], 'email', ARGV[5], 'expires', string.format('%d', expires))
+redis.call('EXPIRE', entry, first_expiry)
+redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. string.format('%d', now_us))
+redis.call('ZADD', index, string.format('%d', score), hash)
+local over = redis.call('ZCARD', index) - cap
+if over > 0 then
+  local evicted = redis.call('ZPOPMIN', index, over)
+  for i = 1, #evicted, 2 do redis.call('DEL', entry_prefix .. evicted[i]) end
 end
-redis.call('SADD', index, hash)
-redis.call('EXPIRE', index, ARGV[8])
-return 1
+redis.call('PEXPIREAT', index, string.format('%d', math.floor(score / 1000) + 1000))
+return expires
 ";
 
 /// Reads a live session and pushes its idle timeout back, never past its
-/// absolute end.
+/// absolute end (by Redis's clock, like the index's scores).
 const TOUCH_SCRIPT: &str = r"
 local fields = redis.call('HMGET', KEYS[1], 'account', 'username', 'email', 'expires')
 if not fields[1] then return false end
-local left = tonumber(fields[4]) - tonumber(ARGV[1])
+local left = tonumber(fields[4]) - tonumber(redis.call('TIME')[1])
 if left <= 0 then
   redis.call('DEL', KEYS[1])
   return false
 end
-redis.call('EXPIRE', KEYS[1], math.min(tonumber(ARGV[2]), left))
+redis.call('EXPIRE', KEYS[1], math.min(tonumber(ARGV[1]), left))
 return fields
 ";
 
 /// Ends one session and takes it out of its account's index.
 const REVOKE_SCRIPT: &str = r"
+local entry_prefix, index_prefix, hash = ARGV[1], ARGV[2], ARGV[3]
 local account = redis.call('HGET', KEYS[1], 'account')
 redis.call('DEL', KEYS[1])
-if account then redis.call('SREM', ARGV[1] .. account, ARGV[2]) end
+if account then
+  local index = index_prefix .. account
+  sorted_index(index, entry_prefix)
+  redis.call('ZREM', index, hash)
+end
 return 1
 ";
 
-/// Ends every session of an account but `ARGV[2]` (empty: all of them).
+/// Ends every session of an account but `ARGV[2]` (empty: all of them);
+/// the index holds at most the cap.
 const REVOKE_ALL_SCRIPT: &str = r"
 local index, entry_prefix, keep = KEYS[1], ARGV[1], ARGV[2]
+sorted_index(index, entry_prefix)
 local ended = 0
-for _, member in ipairs(redis.call('SMEMBERS', index)) do
+for _, member in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   if member ~= keep then
     ended = ended + redis.call('DEL', entry_prefix .. member)
-    redis.call('SREM', index, member)
+    redis.call('ZREM', index, member)
   end
 end
 return ended
 ";
 
-/// Counts the live sessions in an account's index, dropping the members
-/// whose session has expired.
+/// Counts the live sessions in an account's index (at most the cap),
+/// dropping the members whose session has ended.
 const COUNT_SCRIPT: &str = r"
 local index, entry_prefix = KEYS[1], ARGV[1]
+sorted_index(index, entry_prefix)
 local live = 0
-for _, member in ipairs(redis.call('SMEMBERS', index)) do
+for _, member in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   if redis.call('EXISTS', entry_prefix .. member) == 1 then
     live = live + 1
   else
-    redis.call('SREM', index, member)
+    redis.call('ZREM', index, member)
   end
 end
 return live
 ";
+
+/// A script that may find an index in its old shape.
+fn index_script(body: &str) -> Script {
+    Script::new(&format!("{SORTED_INDEX}{body}"))
+}
 
 /// A bearer token, as handed to the client once. No `==` and a redacted
 /// `Debug`: tokens are looked up by their hash, never compared or logged.
@@ -194,11 +252,11 @@ impl Sessions {
             redis,
             namespace: namespace.to_owned(),
             config,
-            create: Script::new(CREATE_SCRIPT),
+            create: index_script(CREATE_SCRIPT),
             touch: Script::new(TOUCH_SCRIPT),
-            revoke: Script::new(REVOKE_SCRIPT),
-            revoke_all: Script::new(REVOKE_ALL_SCRIPT),
-            count: Script::new(COUNT_SCRIPT),
+            revoke: index_script(REVOKE_SCRIPT),
+            revoke_all: index_script(REVOKE_ALL_SCRIPT),
+            count: index_script(COUNT_SCRIPT),
         }
     }
 
@@ -210,7 +268,8 @@ impl Sessions {
         format!("{}:session:account:", self.namespace)
     }
 
-    /// Starts a session for `owner`; returns its token and absolute end.
+    /// Starts a session for `owner`, ending its oldest sessions beyond
+    /// `SESSIONS_PER_ACCOUNT`; returns its token and absolute end.
     #[tracing::instrument(skip_all, fields(account_id = %owner.account_id))]
     pub async fn create(
         &self,
@@ -219,10 +278,9 @@ impl Sessions {
         let token = SessionToken::generate()?;
         let hash = token.storage_hash();
         let ttl = self.config.ttl.as_secs().max(1);
-        let expires_at =
-            Utc::now() + chrono::Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX / 1000));
         let first_expiry = self.config.idle.min(self.config.ttl).as_secs().max(1);
-        self.create
+        let expires: i64 = self
+            .create
             .key(format!("{}{hash}", self.entry_prefix()))
             .key(format!("{}{}", self.index_prefix(), owner.account_id))
             .arg(self.entry_prefix())
@@ -230,11 +288,12 @@ impl Sessions {
             .arg(owner.account_id.to_string())
             .arg(owner.username)
             .arg(owner.email)
-            .arg(expires_at.timestamp())
-            .arg(first_expiry)
             .arg(ttl)
-            .invoke_async::<i64>(&mut self.redis.clone())
+            .arg(first_expiry)
+            .arg(self.config.per_account)
+            .invoke_async(&mut self.redis.clone())
             .await?;
+        let expires_at = DateTime::from_timestamp(expires, 0).unwrap_or(DateTime::<Utc>::MAX_UTC);
         Ok((token, expires_at))
     }
 
@@ -248,7 +307,6 @@ impl Sessions {
         let fields: Option<Vec<String>> = self
             .touch
             .key(format!("{}{id}", self.entry_prefix()))
-            .arg(Utc::now().timestamp())
             .arg(self.config.idle.as_secs().max(1))
             .invoke_async(&mut self.redis.clone())
             .await?;
@@ -269,6 +327,7 @@ impl Sessions {
     pub async fn revoke(&self, session_id: &str) -> Result<(), redis::RedisError> {
         self.revoke
             .key(format!("{}{session_id}", self.entry_prefix()))
+            .arg(self.entry_prefix())
             .arg(self.index_prefix())
             .arg(session_id)
             .invoke_async::<i64>(&mut self.redis.clone())

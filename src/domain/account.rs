@@ -750,6 +750,16 @@ impl Account {
         }
     }
 
+    /// Which password the account has: it moves with every change or reset
+    /// of the password (the version of the last one, 0 before any) and not
+    /// with a rehash, which keeps the password. A sign-in compares the
+    /// generation it verified against the one after its session exists
+    /// (`web::sign_in`), so no session outlives the password it was opened
+    /// with.
+    pub fn credential_generation(&self) -> i64 {
+        self.password_set_at
+    }
+
     /// Whether the key of `request_id` may still set a new password: it is
     /// the account's newest reset request, no change or reset came after
     /// it, and the account may sign in.
@@ -1768,6 +1778,39 @@ mod tests {
         let mut history = active();
         history.extend([reset_requested(7), sent(7), rehashed]);
         check(history, reset(7, 9), Ok(vec![was_reset(7, 9)]));
+    }
+
+    #[test]
+    fn the_credential_generation_moves_with_a_change_or_reset_never_a_rehash() {
+        let generation = |history: &[AccountEvent]| {
+            replay(history)
+                .expect("account exists")
+                .credential_generation()
+        };
+        let mut history = active();
+        let first = generation(&history);
+        history.push(AccountEvent::PasswordChanged(PasswordChanged {
+            reason: PasswordChangeReason::Rehash,
+            password_hash: hash("upgraded"),
+            changed_at: at(40),
+            reset_request_id: None,
+            notice_request_id: None,
+        }));
+        assert_eq!(generation(&history), first, "a rehash keeps the password");
+        history.extend([reset_requested(7), sent(7), was_reset(7, 9)]);
+        let after_reset = generation(&history);
+        assert_ne!(after_reset, first);
+        let changed = decide(
+            replay(&history).as_ref(),
+            AccountCommand::ChangePassword {
+                password_hash: hash("changed"),
+                notice_request_id: id(11),
+                at: at(50),
+            },
+        )
+        .expect("an active account may change its password");
+        history.extend(changed);
+        assert_ne!(generation(&history), after_reset);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! hashing threads. Failures are counted per account (per login when it
 //! names none) and per client IP; a client over either budget is answered
 //! `429` before anything is hashed, whether or not its password is right,
-//! so the budget cannot be used to test passwords. Only the right password
+//! so the budget cannot be used to test passwords. Successful sign-ins have
+//! budgets of their own, checked at the same point and spent only by a
+//! right password. Only the right password
 //! learns that an account is pending (`403`). A hash made with older Argon2
 //! parameters is replaced after a successful sign-in (`PasswordChanged`,
 //! reason `rehash`).
@@ -47,6 +49,8 @@ pub async fn sign_in(
     let (account_id, subject) = resolve_login(state, &login).await?;
     let throttle = Throttle::new(state, context, subject);
     throttle.check().await?;
+    let successes = SuccessBudgets::new(state, context, account_id);
+    successes.check().await?;
 
     // A login that names no account reads an empty stream, so both paths
     // make the same queries before the same one hash.
@@ -63,20 +67,14 @@ pub async fn sign_in(
         tracing::info!("sign-in refused: wrong login or password");
         return Err(ApiError::InvalidCredentials);
     };
-    match account.may_sign_in() {
-        Ok(()) => {}
-        Err(SignInRefused::NotActive) => {
-            tracing::info!(account_id = %account.id, "sign-in refused: account not active");
-            return Err(ApiError::AccountNotActive);
-        }
-        Err(SignInRefused::Blocked) => {
-            tracing::info!(account_id = %account.id, "sign-in refused: account blocked");
-            return Err(ApiError::AccountBlocked);
-        }
+    if let Err(refused) = account.may_sign_in() {
+        tracing::info!(account_id = %account.id, ?refused, "sign-in refused");
+        return Err(refusal_answer(refused));
     }
     if verification.outdated {
         upgrade_hash(state, context, &account, &raw_password).await;
     }
+    successes.spend().await?;
     let owner = SessionOwner {
         account_id: account.id,
         username: &account.username,
@@ -87,22 +85,13 @@ pub async fn sign_in(
         .create(owner)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    // A block that committed while this sign-in was hashing revoked every
-    // session it could see, and this one did not exist yet: look again now
-    // that it does, so a blocked account never keeps a session.
-    let still_allowed = state
-        .commands
-        .load(account.id)
-        .await?
-        .is_some_and(|now| now.may_sign_in().is_ok());
-    if !still_allowed {
+    if let Some(overtaken) = overtaken_while_signing_in(state, &account).await? {
         state
             .sessions
             .revoke(&token.storage_hash())
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        tracing::info!(account_id = %account.id, "sign-in refused: blocked while it ran");
-        return Err(ApiError::AccountBlocked);
+        return Err(overtaken);
     }
     tracing::info!(account_id = %account.id, "signed in");
     Ok(json_response(
@@ -113,6 +102,45 @@ pub async fn sign_in(
             "account": account_json(account.id, &account.username, &account.email),
         }),
     ))
+}
+
+/// Why the session just created for `verified` (the state whose password
+/// hash this sign-in checked) must not be handed out, if it must not: the
+/// password was changed or reset, or the account blocked, since that state
+/// was read.
+///
+/// A change or reset commits its `PasswordChanged` and only then revokes
+/// every session in the account's index (`change_password`,
+/// `password_reset::reset`); a block does the same (`admin::block`). This
+/// sign-in's session was created either before that revocation, which then
+/// finds it in the index and ends it, or after it. In the second case this
+/// load, which starts after the create, starts after the revocation and so
+/// after the commit, and sees the new credential generation or status; the
+/// caller revokes the session before its token leaves. So, whatever the
+/// timing, no session opened with a password outlives a change or reset of
+/// that password, and a blocked account keeps none.
+async fn overtaken_while_signing_in(
+    state: &AppState,
+    verified: &Account,
+) -> Result<Option<ApiError>, ApiError> {
+    let Some(now) = state.commands.load(verified.id).await? else {
+        return Ok(Some(ApiError::InvalidCredentials));
+    };
+    if now.credential_generation() != verified.credential_generation() {
+        tracing::info!(account_id = %verified.id, "sign-in refused: password changed while it ran");
+        return Ok(Some(ApiError::InvalidCredentials));
+    }
+    Ok(now.may_sign_in().err().map(|refused| {
+        tracing::info!(account_id = %verified.id, ?refused, "sign-in refused while it ran");
+        refusal_answer(refused)
+    }))
+}
+
+fn refusal_answer(refused: SignInRefused) -> ApiError {
+    match refused {
+        SignInRefused::NotActive => ApiError::AccountNotActive,
+        SignInRefused::Blocked => ApiError::AccountBlocked,
+    }
 }
 
 pub async fn me(state: &AppState, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
@@ -316,6 +344,59 @@ impl<'a> Throttle<'a> {
                 &self.subject,
             )
             .await;
+    }
+}
+
+/// The budgets of successful sign-ins, per account and per client IP: each
+/// success is a session, and sessions live in shared Redis. Checked before
+/// anything is hashed, like the failure budgets; spent once the password
+/// proved right, and then atomically (admit), so sign-ins that passed the
+/// check together cannot all get a session.
+struct SuccessBudgets<'a> {
+    state: &'a AppState,
+    account: String,
+    client: String,
+}
+
+impl<'a> SuccessBudgets<'a> {
+    /// A login that names no account is checked against a subject nobody
+    /// spends: the same Redis round trip, never refused.
+    fn new(state: &'a AppState, context: &RequestContext, account_id: Option<Uuid>) -> Self {
+        Self {
+            state,
+            account: account_subject(account_id.unwrap_or_else(Uuid::new_v4)),
+            client: context.client_ip.to_string(),
+        }
+    }
+
+    /// `429` when either budget is spent; spends nothing.
+    async fn check(&self) -> Result<(), ApiError> {
+        self.run(false).await
+    }
+
+    /// Spends one sign-in of each budget, or `429` when either has none.
+    async fn spend(&self) -> Result<(), ApiError> {
+        self.run(true).await
+    }
+
+    async fn run(&self, spend: bool) -> Result<(), ApiError> {
+        let limits = &self.state.config.limits;
+        for (budget, limit, subject) in [
+            (
+                Budget::SignInPerAccount,
+                limits.sign_in_per_account,
+                &self.account,
+            ),
+            (Budget::SignInPerIp, limits.sign_in_per_ip, &self.client),
+        ] {
+            let limiter = &self.state.rate_limiter;
+            if spend {
+                limiter.admit(budget, limit, subject).await?;
+            } else {
+                limiter.check(budget, limit, subject).await?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -26,5 +26,6 @@ mod registrations;
 mod relay;
 mod security;
 mod services;
+mod sessions;
 mod sign_in;
 mod webhooks;

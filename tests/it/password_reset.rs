@@ -18,7 +18,7 @@ fn text(user: &Value, field: &str) -> String {
 
 /// Asks for a reset of `user`'s password and returns the emailed key, the
 /// `nth` email to the address.
-async fn reset_key(app: &TestApp, user: &Value, nth: usize) -> String {
+pub(crate) async fn reset_key(app: &TestApp, user: &Value, nth: usize) -> String {
     let email = text(user, "email");
     assert_eq!(app.request_reset(&email).await.status(), 202);
     let mail = app.wait_for_mail_to(&email, nth).await.remove(nth - 1);
