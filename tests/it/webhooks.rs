@@ -636,6 +636,22 @@ async fn private_addresses_are_refused_when_added_and_when_sent_to() {
             .contains("link-local or metadata"),
         "{message}"
     );
+    // A name is refused without saying where it points: the API must not
+    // map the internal DNS for whoever holds a key.
+    let named = app
+        .admin_post(
+            "webhooks",
+            &key,
+            Some(json!({ "url": "http://localhost:6379/" })),
+        )
+        .await;
+    assert_eq!(named.status(), 400);
+    let message = named.json()["error"]["fields"]["url"][0].to_string();
+    assert!(
+        message.contains("localhost resolves to a non-public address")
+            && !message.contains("127.0.0.1"),
+        "{message}"
+    );
     assert!(
         subscriptions::list(&app.pool)
             .await
