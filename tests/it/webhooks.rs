@@ -505,6 +505,18 @@ async fn a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends() {
             .then_some(())
     })
     .await;
+    eventually("the rotated-out secret to be deleted", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT previous_secret IS NULL AND previous_secret_until IS NULL \
+             FROM webhook_subscriptions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("read the subscription")
+        .then_some(())
+    })
+    .await;
     sign_up(&app, 1).await;
     eventually("a delivery after the overlap", || async {
         (receiver.delivered_count() == 3).then_some(())
