@@ -539,6 +539,8 @@ impl<'a> Porter<'a> {
                 ("EMAIL_PER_ADDRESS", "100000000/1m".into()),
                 ("RATE_LIMIT_RESET_PER_IP", "100000000/1m".into()),
                 ("RATE_LIMIT_RESET_PER_EMAIL", "100000000/1m".into()),
+                // The overload phase's 256 clients are one client to Porter.
+                ("MAX_CONNECTIONS_PER_CLIENT", "100000".into()),
             ]
             .map(|(name, value)| (name.to_owned(), value))
             .to_vec(),
