@@ -6,7 +6,12 @@
 //! `std::env` directly so the rules can be unit-tested without touching the
 //! process environment.
 
-use std::{net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use lettre::{Address, message::Mailbox};
@@ -38,6 +43,9 @@ pub struct Config {
     /// Where a process serves `GET /metrics` (`METRICS_PORT`), web and
     /// worker alike; never on the public port; no listener when unset.
     pub metrics_port: Option<u16>,
+    /// The interface `METRICS_PORT` listens on (`METRICS_BIND_ADDRESS`):
+    /// loopback unless set, since the metrics name the deployment's state.
+    pub metrics_bind_address: IpAddr,
     pub templates: TemplatesConfig,
     pub log_format: LogFormat,
     /// `SECRET_KEY`: the root of the keys Porter derives for its own MACs.
@@ -163,7 +171,13 @@ pub struct MailConfig {
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     pub port: u16,
+    /// The interface `PORT` listens on (`BIND_ADDRESS`); every one unless set.
+    pub bind_address: IpAddr,
     pub connections: ConnectionLimits,
+    /// Connections one client (an IPv4 address, an IPv6 network of
+    /// `RATE_LIMIT_IPV6_PREFIX`) may hold at once; `TRUSTED_PROXIES` are not
+    /// capped. Keeps one client from holding every `MAX_CONNECTIONS` slot.
+    pub max_connections_per_client: usize,
     /// A request not answered by then gets `503`, unless its events are
     /// being committed (then it is answered when they are).
     pub handler_deadline: Duration,
@@ -503,6 +517,9 @@ impl Config {
             limits: RateLimits::read(&env)?,
             webhooks: WebhookConfig::read(&env)?,
             metrics_port: env.optional("METRICS_PORT", parse_number)?,
+            metrics_bind_address: env
+                .optional("METRICS_BIND_ADDRESS", parse_ip_address)?
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             templates: TemplatesConfig::read(&env)?,
             log_format: read_log_format(&env)?,
             secret_key: env.required("SECRET_KEY", SecretKey::from_str)?,
@@ -602,6 +619,12 @@ impl WebConfig {
         let http2 = env.optional("HTTP2", parse_bool)?.unwrap_or(false);
         Ok(Self {
             port: env.optional("PORT", parse_number)?.unwrap_or(8080),
+            bind_address: env
+                .optional("BIND_ADDRESS", parse_ip_address)?
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            max_connections_per_client: env
+                .optional("MAX_CONNECTIONS_PER_CLIENT", parse_positive)?
+                .unwrap_or(64),
             connections: ConnectionLimits {
                 max_connections: env
                     .optional("MAX_CONNECTIONS", parse_positive)?
@@ -1000,6 +1023,11 @@ fn parse_ipv6_prefix(raw: &str) -> Result<u8, String> {
     }
 }
 
+fn parse_ip_address(raw: &str) -> Result<IpAddr, String> {
+    raw.parse()
+        .map_err(|_| format!("{raw:?} is not an IP address (0.0.0.0, 127.0.0.1, ::)"))
+}
+
 fn parse_ip_ranges(raw: &str) -> Result<Vec<IpRange>, String> {
     raw.split(',')
         .map(str::trim)
@@ -1041,6 +1069,9 @@ mod tests {
     fn defaults_apply_when_optional_variables_are_unset() {
         let config = load(&complete()).expect("complete configuration loads");
         assert_eq!(config.web.port, 8080);
+        assert_eq!(config.web.bind_address.to_string(), "0.0.0.0");
+        assert_eq!(config.metrics_bind_address.to_string(), "127.0.0.1");
+        assert_eq!(config.web.max_connections_per_client, 64);
         assert_eq!(config.mail.activation_ttl, Duration::from_secs(900));
         assert_eq!(config.mail.reset_ttl, Duration::from_secs(1800));
         assert_eq!(config.web.sessions.ttl, Duration::from_secs(7 * 86_400));
@@ -1153,6 +1184,9 @@ mod tests {
             ("PUBLIC_BASE_URL", "http://10.0.0.1:8080"),
             ("HTTP2", "yes"),
             ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "0"),
+            ("BIND_ADDRESS", "localhost"),
+            ("METRICS_BIND_ADDRESS", "127.0.0.1:9090"),
             ("ALLOW_INSECURE_LINKS", "maybe"),
             ("WORKER_CONCURRENCY", "0"),
             ("TRUSTED_PROXIES", "10.0.0.1,nonsense"),

@@ -173,7 +173,7 @@ pub async fn serve(
             response
         }
     };
-    http_server::serve(listener, ConnectionLimits::METRICS, handler, shutdown).await;
+    http_server::serve(listener, ConnectionLimits::METRICS, None, handler, shutdown).await;
 }
 
 /// Refreshes the gauges if due and answers a scrape with the whole registry.

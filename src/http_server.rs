@@ -6,6 +6,12 @@
 //!
 //! - open connections (`MAX_CONNECTIONS`): one over the cap is closed at
 //!   once rather than left in the kernel's backlog;
+//! - open connections per client (`MAX_CONNECTIONS_PER_CLIENT`, the API
+//!   only): otherwise one client holding idle connections takes every slot
+//!   and nobody else is served. A client is an IPv4 address or an IPv6
+//!   network, as the rate limiter keys it (`rate_limit::client_network`);
+//!   trusted proxies are not capped, since every client arrives through
+//!   them;
 //! - idle connections (`CONNECTION_IDLE_TIMEOUT`): a connection with no
 //!   request in progress is closed once idle that long. This is the
 //!   first-byte timeout too: hyper-util's protocol detection waits for 24
@@ -20,12 +26,13 @@
 //! in-flight requests, and waits for them up to a deadline.
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     future::Future,
     net::{IpAddr, SocketAddr},
     pin::{Pin, pin},
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
@@ -45,7 +52,10 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::config::{ConnectionLimits, Http2Limits};
+use crate::{
+    config::{ConnectionLimits, Http2Limits, IpRange},
+    rate_limit::client_network,
+};
 
 /// Every response body Porter sends: small and fully buffered.
 pub type Body = Full<Bytes>;
@@ -59,12 +69,27 @@ const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest request head (line and headers) read; more is `431`.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// Serves `handler` on `listener` within `limits` until `shutdown`
-/// resolves, then lets in-flight requests finish up to a deadline. The
-/// handler gets the peer's address (IPv4-mapped IPv6 addresses as IPv4).
+/// How many connections one client may hold (`MAX_CONNECTIONS_PER_CLIENT`),
+/// and who counts as one client.
+#[derive(Debug, Clone)]
+pub struct PerClient {
+    pub max_connections: usize,
+    /// An IPv6 peer counts by its network of this length
+    /// (`RATE_LIMIT_IPV6_PREFIX`): one holder usually has the whole /64.
+    pub ipv6_prefix: u8,
+    /// Peers not capped: `TRUSTED_PROXIES`, through which every client
+    /// may arrive.
+    pub exempt: Vec<IpRange>,
+}
+
+/// Serves `handler` on `listener` within `limits` (and `per_client`, when
+/// given) until `shutdown` resolves, then lets in-flight requests finish
+/// up to a deadline. The handler gets the peer's address (IPv4-mapped IPv6
+/// addresses as IPv4).
 pub async fn serve<H, F>(
     listener: TcpListener,
     limits: ConnectionLimits,
+    per_client: Option<PerClient>,
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -73,6 +98,12 @@ pub async fn serve<H, F>(
 {
     let builders = Builders::new(limits.http2);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = per_client.map(|limit| {
+        Arc::new(OpenPerClient {
+            limit,
+            open: Mutex::default(),
+        })
+    });
     let draining = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut shutdown = pin!(shutdown);
@@ -88,6 +119,20 @@ pub async fn serve<H, F>(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let client_slot = match &clients {
+            Some(clients) => match clients.admit(peer_ip(peer)) {
+                Some(client_slot) => client_slot,
+                None => {
+                    tracing::warn!(
+                        max = clients.limit.max_connections,
+                        "connection refused: MAX_CONNECTIONS_PER_CLIENT open from this client"
+                    );
+                    drop(stream);
+                    continue;
+                }
+            },
+            None => ClientSlot(None),
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(
@@ -121,7 +166,7 @@ pub async fn serve<H, F>(
                     activity,
                     limits,
                     draining,
-                    slot,
+                    (slot, client_slot),
                 ));
             }
             Builders::Auto(builder) => {
@@ -132,7 +177,7 @@ pub async fn serve<H, F>(
                     activity,
                     limits,
                     draining,
-                    slot,
+                    (slot, client_slot),
                 ));
             }
         }
@@ -183,14 +228,14 @@ impl Builders {
 }
 
 /// Runs one connection: closes it once idle too long, asks it to go away
-/// when it is too old (HTTP/2) or the server drains, and frees its slot.
+/// when it is too old (HTTP/2) or the server drains, and frees its slots.
 async fn drive<C, E>(
     connection: C,
     graceful_shutdown: impl Fn(Pin<&mut C>),
     activity: Arc<Activity>,
     limits: ConnectionLimits,
     draining: CancellationToken,
-    slot: OwnedSemaphorePermit,
+    slots: (OwnedSemaphorePermit, ClientSlot),
 ) where
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -231,7 +276,53 @@ async fn drive<C, E>(
             }
         }
     }
-    drop(slot);
+    drop(slots);
+}
+
+/// The open connections of each client, for [`PerClient`].
+#[derive(Debug)]
+struct OpenPerClient {
+    limit: PerClient,
+    /// By [`client_network`]; a client with none has no entry.
+    open: Mutex<HashMap<String, usize>>,
+}
+
+impl OpenPerClient {
+    /// A place for one more connection from `peer`, or `None` when its
+    /// client holds as many as it may.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<ClientSlot> {
+        if self.limit.exempt.iter().any(|proxy| proxy.contains(peer)) {
+            return Some(ClientSlot(None));
+        }
+        let client = client_network(peer, self.limit.ipv6_prefix);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(client.clone()).or_default();
+        if *count >= self.limit.max_connections {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot(Some((self.clone(), client))))
+    }
+}
+
+/// One connection's place among its client's; given back when dropped.
+/// Empty for a connection no client cap counts.
+#[derive(Debug)]
+struct ClientSlot(Option<(Arc<OpenPerClient>, String)>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let Some((clients, client)) = self.0.take() else {
+            return;
+        };
+        let mut open = clients.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&client);
+            }
+        }
+    }
 }
 
 /// Requests in progress on one connection, and since when it has had none.

@@ -305,7 +305,7 @@ impl RateLimiter {
 
 /// The network a client is keyed by: an IPv4 address itself (IPv4-mapped
 /// IPv6 included), an IPv6 address's `/prefix`.
-fn client_network(ip: IpAddr, ipv6_prefix: u8) -> String {
+pub(crate) fn client_network(ip: IpAddr, ipv6_prefix: u8) -> String {
     match ip.to_canonical() {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => {

@@ -2,7 +2,7 @@
 
 use std::{
     io::{IsTerminal as _, Write as _},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
 };
 
 use anyhow::Context as _;
@@ -272,8 +272,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::from_env()?;
             let pool = startup::connect_postgres(&config.database).await?;
             let listeners = startup::WebListeners {
-                api: bind(ANY, config.web.port, "PORT").await?,
-                metrics: bind_metrics(ANY, &config).await?,
+                api: bind(config.web.bind_address, config.web.port, "PORT").await?,
+                metrics: bind_metrics(&config).await?,
             };
             startup::run_web(config, pool, listeners, startup::shutdown_on_signal()?).await
         }
@@ -281,14 +281,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::from_env()?;
             let pool = startup::connect_postgres(&config.database).await?;
             let shutdown = startup::shutdown_on_signal()?;
-            if let Some(listener) = bind_metrics(ANY, &config).await? {
+            if let Some(listener) = bind_metrics(&config).await? {
                 startup::serve_worker_metrics(&config, &pool, listener, &shutdown).await?;
             }
             startup::run_worker(config, pool, shutdown).await
         }
         Command::Dev => {
-            // For a developer's machine: nothing listens beyond loopback,
-            // and webhooks may go to a receiver on it.
+            // For a developer's machine: nothing listens beyond loopback
+            // unless BIND_ADDRESS says so, and webhooks may go to a
+            // receiver on it.
             // A developer's machine needs no secret of its own: one made
             // for this run (sessions' devices and client hashes then change
             // with each start).
@@ -296,6 +297,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::from_lookup(|name| {
                 std::env::var(name).ok().or_else(|| match name {
                     "WEBHOOK_ALLOW_PRIVATE_NETWORKS" => Some("true".to_owned()),
+                    "BIND_ADDRESS" => Some(Ipv4Addr::LOCALHOST.to_string()),
                     "SECRET_KEY" => Some(generated_key.clone()),
                     _ => None,
                 })
@@ -303,8 +305,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             startup::migrate_as_owner(&config.database).await?;
             let pool = startup::connect_postgres(&config.database).await?;
             let listeners = startup::WebListeners {
-                api: bind(LOOPBACK, config.web.port, "PORT").await?,
-                metrics: bind_metrics(LOOPBACK, &config).await?,
+                api: bind(config.web.bind_address, config.web.port, "PORT").await?,
+                metrics: bind_metrics(&config).await?,
             };
             let shutdown = startup::shutdown_on_signal()?;
             startup::run_dev(config, pool, listeners, shutdown).await
@@ -620,21 +622,20 @@ fn print(text: &str) -> anyhow::Result<()> {
         .context("write to stdout")
 }
 
-/// Every interface: `web` and `worker` in production.
-const ANY: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
-/// This machine only: `dev`.
-const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
-
-async fn bind(host: Ipv4Addr, port: u16, variable: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind((host, port))
+async fn bind(host: IpAddr, port: u16, variable: &str) -> anyhow::Result<TcpListener> {
+    let address = SocketAddr::new(host, port);
+    TcpListener::bind(address)
         .await
-        .with_context(|| format!("bind {host}:{port} ({variable})"))
+        .with_context(|| format!("bind {address} ({variable})"))
 }
 
-/// The metrics listener on `METRICS_PORT`, when set.
-async fn bind_metrics(host: Ipv4Addr, config: &Config) -> anyhow::Result<Option<TcpListener>> {
+/// The metrics listener on `METRICS_BIND_ADDRESS`:`METRICS_PORT`, when a
+/// port is set.
+async fn bind_metrics(config: &Config) -> anyhow::Result<Option<TcpListener>> {
     match config.metrics_port {
-        Some(port) => bind(host, port, "METRICS_PORT").await.map(Some),
+        Some(port) => bind(config.metrics_bind_address, port, "METRICS_PORT")
+            .await
+            .map(Some),
         None => Ok(None),
     }
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     admin::{AccountDetails, HistoryEntry},
     api_keys::ApiKey,
+    domain::text::printable,
 };
 
 /// The actor recorded in the metadata of events `porter accounts` appends.
@@ -57,7 +58,7 @@ pub fn render_details(details: &AccountDetails) -> String {
     ];
     let mut text = String::new();
     for (field, value) in rows {
-        let _ = writeln!(text, "{field:<14} {value}");
+        let _ = writeln!(text, "{field:<14} {}", printable(&value));
     }
     text
 }
@@ -76,7 +77,7 @@ pub fn render_history(events: &[HistoryEntry]) -> String {
             event.version,
             time(Some(event.recorded_at)),
             event.event_type,
-            event.data
+            printable(&event.data.to_string())
         );
     }
     text
@@ -93,11 +94,65 @@ pub fn render_keys(keys: &[ApiKey]) -> String {
             text,
             "{:<36}  {:<20}  {:<21}  {:<21}  {}",
             key.id,
-            key.name,
+            printable(&key.name),
             time(Some(key.created_at)),
             time(key.last_used_at),
             time(key.revoked_at)
         );
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::ops::test_support::{HOSTILE, assert_printable};
+
+    #[test]
+    fn details_history_and_keys_show_control_characters_escaped() {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
+        let details = AccountDetails {
+            id: Uuid::nil(),
+            status: "blocked",
+            username: "ada".into(),
+            email: "ada@example.com".into(),
+            locale: "en".into(),
+            registered_at: at,
+            activated_at: Some(at),
+            blocked_at: Some(at),
+            block_reason: Some(HOSTILE.into()),
+            ended_at: None,
+            emails_sent: 1,
+            last_delivery: None,
+            contested: false,
+            version: 3,
+        };
+        let text = render_details(&details);
+        assert_printable(&text);
+        assert_eq!(text.lines().count(), 14, "one line a field: {text}");
+        let history = [HistoryEntry {
+            position: 1,
+            version: 3,
+            event_type: "AccountBlocked",
+            recorded_at: at,
+            data: json!({ "reason": HOSTILE }),
+            metadata: json!({}),
+        }];
+        let text = render_history(&history);
+        assert!(
+            !text.contains('\u{202e}') && !text.contains('\u{9b}'),
+            "{text:?}"
+        );
+        let keys = [ApiKey {
+            id: Uuid::nil(),
+            name: HOSTILE.into(),
+            created_at: at,
+            last_used_at: None,
+            revoked_at: None,
+        }];
+        assert_printable(&render_keys(&keys));
+    }
 }

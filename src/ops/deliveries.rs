@@ -42,7 +42,10 @@ use uuid::Uuid;
 use super::events::mask_addresses_in;
 use crate::{
     commands::{CommandError, Commands},
-    domain::{AccountCommand, AccountEvent, DecodeError, DomainError, RetryNotNeeded, RetryPlan},
+    domain::{
+        AccountCommand, AccountEvent, DecodeError, DomainError, RetryNotNeeded, RetryPlan,
+        text::printable,
+    },
     queue::{
         EmailQueue,
         backend::{self as queue, DeadJob, QueueStats},
@@ -323,7 +326,7 @@ pub fn render(deliveries: &Deliveries) -> String {
                 letter.job.result.as_deref().unwrap_or("?")
             ),
         };
-        let _ = writeln!(out, "    {}", mask_addresses_in(&line));
+        let _ = writeln!(out, "    {}", printable(&mask_addresses_in(&line)));
     }
     if stats.dead > 0 {
         let _ = writeln!(
@@ -353,7 +356,7 @@ pub fn render_queue(stats: &QueueStats) -> String {
         let _ = writeln!(
             out,
             "  {}  {}  seen {} s ago  running {}",
-            worker.name,
+            printable(&worker.name),
             if worker.live { "live " } else { "stale" },
             worker.seen_secs_ago,
             worker.running
@@ -365,6 +368,7 @@ pub fn render_queue(stats: &QueueStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::test_support::{HOSTILE, assert_printable};
 
     #[test]
     fn retry_ids_are_stable_and_distinct() {
@@ -420,5 +424,11 @@ mod tests {
             text.contains("failed permanently after 1 attempt at 2027-01-15 08:00:00Z: 550 <b***@example.com> refused"),
             "{text}"
         );
+
+        let mut hostile = deliveries;
+        if let Some(failure) = &mut hostile.dead[0].failure {
+            failure.reason = HOSTILE.into();
+        }
+        assert_printable(&render(&hostile));
     }
 }

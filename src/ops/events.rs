@@ -15,7 +15,10 @@ use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{self, Cursor, EventFilter, RecordedEvent};
+use crate::{
+    domain::text::printable,
+    store::{self, Cursor, EventFilter, RecordedEvent},
+};
 
 /// How often `--follow` polls for new events.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
@@ -112,7 +115,7 @@ pub fn table_row(event: &RecordedEvent, reveal: bool) -> String {
         event.version,
         event.event_type,
         event.schema_version,
-        redact(&event.payload, reveal),
+        printable(&redact(&event.payload, reveal).to_string()),
     )
 }
 
@@ -225,7 +228,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::store::TxId;
+    use crate::{ops::test_support::HOSTILE, store::TxId};
 
     fn registered() -> RecordedEvent {
         RecordedEvent {
@@ -304,6 +307,18 @@ mod tests {
             json!({"reason": "refused: j***@example.net", "permanent": true})
         );
         assert_eq!(redact(&failed, true), failed);
+    }
+
+    #[test]
+    fn table_rows_show_terminal_controls_escaped() {
+        let mut blocked = registered();
+        blocked.event_type = "AccountBlocked".into();
+        blocked.payload = json!({ "reason": HOSTILE });
+        let row = table_row(&blocked, true);
+        assert!(
+            !row.contains('\u{9b}') && !row.contains('\u{202e}'),
+            "{row:?}"
+        );
     }
 
     #[test]

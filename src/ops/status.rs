@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use super::deliveries::render_queue;
 use crate::{
+    domain::text::printable,
     projection::{self, Lag},
     queue::backend::{self, QueueStats},
     webhooks::subscriptions::{self, Listed},
@@ -184,7 +185,7 @@ pub fn render(status: &Status) -> String {
             listed.lag_events,
             listed.lag_seconds,
             s.failed_attempts,
-            s.lease_owner.as_deref().unwrap_or("no worker")
+            printable(s.lease_owner.as_deref().unwrap_or("no worker"))
         );
     }
     let unknown = |value: &Option<String>| match value {
@@ -203,7 +204,7 @@ pub fn render(status: &Status) -> String {
         let _ = writeln!(out, "ok: nothing needs attention");
     }
     for warning in warnings {
-        let _ = writeln!(out, "warning: {warning}");
+        let _ = writeln!(out, "warning: {}", printable(&warning));
     }
     out
 }
@@ -211,7 +212,11 @@ pub fn render(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{queue::backend::WorkerInfo, store::Cursor};
+    use crate::{
+        ops::test_support::{HOSTILE, assert_printable},
+        queue::backend::WorkerInfo,
+        store::Cursor,
+    };
 
     fn healthy() -> Status {
         let at = DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
@@ -288,6 +293,20 @@ mod tests {
             render(&status)
                 .contains("webhook 00000000-0000-0000-0000-000000000000 paused: 10 delivered")
         );
+    }
+
+    #[test]
+    fn reasons_errors_and_owners_show_control_characters_escaped() {
+        let mut status = healthy();
+        let mut failing = subscription("active");
+        failing.subscription.failing_since = Some(status.at);
+        failing.subscription.last_error = Some(HOSTILE.into());
+        failing.subscription.lease_owner = Some(HOSTILE.into());
+        let mut paused = subscription("paused");
+        paused.subscription.state_reason = Some(HOSTILE.into());
+        status.webhooks = vec![failing, paused];
+        status.queue.workers[0].name = HOSTILE.into();
+        assert_printable(&render(&status));
     }
 
     #[test]

@@ -412,7 +412,7 @@ async fn act(
     let details = match action {
         "block" => {
             let [reason] = request::json_fields(request, ["reason"]).await?;
-            let reason = reason.trim();
+            let reason = request::free_text("reason", reason.trim())?;
             if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
                 return Err(ApiError::field(
                     "reason",
@@ -493,8 +493,13 @@ async fn add_webhook(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let ([url], [types]) = request::json_fields_and_optional(request, ["url"], ["types"]).await?;
-    let types = types.map(|raw| raw.split(',').map(str::to_owned).collect());
-    let added = manage::add(&state.pool, &state.config.webhooks, &url, types).await?;
+    let url = request::free_text("url", &url)?;
+    let types = types
+        .as_deref()
+        .map(|raw| request::free_text("types", raw))
+        .transpose()?
+        .map(|raw| raw.split(',').map(str::to_owned).collect());
+    let added = manage::add(&state.pool, &state.config.webhooks, url, types).await?;
     subscription_response(state, added.id, StatusCode::CREATED, Some(&added.secret)).await
 }
 
@@ -541,7 +546,7 @@ async fn replay_webhook(
 ) -> Result<Response<Body>, ApiError> {
     let id = parse_subscription_id(raw_id)?;
     let [from] = request::json_fields(request, ["from"]).await?;
-    manage::replay(&state.pool, id, &from).await?;
+    manage::replay(&state.pool, id, request::free_text("from", &from)?).await?;
     subscription_response(state, id, StatusCode::OK, None).await
 }
 

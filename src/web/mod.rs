@@ -70,11 +70,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let limits = state.config.web.connections;
+    let per_client = http_server::PerClient {
+        max_connections: state.config.web.max_connections_per_client,
+        ipv6_prefix: state.config.limits.ipv6_prefix,
+        exempt: state.config.web.trusted_proxies.clone(),
+    };
     let handler = move |peer: IpAddr, request: Request<Incoming>| {
         let state = state.clone();
         async move { routes::handle(&state, peer, request).await }
     };
-    http_server::serve(listener, limits, handler, shutdown).await;
+    http_server::serve(listener, limits, Some(per_client), handler, shutdown).await;
 }
 
 /// Serves `GET /metrics` on its own listener (`METRICS_PORT`), never on

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use super::response::{ApiError, FieldErrors};
-use crate::config::IpRange;
+use crate::{config::IpRange, domain::text::has_terminal_control};
 
 /// Largest request body accepted (DESIGN: 16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -51,6 +51,19 @@ pub async fn json_fields_and_optional<const N: usize, const M: usize>(
     } else {
         Err(ApiError::Validation(errors))
     }
+}
+
+/// `value`, the free text of `field`, unless it holds a character that
+/// would drive the terminal of the operator who later reads it in a table
+/// (`porter accounts show`): then `400` for the field.
+pub fn free_text<'a>(field: &str, value: &'a str) -> Result<&'a str, ApiError> {
+    if has_terminal_control(value) {
+        return Err(ApiError::field(
+            field,
+            "must not contain control characters (ESC, BEL, CR, line breaks, …) or bidirectional overrides",
+        ));
+    }
+    Ok(value)
 }
 
 /// Reads the optional string fields `expected` from a JSON object or from a

@@ -21,6 +21,7 @@ pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) 
     let context = RequestContext::new(
         Uuid::now_v7().to_string(),
         request::client_ip(peer, request.headers(), &state.config.web.trusted_proxies),
+        &state.config.secret_key,
     );
     // Every line logged while the request is handled, in the store, Redis
     // and mail code too, carries the HTTP request id through this span.

@@ -10,6 +10,14 @@
 //! 127.0.0.1 later (DNS rebinding) is refused at send time.
 //! `WEBHOOK_ALLOW_PRIVATE_NETWORKS=true` lifts the rule (tests, `porter
 //! dev`).
+//!
+//! IPv6 is allowed only in global unicast (`2000::/3`), and not in the parts
+//! of it that reach IPv4 hosts through a translator or tunnel (6to4,
+//! Teredo) or are reserved (ORCHID, benchmarking, documentation), since an
+//! embedded 10.0.0.1 or 127.0.0.1 is as internal as the real one. A name
+//! that resolves inside is refused without saying to which address or kind:
+//! whoever may add subscriptions (any API key) must not learn the internal
+//! DNS from the answers; the log line for the operator names both.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -24,23 +32,14 @@ use url::{Host, Url};
 pub enum Refused {
     #[error("a webhook URL is http or https with a host, no user or password")]
     Malformed,
-    #[error("{host}{}a {kind} address (WEBHOOK_ALLOW_PRIVATE_NETWORKS is off)", resolved(.host, .address))]
-    Private {
-        host: String,
-        address: IpAddr,
-        kind: &'static str,
-    },
+    /// An address given as such: saying what kind tells nothing new.
+    #[error("{address} is a {kind} address (WEBHOOK_ALLOW_PRIVATE_NETWORKS is off)")]
+    PrivateAddress { address: IpAddr, kind: &'static str },
+    /// A name: neither the address nor its kind is said.
+    #[error("{host} resolves to a non-public address (WEBHOOK_ALLOW_PRIVATE_NETWORKS is off)")]
+    ResolvesInside { host: String },
     #[error("{host} does not resolve: {reason}")]
     Unresolvable { host: String, reason: String },
-}
-
-/// " is " for an address literal, " is <address>, " for a name.
-fn resolved(host: &str, address: &IpAddr) -> String {
-    if host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok() {
-        " is ".to_owned()
-    } else {
-        format!(" is {address}, ")
-    }
 }
 
 /// The kind of address `ip` is when it is not on the public internet.
@@ -67,25 +66,34 @@ fn private_v4(ip: Ipv4Addr) -> Option<&'static str> {
         (192, 0, 0) => "IETF protocol",
         (198, 18..=19, _) => "benchmarking",
         _ if ip.is_broadcast() || ip.is_multicast() || a >= 240 => "multicast or reserved",
+        (192, 88, 99) => "6to4 relay",
         _ if ip.is_documentation() => "documentation",
         _ => return None,
     })
 }
 
+/// Anything outside global unicast, and the parts of it that are not one
+/// host on the internet; the named kinds only make the message clearer.
 fn private_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let first = ip.segments()[0];
-    Some(match first {
+    let [first, second, ..] = ip.segments();
+    Some(match (first, second) {
         _ if ip.is_loopback() => "loopback",
         _ if ip.is_unspecified() => "unspecified",
         // fc00::/7, AWS's metadata service fd00:ec2::254 among them.
         _ if first & 0xfe00 == 0xfc00 => "private (unique local) or metadata",
         _ if first & 0xffc0 == 0xfe80 => "link-local",
+        _ if first & 0xffc0 == 0xfec0 => "site-local",
         _ if ip.is_multicast() => "multicast",
-        // ::/96 (IPv4-compatible) and 64:ff9b::/96 (NAT64) reach IPv4 hosts.
-        _ if ip.segments()[..6] == [0; 6] => "IPv4-compatible",
-        0x64 if ip.segments()[1] == 0xff9b => "NAT64",
-        // 2001:db8::/32
-        0x2001 if ip.segments()[1] == 0xdb8 => "documentation",
+        // ::/96 (IPv4-compatible), ::ffff:0:0:0/96 (SIIT), 64:ff9b::/96 and
+        // 64:ff9b:1::/48 (NAT64) carry an IPv4 address to a translator.
+        _ if ip.segments()[..4] == [0; 4] => "IPv4-compatible or translated",
+        (0x64, 0xff9b) => "NAT64",
+        // 2001::/23: Teredo (2001::/32), benchmarking, ORCHID and more.
+        (0x2001, 0..=0x1ff) => "Teredo or IETF protocol",
+        (0x2001, 0xdb8) => "documentation",
+        (0x2002, _) => "6to4",
+        (0x3fff, 0..=0xfff) => "documentation",
+        _ if first & 0xe000 != 0x2000 => "reserved (not global unicast)",
         _ => return None,
     })
 }
@@ -118,16 +126,8 @@ pub fn refuse_private_address(url: &Url) -> Result<(), Refused> {
         Some(Host::Ipv6(ip)) => ip.into(),
         Some(Host::Domain(_)) | None => return Ok(()),
     };
-    refuse_private(&address.to_string(), address)
-}
-
-fn refuse_private(host: &str, address: IpAddr) -> Result<(), Refused> {
     match private_kind(address) {
-        Some(kind) => Err(Refused::Private {
-            host: host.to_owned(),
-            address,
-            kind,
-        }),
+        Some(kind) => Err(Refused::PrivateAddress { address, kind }),
         None => Ok(()),
     }
 }
@@ -142,7 +142,13 @@ async fn resolve_public(name: &str, port: u16) -> Result<Vec<SocketAddr>, Refuse
         })?
         .collect();
     for address in &addresses {
-        refuse_private(name, address.ip())?;
+        if let Some(kind) = private_kind(address.ip()) {
+            // For the operator only; the answer does not say.
+            tracing::info!(host = name, address = %address.ip(), kind, "webhook host refused: it resolves to a non-public address");
+            return Err(Refused::ResolvesInside {
+                host: name.to_owned(),
+            });
+        }
     }
     Ok(addresses)
 }
@@ -205,6 +211,64 @@ mod tests {
         }
     }
 
+    #[test]
+    fn only_global_unicast_ipv6_is_accepted() {
+        for (internal, what) in [
+            ("::ffff:0:a00:1", "SIIT, IPv4-translated 10.0.0.1"),
+            ("::ffff:0:7f00:1", "SIIT, IPv4-translated 127.0.0.1"),
+            ("2002:a00:1::1", "6to4 of 10.0.0.1"),
+            ("2002:7f00:1::", "6to4 of 127.0.0.1"),
+            ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "Teredo"),
+            ("2001::1", "Teredo"),
+            ("fec0::1", "site-local"),
+            ("feff::1", "site-local"),
+            ("64:ff9b::7f00:1", "NAT64 of 127.0.0.1"),
+            ("64:ff9b:1::a00:1", "local-use NAT64"),
+            ("::a00:1", "IPv4-compatible"),
+            ("2001:10::1", "ORCHID"),
+            ("2001:20::1", "ORCHIDv2"),
+            ("2001:2::1", "benchmarking"),
+            ("2001:db8::1", "documentation"),
+            ("3fff::1", "documentation (RFC 9637)"),
+            ("100::1", "discard-only"),
+            ("ff02::1", "multicast, link-local scope"),
+            ("ff0e::1", "multicast, global scope"),
+            ("4000::1", "reserved, outside 2000::/3"),
+            ("1::1", "reserved"),
+        ] {
+            let ip: IpAddr = internal.parse().expect("an address");
+            assert!(
+                private_kind(ip).is_some(),
+                "{internal} ({what}) must be refused"
+            );
+        }
+        for public in [
+            "2606:4700:4700::1111",
+            "2001:4860:4860::8888",
+            "2a00:1450:4001:80b::200e",
+            "2620:fe::fe",
+            "2400:cb00::1",
+        ] {
+            let ip: IpAddr = public.parse().expect("an address");
+            assert_eq!(private_kind(ip), None, "{public} is global unicast");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_inside_is_refused_without_saying_where_it_points() {
+        let refused = check("http://localhost:6379/", false)
+            .await
+            .expect_err("localhost is refused");
+        let message = refused.to_string();
+        assert!(
+            message.contains("localhost resolves to a non-public address"),
+            "{message}"
+        );
+        for leak in ["127.0.0.1", "::1", "loopback"] {
+            assert!(!message.contains(leak), "{leak} named: {message}");
+        }
+    }
+
     #[tokio::test]
     async fn urls_to_internal_hosts_are_refused_unless_allowed() {
         for url in [
@@ -215,7 +279,10 @@ mod tests {
             "http://[::ffff:10.0.0.1]/",
         ] {
             assert!(
-                matches!(check(url, false).await, Err(Refused::Private { .. })),
+                matches!(
+                    check(url, false).await,
+                    Err(Refused::PrivateAddress { .. } | Refused::ResolvesInside { .. })
+                ),
                 "{url}"
             );
             assert!(

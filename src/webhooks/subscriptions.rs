@@ -201,6 +201,19 @@ pub async fn rotate_secret(
     Ok((rotated.rows_affected() == 1).then_some(secret))
 }
 
+/// Deletes every rotated-out secret whose overlap has ended, so an old
+/// secret does not outlive its use in the database (and its backups);
+/// returns how many. Run by every deliverer's claim loop.
+pub async fn forget_expired_secrets(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let forgotten = sqlx::query(
+        "UPDATE webhook_subscriptions SET previous_secret = NULL, previous_secret_until = NULL \
+         WHERE previous_secret_until <= now()",
+    )
+    .execute(pool)
+    .await?;
+    Ok(forgotten.rows_affected())
+}
+
 /// Moves subscription `id` back (or forward) to `from`: the events after it
 /// are delivered again, with the same ids. `false` when there is no such
 /// subscription.

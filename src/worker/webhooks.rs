@@ -18,7 +18,8 @@
 //! Each worker takes a fair share of the subscriptions (the active ones
 //! divided by the workers seen within a lease, rounded up): one that holds
 //! more lets the surplus go at its next batch boundary, and the others
-//! take it. A stopping worker lets its subscriptions go at once.
+//! take it. A stopping worker lets its subscriptions go at once. The claim
+//! loop also deletes rotated-out secrets once their overlap has ended.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -106,6 +107,11 @@ pub async fn run(
                 }
             }
             Err(error) => tracing::warn!(%error, "claiming webhook subscriptions failed"),
+        }
+        match subscriptions::forget_expired_secrets(&deliverer.pool).await {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::info!(forgotten, "rotated-out webhook secrets deleted"),
+            Err(error) => tracing::warn!(%error, "deleting rotated-out webhook secrets failed"),
         }
         tokio::select! {
             () = tokio::time::sleep(CLAIM_INTERVAL) => {}

@@ -220,3 +220,52 @@ async fn a_field_given_twice_is_a_400_on_that_field() {
     );
     assert_eq!(app.count_events("AccountRegistered").await, 0);
 }
+
+#[tokio::test]
+async fn control_characters_in_the_admin_apis_free_text_are_refused_per_field() {
+    let app = spawn_app().await;
+    let (key, _) = crate::admin::api_key(&app).await;
+    let user = app.active_user().await;
+    let email = user["email"].as_str().expect("email");
+    let id = app
+        .admin_get(&format!("accounts?email={email}"), &key)
+        .await
+        .json()["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    // What an operator's terminal would obey in `porter accounts show` or
+    // `porter webhooks list`: ESC sequences, BEL, CR, a C1 CSI, a
+    // right-to-left override.
+    let hostile = [
+        "\u{1b}]0;owned\u{7}",
+        "chargeback\rfraud",
+        "\u{1b}[2J",
+        "\u{9b}31m",
+        "\u{202e}kcabegrahc",
+    ];
+    for (path, field, value) in hostile
+        .iter()
+        .map(|text| (format!("accounts/{id}/block"), "reason", (*text).to_owned()))
+        .chain(hostile.iter().map(|text| {
+            (
+                "webhooks".to_owned(),
+                "url",
+                format!("https://hooks.example/{text}"),
+            )
+        }))
+    {
+        let response = app
+            .admin_post(&path, &key, Some(json!({ field: value })))
+            .await;
+        assert_eq!(response.status(), 400, "{path} {value:?}");
+        let body = response.json();
+        let message = body["error"]["fields"][field][0]
+            .as_str()
+            .unwrap_or_default();
+        assert!(message.contains("control characters"), "{body}");
+    }
+    assert_eq!(app.count_events("AccountBlocked").await, 0);
+    let listed = app.admin_get("webhooks", &key).await.json();
+    assert_eq!(listed["subscriptions"], json!([]), "{listed}");
+}

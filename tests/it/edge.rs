@@ -370,27 +370,29 @@ fn listening_addresses(port: u16) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn porter_dev_listens_on_loopback_only() {
-    let app = spawn_app_with(TestOptions {
-        run_worker: false,
-        ..TestOptions::default()
-    })
-    .await;
+/// `porter <command>` with `app`'s environment on free ports (`PORT`,
+/// `METRICS_PORT`) and `overrides`, once it answers on 127.0.0.1; with the
+/// two ports.
+async fn start_porter(
+    app: &TestApp,
+    command: &str,
+    overrides: &[(&str, &str)],
+) -> (tokio::process::Child, u16, u16) {
     let (port, metrics_port) = (free_port(), free_port());
-    let mut dev = tokio::process::Command::new(env!("CARGO_BIN_EXE_porter"))
-        .arg("dev")
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_porter"))
+        .arg(command)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(&app.env)
         .env("PORT", port.to_string())
         .env("METRICS_PORT", metrics_port.to_string())
         .env("RUST_LOG", "warn")
+        .envs(overrides.iter().copied())
         .kill_on_drop(true)
         .spawn()
-        .expect("start porter dev");
+        .unwrap_or_else(|error| panic!("start porter {command}: {error}"));
     let client = &app.client;
-    eventually("porter dev to answer", || async {
+    eventually("porter to answer", || async {
         let health = client
             .get(format!("http://127.0.0.1:{port}/healthz"))
             .send()
@@ -399,15 +401,145 @@ async fn porter_dev_listens_on_loopback_only() {
         (health.status() == 200).then_some(())
     })
     .await;
+    (child, port, metrics_port)
+}
+
+async fn stop(mut porter: tokio::process::Child) {
+    porter.start_kill().expect("stop porter");
+    porter.wait().await.expect("porter stopped");
+}
+
+/// The kernel's hex for 127.0.0.1 and 0.0.0.0 in `/proc/net/tcp`.
+const LOOPBACK_HEX: &str = "0100007F";
+const ANY_HEX: &str = "00000000";
+
+#[tokio::test]
+async fn porter_dev_listens_on_loopback_only() {
+    let app = spawn_app_with(TestOptions {
+        run_worker: false,
+        ..TestOptions::default()
+    })
+    .await;
+    let (dev, port, metrics_port) = start_porter(&app, "dev", &[]).await;
     for listening in [port, metrics_port] {
         assert_eq!(
             listening_addresses(listening),
-            vec!["0100007F".to_owned()],
+            vec![LOOPBACK_HEX.to_owned()],
             "port {listening}: 127.0.0.1 only"
         );
     }
-    dev.start_kill().expect("stop porter dev");
-    dev.wait().await.expect("porter dev stopped");
+    stop(dev).await;
+}
+
+#[tokio::test]
+async fn porter_web_serves_metrics_on_loopback_and_binds_where_told() {
+    let app = spawn_app_with(TestOptions {
+        run_worker: false,
+        ..TestOptions::default()
+    })
+    .await;
+    let (web, port, metrics_port) = start_porter(&app, "web", &[]).await;
+    assert_eq!(
+        listening_addresses(port),
+        vec![ANY_HEX.to_owned()],
+        "by default the API listens on every interface"
+    );
+    assert_eq!(
+        listening_addresses(metrics_port),
+        vec![LOOPBACK_HEX.to_owned()],
+        "by default metrics listen on 127.0.0.1 only"
+    );
+    let scraped = app
+        .client
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .expect("scraped");
+    assert_eq!(scraped.status(), 200);
+    stop(web).await;
+
+    let (web, port, metrics_port) = start_porter(
+        &app,
+        "web",
+        &[
+            ("BIND_ADDRESS", "127.0.0.1"),
+            ("METRICS_BIND_ADDRESS", "0.0.0.0"),
+        ],
+    )
+    .await;
+    assert_eq!(listening_addresses(port), vec![LOOPBACK_HEX.to_owned()]);
+    assert_eq!(listening_addresses(metrics_port), vec![ANY_HEX.to_owned()]);
+    stop(web).await;
+}
+
+#[tokio::test]
+async fn one_client_cannot_hold_every_connection() {
+    let app = spawn_app_with(
+        TestOptions::default()
+            .with("MAX_CONNECTIONS_PER_CLIENT", "3")
+            .with("CONNECTION_IDLE_TIMEOUT", "60s"),
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect(&app).await);
+    }
+    // A whole request, so a connection served (not closed at once) answers.
+    let health = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    let mut one_more = connect(&app).await;
+    // Refused already, the write may fail; the read then sees the close.
+    let _ = one_more.write_all(health).await;
+    let received = read_until_closed(&mut one_more, DEADLINE).await;
+    assert!(
+        received.is_empty(),
+        "closed without an answer: {}",
+        String::from_utf8_lossy(&received)
+    );
+
+    // The whole of 127/8 is loopback: another client on the same machine.
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("an address"))
+        .expect("bind 127.0.0.2");
+    let mut other_client = socket
+        .connect(api_address(&app).parse().expect("an address"))
+        .await
+        .expect("connect from 127.0.0.2");
+    other_client.write_all(health).await.expect("send");
+    let answer = read_until_closed(&mut other_client, DEADLINE).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "another client is served: {}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // A connection closed gives its client a slot back.
+    drop(held.pop());
+    eventually("127.0.0.1 to get a slot back", || async {
+        let mut stream = connect(&app).await;
+        stream.write_all(health).await.ok()?;
+        let answer = read_until_closed(&mut stream, DEADLINE).await;
+        answer.starts_with(b"HTTP/1.1 200").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_is_not_capped_per_client() {
+    let app = spawn_app_with(
+        TestOptions::default()
+            .with("MAX_CONNECTIONS_PER_CLIENT", "1")
+            .with("TRUSTED_PROXIES", "127.0.0.1")
+            .with("CONNECTION_IDLE_TIMEOUT", "60s"),
+    )
+    .await;
+    let _held = connect(&app).await;
+    let status = raw_status(
+        &app,
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, "200", "every client arrives through the proxy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

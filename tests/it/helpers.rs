@@ -152,6 +152,8 @@ fn test_environment(
         ("RATE_LIMIT_FAILED_ADMIN_AUTH_PER_IP", GENEROUS.into()),
         ("RATE_LIMIT_SIGN_IN_PER_ACCOUNT", GENEROUS.into()),
         ("RATE_LIMIT_SIGN_IN_PER_IP", GENEROUS.into()),
+        // Every test's clients connect from 127.0.0.1.
+        ("MAX_CONNECTIONS_PER_CLIENT", "10000".into()),
         // The tests' webhook receivers listen on 127.0.0.1.
         ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true".into()),
         ("WEBHOOK_RETRY_BASE", "50ms".into()),

@@ -404,3 +404,40 @@ async fn request_text_cannot_forge_a_log_line() {
         );
     }
 }
+
+/// The `client_ip_hash` stored with a sign-up's events.
+async fn stored_client_ip_hash(app: &TestApp) -> String {
+    assert_eq!(app.sign_up(&new_user()).await.status(), 202);
+    sqlx::query_scalar(
+        "SELECT metadata->>'client_ip_hash' FROM events WHERE event_type = 'AccountRegistered'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("the sign-up's metadata")
+}
+
+#[tokio::test]
+async fn the_client_ip_hash_is_keyed_by_the_secret_key() {
+    use sha2::{Digest as _, Sha256};
+
+    let mut hashes = Vec::new();
+    for secret_key in ["a", "b"] {
+        let app = spawn_app_with(
+            TestOptions {
+                run_worker: false,
+                ..TestOptions::default()
+            }
+            .with("SECRET_KEY", secret_key.repeat(64)),
+        )
+        .await;
+        hashes.push(stored_client_ip_hash(&app).await);
+    }
+    // Unkeyed, all of IPv4 is hashed in an hour and the log names clients.
+    let unkeyed = hex::encode(&Sha256::digest(b"127.0.0.1")[..8]);
+    assert_ne!(hashes[0], unkeyed, "not SHA-256 of the address");
+    assert_ne!(
+        hashes[0], hashes[1],
+        "one client, two SECRET_KEYs: two hashes"
+    );
+    assert_eq!(hashes[0].len(), 16, "{}", hashes[0]);
+}

@@ -505,6 +505,18 @@ async fn a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends() {
             .then_some(())
     })
     .await;
+    eventually("the rotated-out secret to be deleted", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT previous_secret IS NULL AND previous_secret_until IS NULL \
+             FROM webhook_subscriptions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("read the subscription")
+        .then_some(())
+    })
+    .await;
     sign_up(&app, 1).await;
     eventually("a delivery after the overlap", || async {
         (receiver.delivered_count() == 3).then_some(())
@@ -634,6 +646,22 @@ async fn private_addresses_are_refused_when_added_and_when_sent_to() {
             .as_str()
             .unwrap_or_default()
             .contains("link-local or metadata"),
+        "{message}"
+    );
+    // A name is refused without saying where it points: the API must not
+    // map the internal DNS for whoever holds a key.
+    let named = app
+        .admin_post(
+            "webhooks",
+            &key,
+            Some(json!({ "url": "http://localhost:6379/" })),
+        )
+        .await;
+    assert_eq!(named.status(), 400);
+    let message = named.json()["error"]["fields"]["url"][0].to_string();
+    assert!(
+        message.contains("localhost resolves to a non-public address")
+            && !message.contains("127.0.0.1"),
         "{message}"
     );
     assert!(

@@ -541,6 +541,8 @@ impl<'a> Porter<'a> {
                 ("RATE_LIMIT_RESET_PER_EMAIL", "100000000/1m".into()),
                 ("RATE_LIMIT_SIGN_IN_PER_ACCOUNT", "100000000/1m".into()),
                 ("RATE_LIMIT_SIGN_IN_PER_IP", "100000000/1m".into()),
+                // The overload phase's 256 clients are one client to Porter.
+                ("MAX_CONNECTIONS_PER_CLIENT", "100000".into()),
             ]
             .map(|(name, value)| (name.to_owned(), value))
             .to_vec(),
