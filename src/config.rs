@@ -399,8 +399,9 @@ pub struct RateLimits {
     pub failed_admin_auth_per_ip: Limit,
     /// IPv6 clients are budgeted by their network of this prefix length.
     pub ipv6_prefix: u8,
-    /// Wrong passwords per account (per login when it names no account).
-    pub failed_sign_in_per_account: Limit,
+    /// Wrong passwords per login as typed (canonical form), per device
+    /// token, and at password change per account.
+    pub failed_sign_in_per_login: Limit,
     pub failed_sign_in_per_ip: Limit,
     pub reset_per_ip: Limit,
     pub reset_per_email: Limit,
@@ -698,8 +699,8 @@ impl RateLimits {
             ipv6_prefix: env
                 .optional("RATE_LIMIT_IPV6_PREFIX", parse_ipv6_prefix)?
                 .unwrap_or(64),
-            failed_sign_in_per_account: env
-                .optional("RATE_LIMIT_FAILED_SIGN_IN_PER_ACCOUNT", parse_limit)?
+            failed_sign_in_per_login: env
+                .optional("RATE_LIMIT_FAILED_SIGN_IN_PER_LOGIN", parse_limit)?
                 .unwrap_or(Limit::per(10, 900)),
             failed_sign_in_per_ip: env
                 .optional("RATE_LIMIT_FAILED_SIGN_IN_PER_IP", parse_limit)?

@@ -539,6 +539,9 @@ impl<'a> Porter<'a> {
                 ("EMAIL_PER_ADDRESS", "100000000/1m".into()),
                 ("RATE_LIMIT_RESET_PER_IP", "100000000/1m".into()),
                 ("RATE_LIMIT_RESET_PER_EMAIL", "100000000/1m".into()),
+                // Sign-ins reserve failure budgets before they hash.
+                ("RATE_LIMIT_FAILED_SIGN_IN_PER_LOGIN", "100000000/1m".into()),
+                ("RATE_LIMIT_FAILED_SIGN_IN_PER_IP", "100000000/1m".into()),
             ]
             .map(|(name, value)| (name.to_owned(), value))
             .to_vec(),
