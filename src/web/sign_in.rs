@@ -15,10 +15,9 @@
 //! later sign-in to the same account, it moves that attempt from the
 //! login's budget to the device's own, so whoever spends a login's budget
 //! does not lock its owner out of a device they signed in from before.
-//! Only the right password
-//! learns that an account is pending (`403`). A hash made with older Argon2
-//! parameters is replaced after a successful sign-in (`PasswordChanged`,
-//! reason `rehash`).
+//! Only the right password learns that an account is pending (`403`). A
+//! hash made with older Argon2 parameters is replaced after a successful
+//! sign-in (`PasswordChanged`, reason `rehash`).
 //!
 //! Everything else here needs `Authorization: Bearer <token>`; see
 //! [`crate::sessions`] for what a token is and where it lives.

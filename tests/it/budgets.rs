@@ -73,11 +73,14 @@ async fn a_concurrent_burst_of_wrong_passwords_hashes_no_more_than_the_budget() 
             "the right password was refused: the budget is spent"
         );
     }
-    assert_eq!(
-        app.sign_in(&login, WRONG).await.status(),
-        429,
-        "the budget is spent"
-    );
+    // The right password gave its unit back: whatever the order, the burst
+    // and what follows it get exactly ten wrong guesses in all.
+    let mut later = 0;
+    while app.sign_in(&login, WRONG).await.status() == 401 {
+        later += 1;
+        assert!(wrong + later <= 10, "more wrong guesses than the budget");
+    }
+    assert_eq!(wrong + later, 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
