@@ -416,8 +416,9 @@ pub struct RateLimits {
     pub failed_admin_auth_per_ip: Limit,
     /// IPv6 clients are budgeted by their network of this prefix length.
     pub ipv6_prefix: u8,
-    /// Wrong passwords per account (per login when it names no account).
-    pub failed_sign_in_per_account: Limit,
+    /// Wrong passwords per login as typed (canonical form), per device
+    /// token, and at password change per account.
+    pub failed_sign_in_per_login: Limit,
     pub failed_sign_in_per_ip: Limit,
     /// Successful sign-ins per account: each one is a session.
     pub sign_in_per_account: Limit,
@@ -708,6 +709,12 @@ impl WorkerConfig {
 
 impl RateLimits {
     fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        // Renamed when failures became counted per login text: a deployment
+        // still setting the old name must not fall back to the default
+        // without a word.
+        env.optional("RATE_LIMIT_FAILED_SIGN_IN_PER_ACCOUNT", |_| {
+            Err::<(), _>("was renamed to RATE_LIMIT_FAILED_SIGN_IN_PER_LOGIN".to_owned())
+        })?;
         Ok(Self {
             sign_up_per_ip: env
                 .optional("RATE_LIMIT_SIGN_UP_PER_IP", parse_limit)?
@@ -730,8 +737,8 @@ impl RateLimits {
             ipv6_prefix: env
                 .optional("RATE_LIMIT_IPV6_PREFIX", parse_ipv6_prefix)?
                 .unwrap_or(64),
-            failed_sign_in_per_account: env
-                .optional("RATE_LIMIT_FAILED_SIGN_IN_PER_ACCOUNT", parse_limit)?
+            failed_sign_in_per_login: env
+                .optional("RATE_LIMIT_FAILED_SIGN_IN_PER_LOGIN", parse_limit)?
                 .unwrap_or(Limit::per(10, 900)),
             failed_sign_in_per_ip: env
                 .optional("RATE_LIMIT_FAILED_SIGN_IN_PER_IP", parse_limit)?
@@ -1063,6 +1070,23 @@ mod tests {
 
     fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
         Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn the_renamed_failed_sign_in_budget_is_refused_under_its_old_name() {
+        let mut vars = complete();
+        vars.insert("RATE_LIMIT_FAILED_SIGN_IN_PER_ACCOUNT", "5/1m".to_owned());
+        let error = load(&vars).expect_err("the old name is refused");
+        assert_eq!(error.variable, "RATE_LIMIT_FAILED_SIGN_IN_PER_ACCOUNT");
+        assert!(
+            error
+                .problem
+                .contains("RATE_LIMIT_FAILED_SIGN_IN_PER_LOGIN")
+        );
+        vars.remove("RATE_LIMIT_FAILED_SIGN_IN_PER_ACCOUNT");
+        vars.insert("RATE_LIMIT_FAILED_SIGN_IN_PER_LOGIN", "5/1m".to_owned());
+        let config = load(&vars).expect("the new name loads");
+        assert_eq!(config.limits.failed_sign_in_per_login, Limit::per(5, 60));
     }
 
     #[test]

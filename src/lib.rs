@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod device_tokens;
 pub mod domain;
 pub mod gauges;
 pub mod hashing;

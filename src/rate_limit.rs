@@ -12,6 +12,12 @@
 //! refused request spends nothing, so a client that keeps hammering is
 //! admitted again as soon as its budget has room.
 //!
+//! A budget of failures is spent up front ([`RateLimiter::reserve`]) and the
+//! unit given back when the attempt succeeds ([`Reservation::refund`]):
+//! checking first and spending after the (slow) attempt let every request
+//! of a concurrent burst pass the check before any of them spent, so a
+//! burst of 39 guesses all ran against a budget of 10.
+//!
 //! When Redis cannot be reached the limiter does not admit everything: the
 //! same budgets are enforced per process, in memory ([`LocalLimits`]), and
 //! Redis is left alone for a moment so a dead Redis does not add its
@@ -59,6 +65,23 @@ end
 return 0
 ";
 
+/// Gives one unit back to the GCRA on one key: its arrival time moves back
+/// one emission interval (ARGV, microseconds), never before now; a budget
+/// that is whole again loses its key.
+const GCRA_REFUND: &str = r"
+local stored = redis.call('GET', KEYS[1])
+if not stored then return 0 end
+local now = redis.call('TIME')
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local tat = tonumber(stored) - tonumber(ARGV[1])
+if tat <= now_us then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.max(1, math.ceil((tat - now_us) / 1000)))
+end
+return 0
+";
+
 /// How long the limiter uses only its in-process budgets after Redis
 /// failed, before it tries Redis again.
 const REDIS_BACKOFF: Duration = Duration::from_secs(1);
@@ -78,9 +101,10 @@ pub enum Budget {
     ResendPerEmail,
     /// Failed uses of an emailed link (activation or password reset).
     FailedActivationPerIp,
-    /// Wrong passwords at sign-in or password change, per account (per
-    /// login when it names no account).
-    FailedSignInPerAccount,
+    /// Wrong passwords at sign-in per login as typed (canonical and
+    /// kind-prefixed, whether or not an account holds it) or per device
+    /// token presented with it, and at password change per account.
+    FailedSignInPerLogin,
     FailedSignInPerIp,
     /// Successful sign-ins (new sessions) per account.
     SignInPerAccount,
@@ -102,7 +126,7 @@ impl Budget {
             Self::ResendPerIp => "resend-ip",
             Self::ResendPerEmail => "resend-email",
             Self::FailedActivationPerIp => "failed-activation-ip",
-            Self::FailedSignInPerAccount => "failed-sign-in-account",
+            Self::FailedSignInPerLogin => "failed-sign-in-login",
             Self::FailedSignInPerIp => "failed-sign-in-ip",
             Self::SignInPerAccount => "sign-in-account",
             Self::SignInPerIp => "sign-in-ip",
@@ -121,7 +145,7 @@ impl Budget {
             Self::ResendPerIp => "ri",
             Self::ResendPerEmail => "re",
             Self::FailedActivationPerIp => "fa",
-            Self::FailedSignInPerAccount => "sa",
+            Self::FailedSignInPerLogin => "sl",
             Self::FailedSignInPerIp => "si",
             Self::SignInPerAccount => "na",
             Self::SignInPerIp => "ni",
@@ -162,6 +186,7 @@ pub struct RateLimiter {
     namespace: String,
     ipv6_prefix: u8,
     script: Script,
+    refund_script: Script,
     /// Milliseconds since the limiter started until which Redis is not
     /// asked (it failed recently); 0 when Redis is in use.
     redis_paused_until_ms: Arc<AtomicU64>,
@@ -187,6 +212,7 @@ impl RateLimiter {
             namespace: namespace.to_owned(),
             ipv6_prefix,
             script: Script::new(GCRA),
+            refund_script: Script::new(GCRA_REFUND),
             redis_paused_until_ms: Arc::new(AtomicU64::new(0)),
             started: Instant::now(),
             local: Arc::new(Mutex::new(LocalLimits::default())),
@@ -201,33 +227,59 @@ impl RateLimiter {
         limit: Limit,
         subject: &str,
     ) -> Result<(), RateLimited> {
-        self.run(budget, limit, subject, true).await
+        self.run(budget, limit, subject, true).await.map(drop)
     }
 
     /// Whether `subject` has spent `budget`, without spending any of it;
-    /// for budgets that count failures, recorded with [`Self::record`].
+    /// for budgets that count outcomes, recorded with [`Self::record`]
+    /// afterwards. A budget of failures is reserved instead
+    /// ([`Self::reserve`]): check-then-record lets a concurrent burst pass
+    /// the check together.
     pub async fn check(
         &self,
         budget: Budget,
         limit: Limit,
         subject: &str,
     ) -> Result<(), RateLimited> {
-        self.run(budget, limit, subject, false).await
+        self.run(budget, limit, subject, false).await.map(drop)
     }
 
-    /// Spends one unit of `budget` (a failure happened).
+    /// Spends one unit of `budget` (what it counts happened).
     pub async fn record(&self, budget: Budget, limit: Limit, subject: &str) {
         // Over budget already: nothing more to record.
         let _ = self.run(budget, limit, subject, true).await;
     }
 
+    /// Spends one unit of `budget` before an attempt that may fail, or
+    /// refuses it (spending nothing) with how long to wait. The attempt
+    /// gives the unit back with [`Reservation::refund`] when it succeeds, so
+    /// only failures stay spent, and a concurrent burst can never start more
+    /// attempts than the budget holds.
+    pub async fn reserve(
+        &self,
+        budget: Budget,
+        limit: Limit,
+        subject: &str,
+    ) -> Result<Reservation<'_>, RateLimited> {
+        let (key, held_by) = self.run(budget, limit, subject, true).await?;
+        Ok(Reservation {
+            limiter: self,
+            budget,
+            key,
+            cell: Cell::of(limit),
+            held_by,
+        })
+    }
+
+    /// Runs the GCRA on `subject`'s key of `budget`, spending one unit when
+    /// `spend` and admitted; answers the key and where it lives.
     async fn run(
         &self,
         budget: Budget,
         limit: Limit,
         subject: &str,
         spend: bool,
-    ) -> Result<(), RateLimited> {
+    ) -> Result<(String, HeldBy), RateLimited> {
         let key = format!(
             "{}:rl:{}:{}",
             self.namespace,
@@ -256,21 +308,26 @@ impl RateLimiter {
                 }
             }
         };
-        let wait_us = match result {
-            Some(wait_us) => wait_us.unsigned_abs(),
-            None => self
-                .local
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .run(&key, cell, spend, Instant::now()),
+        let (wait_us, held_by) = match result {
+            Some(wait_us) => (wait_us.unsigned_abs(), HeldBy::Redis),
+            None => (
+                self.local_limits().run(&key, cell, spend, Instant::now()),
+                HeldBy::Process,
+            ),
         };
         if wait_us == 0 {
-            return Ok(());
+            return Ok((key, held_by));
         }
         tracing::warn!(budget = budget.name(), "rate limit exceeded");
         Err(RateLimited {
             retry_after: Duration::from_micros(wait_us).max(Duration::from_secs(1)),
         })
+    }
+
+    fn local_limits(&self) -> std::sync::MutexGuard<'_, LocalLimits> {
+        self.local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -313,6 +370,58 @@ pub(crate) fn client_network(ip: IpAddr, ipv6_prefix: u8) -> String {
                 .checked_shl(128 - u32::from(ipv6_prefix))
                 .unwrap_or(0);
             format!("{}/{ipv6_prefix}", Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
+
+/// One unit of a budget, spent by [`RateLimiter::reserve`]: kept when the
+/// attempt failed ([`Self::keep`]), given back when it succeeded
+/// ([`Self::refund`]).
+#[derive(Debug)]
+#[must_use = "a reservation is kept with `keep` or given back with `refund`"]
+pub struct Reservation<'a> {
+    limiter: &'a RateLimiter,
+    budget: Budget,
+    key: String,
+    cell: Cell,
+    held_by: HeldBy,
+}
+
+/// Where a reservation's unit was spent, so it is given back there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeldBy {
+    Redis,
+    /// The in-process fallback, while Redis was away.
+    Process,
+}
+
+impl Reservation<'_> {
+    /// The attempt failed: the unit stays spent.
+    pub fn keep(self) {}
+
+    /// The attempt succeeded: the unit is given back (the budget's arrival
+    /// time moves back one interval, never before now). If Redis fails
+    /// meanwhile the unit comes back by itself one interval later.
+    pub async fn refund(self) {
+        match self.held_by {
+            HeldBy::Redis => {
+                let answer: Result<i64, _> = self
+                    .limiter
+                    .refund_script
+                    .key(&self.key)
+                    .arg(self.cell.interval_us)
+                    .invoke_async(&mut self.limiter.redis.clone())
+                    .await;
+                if let Err(error) = answer {
+                    tracing::warn!(budget = self.budget.name(), %error,
+                        "rate limiter: a reserved unit was not given back");
+                }
+            }
+            HeldBy::Process => {
+                self.limiter
+                    .local_limits()
+                    .refund(&self.key, self.cell, Instant::now());
+            }
         }
     }
 }
@@ -368,6 +477,19 @@ impl LocalLimits {
         self.tats.insert(key.to_owned(), new_tat);
         0
     }
+
+    /// Gives one unit back: as [`GCRA_REFUND`] does in Redis.
+    fn refund(&mut self, key: &str, cell: Cell, now: Instant) {
+        let Some(tat) = self.tats.get_mut(key) else {
+            return;
+        };
+        match tat.checked_sub(Duration::from_micros(cell.interval_us)) {
+            Some(earlier) if earlier > now => *tat = earlier,
+            _ => {
+                self.tats.remove(key);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +513,11 @@ mod tests {
         }
         let wait = local.run("k", cell, true, start);
         assert_eq!(wait, 20_000_000, "one unit returns every 20 s");
+        assert_eq!(
+            local.run("k", cell, true, start),
+            wait,
+            "a refusal spends nothing"
+        );
         assert_eq!(local.run("other", cell, true, start), 0, "per key");
         let later = start + Duration::from_secs(20);
         assert_eq!(
@@ -400,6 +527,32 @@ mod tests {
         );
         assert_eq!(local.run("k", cell, true, later), 0);
         assert!(local.run("k", cell, true, later) > 0);
+    }
+
+    #[test]
+    fn the_local_limiter_gives_a_refunded_unit_back_and_never_more() {
+        let mut local = LocalLimits::default();
+        let cell = Cell::of(limit(3, 60));
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(local.run("k", cell, true, start), 0);
+        }
+        local.refund("k", cell, start);
+        assert_eq!(local.run("k", cell, true, start), 0, "the unit came back");
+        assert!(local.run("k", cell, true, start) > 0, "and only that one");
+
+        // A budget refunded to whole is forgotten: refunds never bank units
+        // beyond the burst.
+        for _ in 0..5 {
+            local.refund("k", cell, start);
+        }
+        assert!(local.tats.is_empty());
+        for _ in 0..3 {
+            assert_eq!(local.run("k", cell, true, start), 0);
+        }
+        assert!(local.run("k", cell, true, start) > 0);
+        local.refund("unknown", cell, start);
+        assert!(!local.tats.contains_key("unknown"));
     }
 
     #[test]

@@ -177,36 +177,38 @@ pub async fn activate(
 }
 
 /// Checks the password sent along for a contested registration on the
-/// hashing threads. Guessing it is bounded by the failed-confirmation budget,
-/// consulted before the hash and charged for each miss.
+/// hashing threads. Guessing it is bounded by the failed-confirmation
+/// budget: one unit is reserved before the hash and given back when the
+/// password matches, so a concurrent burst hashes no more guesses than the
+/// budget holds.
 async fn confirm_password(
     state: &AppState,
     context: &RequestContext,
     link: &Link,
     password: Option<String>,
 ) -> Result<bool, ApiError> {
-    let budget = state.config.limits.failed_activation_per_ip;
-    let client = context.client_ip.to_string();
-    let limiter = &state.rate_limiter;
-    limiter
-        .check(Budget::FailedActivationPerIp, budget, &client)
+    let reservation = state
+        .rate_limiter
+        .reserve(
+            Budget::FailedActivationPerIp,
+            state.config.limits.failed_activation_per_ip,
+            &context.client_ip.to_string(),
+        )
         .await?;
-    let matches = match password.as_deref().map(Password::for_sign_in) {
-        Some(Ok(password)) => {
-            state
-                .hasher
-                .verify(password, Some(link.account.password_hash.clone()))
-                .await?
-                .matches
-        }
-        _ => false,
+    let verified = match password.as_deref().map(Password::for_sign_in) {
+        Some(Ok(password)) => state
+            .hasher
+            .verify(password, Some(link.account.password_hash.clone()))
+            .await
+            .map(|verification| verification.matches),
+        _ => Ok(false),
     };
-    if !matches {
-        limiter
-            .record(Budget::FailedActivationPerIp, budget, &client)
-            .await;
+    match verified {
+        Ok(false) => reservation.keep(),
+        // Matched, or never checked (the hashing queue shed it).
+        Ok(true) | Err(_) => reservation.refund().await,
     }
-    Ok(matches)
+    Ok(verified?)
 }
 
 /// "This wasn't me": cancels the pending registration the link belongs to,
@@ -267,16 +269,14 @@ async fn refuse_unusable_link(
     wants_html: bool,
 ) -> Result<Response<Body>, ApiError> {
     tracing::info!("activation link refused: unknown, expired, revoked or ended");
-    let budget = state.config.limits.failed_activation_per_ip;
-    let client = context.client_ip.to_string();
     state
         .rate_limiter
-        .check(Budget::FailedActivationPerIp, budget, &client)
+        .admit(
+            Budget::FailedActivationPerIp,
+            state.config.limits.failed_activation_per_ip,
+            &context.client_ip.to_string(),
+        )
         .await?;
-    state
-        .rate_limiter
-        .record(Budget::FailedActivationPerIp, budget, &client)
-        .await;
     link_invalid(state, headers, wants_html)
 }
 

@@ -137,19 +137,17 @@ pub async fn handle(
     }
 }
 
-/// The id of the live API key the request carries. A client that keeps
-/// failing is refused with `429` before any lookup.
+/// The id of the live API key the request carries. The key is looked up
+/// first, so a live key is never refused because others on the same address
+/// failed; each failure spends the client's budget, and a client that has
+/// spent it is answered `429` instead of `401`. Looking up first tells a
+/// client over budget nothing it could use: a key is 256 random bits, so no
+/// number of guesses finds one.
 async fn authenticate(
     state: &AppState,
     context: &RequestContext,
     request: &Request<Incoming>,
 ) -> Result<Uuid, ApiError> {
-    let budget = state.config.limits.failed_admin_auth_per_ip;
-    let client = context.client_ip.to_string();
-    state
-        .rate_limiter
-        .check(Budget::FailedAdminAuthPerIp, budget, &client)
-        .await?;
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -165,8 +163,12 @@ async fn authenticate(
         None => {
             state
                 .rate_limiter
-                .record(Budget::FailedAdminAuthPerIp, budget, &client)
-                .await;
+                .admit(
+                    Budget::FailedAdminAuthPerIp,
+                    state.config.limits.failed_admin_auth_per_ip,
+                    &context.client_ip.to_string(),
+                )
+                .await?;
             tracing::info!("admin request without a valid API key");
             Err(ApiError::Unauthorized)
         }

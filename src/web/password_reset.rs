@@ -16,6 +16,10 @@
 //! the password once, so of many concurrent uses one records
 //! `PasswordChanged` and the rest get the one uniform `410`. Every session of
 //! the account ends, its reset keys are deleted, and the owner is emailed.
+//! The key is looked up before the client's failure budget is consulted, as
+//! for activation links: only failed uses spend it, so failures of others on
+//! a shared address never refuse a live key (keys carry about 190 bits, so
+//! answering a live key over budget teaches a guesser nothing).
 
 use chrono::Utc;
 use http::{HeaderMap, Response, StatusCode};
@@ -76,19 +80,21 @@ pub async fn reset(
 ) -> Result<Response<Body>, ApiError> {
     let headers = request.headers().clone();
     let wants_html = request::wants_html(&headers);
-    let failure_budget = state.config.limits.failed_activation_per_ip;
-    let client = context.client_ip.to_string();
-    let limiter = &state.rate_limiter;
-    limiter
-        .check(Budget::FailedActivationPerIp, failure_budget, &client)
-        .await?;
     let ([password], format) = request::json_or_form_fields(request, ["password"]).await?;
     let html = wants_html || format == BodyFormat::Form;
+    // The key is looked up first: a live key is never refused because
+    // others on the same address failed. Only a failure spends the client's
+    // budget, and one over it gets `429` instead of `410`.
     let invalid = || async {
+        state
+            .rate_limiter
+            .admit(
+                Budget::FailedActivationPerIp,
+                state.config.limits.failed_activation_per_ip,
+                &context.client_ip.to_string(),
+            )
+            .await?;
         tracing::info!("password reset failed: unknown, expired, used or replaced key");
-        limiter
-            .record(Budget::FailedActivationPerIp, failure_budget, &client)
-            .await;
         link_invalid(state, &headers, html)
     };
     let Ok(key) = ActivationKey::parse(raw_key) else {

@@ -2,15 +2,24 @@
 //!
 //! `POST /api/sessions` answers a wrong password and a login that names no
 //! account with the same `401`, and both cost one hash on the bounded
-//! hashing threads. Failures are counted per account (per login when it
-//! names none) and per client IP; a client over either budget is answered
+//! hashing threads. Failures are counted per client IP and per login as
+//! typed (its canonical form, whether or not an account holds it), so a
+//! username and the email of one account never share a budget and the
+//! answer never tells whether a login names an account. Each attempt
+//! reserves one unit of both budgets before its hash and gives them back
+//! when the password is right, so a concurrent burst hashes no more wrong
+//! guesses than the budgets hold; a client over either budget is answered
 //! `429` before anything is hashed, whether or not its password is right,
-//! so the budget cannot be used to test passwords. Successful sign-ins have
-//! budgets of their own, checked at the same point and spent only by a
-//! right password. Only the right password
-//! learns that an account is pending (`403`). A hash made with older Argon2
-//! parameters is replaced after a successful sign-in (`PasswordChanged`,
-//! reason `rehash`).
+//! so the budget cannot be used to test passwords. A successful sign-in
+//! answers a device token ([`crate::device_tokens`]); presented with a
+//! later sign-in to the same account, it moves that attempt from the
+//! login's budget to the device's own, so whoever spends a login's budget
+//! does not lock its owner out of a device they signed in from before.
+//! Successful sign-ins have budgets of their own, checked at the same point
+//! and spent only by a right password. Only the right password learns that
+//! an account is pending (`403`). A hash made with older Argon2 parameters
+//! is replaced after a successful sign-in (`PasswordChanged`, reason
+//! `rehash`).
 //!
 //! Everything else here needs `Authorization: Bearer <token>`; see
 //! [`crate::sessions`] for what a token is and where it lives.
@@ -29,10 +38,11 @@ use super::{
 };
 use crate::{
     commands::CommandError,
+    device_tokens::{DeviceId, DeviceTokens},
     domain::{
         Account, AccountCommand, DomainError, EmailAddress, Password, SignInRefused, Username,
     },
-    rate_limit::Budget,
+    rate_limit::{Budget, Reservation},
     sessions::{Session, SessionOwner, SessionToken},
     store::{self, ClaimKind},
 };
@@ -42,13 +52,19 @@ pub async fn sign_in(
     context: &RequestContext,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let [login, password] = request::json_fields(request, ["login", "password"]).await?;
+    let ([login, password], [device_token]) =
+        request::json_fields_and_optional(request, ["login", "password"], ["device_token"]).await?;
     let raw_password = password;
     let password = Password::for_sign_in(&raw_password)
         .map_err(|e| ApiError::field("password", e.to_string()))?;
-    let (account_id, subject) = resolve_login(state, &login).await?;
+    let (account_id, login_subject) = resolve_login(state, &login).await?;
+    let device_tokens = DeviceTokens::new(&state.config.secret_key);
+    // A token that is not this account's is no token.
+    let device = account_id
+        .zip(device_token.as_deref())
+        .and_then(|(account_id, token)| device_tokens.verify(account_id, token));
+    let subject = device.map_or(login_subject, DeviceId::budget_subject);
     let throttle = Throttle::new(state, context, subject);
-    throttle.check().await?;
     let successes = SuccessBudgets::new(state, context, account_id);
     successes.check().await?;
 
@@ -61,12 +77,21 @@ pub async fn sign_in(
     let stored = account
         .as_ref()
         .map(|account| account.password_hash.clone());
-    let verification = state.hasher.verify(password, stored).await?;
+    let reserved = throttle.reserve().await?;
+    let verification = match state.hasher.verify(password, stored).await {
+        Ok(verification) => verification,
+        Err(shed) => {
+            // Nothing was tested: not a failure.
+            reserved.refund().await;
+            return Err(shed.into());
+        }
+    };
     let Some(account) = account.filter(|_| verification.matches) else {
-        throttle.record_failure().await;
+        reserved.keep();
         tracing::info!("sign-in refused: wrong login or password");
         return Err(ApiError::InvalidCredentials);
     };
+    reserved.refund().await;
     if let Err(refused) = account.may_sign_in() {
         tracing::info!(account_id = %account.id, ?refused, "sign-in refused");
         return Err(refusal_answer(refused));
@@ -94,12 +119,14 @@ pub async fn sign_in(
         return Err(overtaken);
     }
     tracing::info!(account_id = %account.id, "signed in");
+    let device = device.unwrap_or_else(DeviceId::generate);
     Ok(json_response(
         StatusCode::CREATED,
         &json!({
             "token": token.expose(),
             "expires_at": expires_at,
             "account": account_json(account.id, &account.username, &account.email),
+            "device_token": device_tokens.token(account.id, device),
         }),
     ))
 }
@@ -184,10 +211,10 @@ pub async fn change_password(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let session = authenticate(state, request.headers()).await?;
-    // Wrong current passwords spend the sign-in budget: a stolen token must
-    // not become a way to test passwords.
+    // Wrong current passwords spend the sign-in budget, per account (the
+    // session names it): a stolen token must not become a way to test
+    // passwords.
     let throttle = Throttle::new(state, context, account_subject(session.account_id));
-    throttle.check().await?;
     let [current, new] =
         request::json_fields(request, ["current_password", "new_password"]).await?;
     let current = Password::for_sign_in(&current)
@@ -198,17 +225,22 @@ pub async fn change_password(
     let Some(account) = state.commands.load(session.account_id).await? else {
         return Err(ApiError::Unauthenticated);
     };
-    let verification = state
+    let reserved = throttle.reserve().await?;
+    let matches = state
         .hasher
         .verify(current, Some(account.password_hash.clone()))
-        .await?;
-    if !verification.matches {
-        throttle.record_failure().await;
+        .await
+        .map(|verification| verification.matches);
+    if let Ok(false) = matches {
+        reserved.keep();
         return Err(ApiError::field(
             "current_password",
             "is not the account's current password",
         ));
     }
+    // Right, or not checked at all (the hashing queue shed it).
+    reserved.refund().await;
+    matches?;
     let password_hash = state.hasher.hash(new).await?;
     let command = AccountCommand::ChangePassword {
         password_hash,
@@ -262,7 +294,12 @@ fn account_json(id: Uuid, username: &str, email: &str) -> serde_json::Value {
 }
 
 /// The account a login names (a username or an email address, compared in
-/// canonical form), and the subject its failures are counted against.
+/// canonical form), and the subject of the login's failure budget: the
+/// login's kind and canonical form whether or not an account holds it, so
+/// the two logins of one account never share a budget and a budget's answer
+/// never tells whether an account holds the login. Text that is neither
+/// counts as typed, under a prefix of its own so it can never name another
+/// login's budget.
 async fn resolve_login(state: &AppState, login: &str) -> Result<(Option<Uuid>, String), ApiError> {
     let claim = if login.contains('@') {
         EmailAddress::parse(login)
@@ -274,23 +311,18 @@ async fn resolve_login(state: &AppState, login: &str) -> Result<(Option<Uuid>, S
             .map(|username| (ClaimKind::Username, username.canonical().to_owned()))
     };
     let Some((kind, canonical)) = claim else {
-        // Cannot name an account; counted under what was typed.
-        return Ok((None, format!("login:{login}")));
+        return Ok((None, format!("text:{login}")));
     };
-    Ok(
-        match store::claim_holder(&state.pool, kind, &canonical).await? {
-            Some(id) => (Some(id), account_subject(id)),
-            None => (None, format!("login:{}:{canonical}", kind.as_str())),
-        },
-    )
+    let account_id = store::claim_holder(&state.pool, kind, &canonical).await?;
+    Ok((account_id, format!("{}:{canonical}", kind.as_str())))
 }
 
 fn account_subject(account_id: Uuid) -> String {
     format!("account:{account_id}")
 }
 
-/// The failed sign-in budgets of one attempt: its account (or login) and its
-/// client IP.
+/// The failed sign-in budgets of one attempt: its login (or device, or at
+/// password change its account) and its client IP.
 struct Throttle<'a> {
     state: &'a AppState,
     subject: String,
@@ -306,44 +338,51 @@ impl<'a> Throttle<'a> {
         }
     }
 
-    /// `429` when either budget is spent; spends nothing.
-    async fn check(&self) -> Result<(), ApiError> {
+    /// Spends one unit of each budget before the password is checked, or
+    /// answers `429` (spending neither) when either is spent.
+    async fn reserve(&self) -> Result<ReservedAttempt<'a>, ApiError> {
         let limits = &self.state.config.limits;
         let limiter = &self.state.rate_limiter;
-        limiter
-            .check(
+        let per_ip = limiter
+            .reserve(
                 Budget::FailedSignInPerIp,
                 limits.failed_sign_in_per_ip,
                 &self.client,
             )
             .await?;
-        limiter
-            .check(
-                Budget::FailedSignInPerAccount,
-                limits.failed_sign_in_per_account,
+        match limiter
+            .reserve(
+                Budget::FailedSignInPerLogin,
+                limits.failed_sign_in_per_login,
                 &self.subject,
             )
-            .await?;
-        Ok(())
+            .await
+        {
+            Ok(per_login) => Ok(ReservedAttempt { per_ip, per_login }),
+            Err(refused) => {
+                per_ip.refund().await;
+                Err(refused.into())
+            }
+        }
+    }
+}
+
+/// The units one attempt holds until its password is checked.
+struct ReservedAttempt<'a> {
+    per_ip: Reservation<'a>,
+    per_login: Reservation<'a>,
+}
+
+impl ReservedAttempt<'_> {
+    /// A wrong password: both units stay spent.
+    fn keep(self) {
+        self.per_ip.keep();
+        self.per_login.keep();
     }
 
-    async fn record_failure(&self) {
-        let limits = &self.state.config.limits;
-        let limiter = &self.state.rate_limiter;
-        limiter
-            .record(
-                Budget::FailedSignInPerIp,
-                limits.failed_sign_in_per_ip,
-                &self.client,
-            )
-            .await;
-        limiter
-            .record(
-                Budget::FailedSignInPerAccount,
-                limits.failed_sign_in_per_account,
-                &self.subject,
-            )
-            .await;
+    /// The right password (or none was checked): both units come back.
+    async fn refund(self) {
+        futures::join!(self.per_ip.refund(), self.per_login.refund());
     }
 }
 

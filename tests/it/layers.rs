@@ -14,6 +14,7 @@ use std::{
 const LAYERS: &[(&str, Layer)] = &[
     ("domain", Layer::Domain),
     ("config", Layer::Leaf),
+    ("device_tokens", Layer::Leaf),
     ("metrics", Layer::Leaf),
     ("telemetry", Layer::Leaf),
     ("store", Layer::Store),

@@ -5,6 +5,7 @@ mod activation;
 mod admin;
 mod bad_input;
 mod browser;
+mod budgets;
 mod concurrency;
 mod delivery;
 mod dev_mail;

@@ -274,13 +274,21 @@ async fn a_reset_request_while_redis_is_down_is_503_for_every_address_alike() {
 }
 
 #[tokio::test]
-async fn logs_of_sign_in_and_reset_hold_no_password_token_key_or_link() {
+async fn logs_of_sign_in_and_reset_hold_no_password_token_device_token_key_or_link() {
     // A current-thread runtime: the app's tasks run here and log here.
     let (logs, _guard) = crate::helpers::CapturedLogs::install();
     let app = spawn_app().await;
     let user = app.active_user().await;
     let login = text(&user, "username");
-    let token = app.token(&login, PASSWORD).await;
+    let signed_in = app.sign_in(&login, PASSWORD).await;
+    let token = signed_in.json()["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let device_token = signed_in.json()["device_token"]
+        .as_str()
+        .expect("a device token")
+        .to_owned();
     assert_eq!(app.me(&token).await.status(), 200);
     assert_eq!(
         app.sign_in(&login, "a wrong passphrase 99").await.status(),
@@ -314,6 +322,7 @@ async fn logs_of_sign_in_and_reset_hold_no_password_token_key_or_link() {
         "a wrong passphrase 99",
         token.as_str(),
         token_hash.as_str(),
+        device_token.as_str(),
         key.as_str(),
         "/reset-password/",
         "$argon2id$",

@@ -213,3 +213,86 @@ async fn a_million_clients_budgets_take_little_redis_memory() {
         "{per_client} bytes per client"
     );
 }
+
+/// A limiter on the shared Redis under a namespace of its own.
+async fn limiter_on_redis(app: &TestApp) -> (RateLimiter, String) {
+    let namespace = format!("{}-reserve", app.config.redis.namespace);
+    (
+        RateLimiter::new(app.redis.clone(), &namespace, 64),
+        namespace,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_spends_up_front_in_redis_and_a_refund_gives_the_unit_back() {
+    let app = spawn_app_with(TestOptions::default()).await;
+    let (limiter, namespace) = limiter_on_redis(&app).await;
+    let budget = Limit {
+        max: 10,
+        window: Duration::from_secs(3600),
+    };
+    let subject = "username:ada";
+
+    // A concurrent burst: exactly the budget is reserved, whatever the order.
+    let reservations: Vec<_> = futures::future::join_all(
+        (0..40).map(|_| limiter.reserve(Budget::FailedSignInPerLogin, budget, subject)),
+    )
+    .await;
+    let refused: Vec<_> = reservations
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .collect();
+    assert_eq!(refused.len(), 30, "40 at once against a budget of 10");
+    let mut reserved: Vec<_> = reservations.into_iter().filter_map(Result::ok).collect();
+
+    // A refusal spent nothing: still one interval (6 min) away, not 30 more.
+    let again = limiter
+        .reserve(Budget::FailedSignInPerLogin, budget, subject)
+        .await
+        .expect_err("spent");
+    assert!(
+        again.retry_after <= Duration::from_secs(360),
+        "{:?}",
+        again.retry_after
+    );
+
+    // A refund gives exactly one unit back.
+    reserved.pop().expect("a reservation").refund().await;
+    let one_more = limiter
+        .reserve(Budget::FailedSignInPerLogin, budget, subject)
+        .await
+        .expect("the refunded unit");
+    assert!(
+        limiter
+            .reserve(Budget::FailedSignInPerLogin, budget, subject)
+            .await
+            .is_err(),
+        "and only that one"
+    );
+
+    // Every unit back: the budget is whole, and its key is gone.
+    one_more.refund().await;
+    for reservation in reserved {
+        reservation.refund().await;
+    }
+    assert!(
+        keys(&app.env["REDIS_URL"], &format!("{namespace}:rl:*"))
+            .await
+            .is_empty(),
+        "a whole budget keeps no key"
+    );
+    for _ in 0..10 {
+        limiter
+            .reserve(Budget::FailedSignInPerLogin, budget, subject)
+            .await
+            .expect("whole again")
+            .keep();
+    }
+    assert!(
+        limiter
+            .reserve(Budget::FailedSignInPerLogin, budget, subject)
+            .await
+            .is_err(),
+        "refunds never bank units beyond the burst"
+    );
+}

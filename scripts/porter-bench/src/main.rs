@@ -543,6 +543,9 @@ impl<'a> Porter<'a> {
                 ("RATE_LIMIT_SIGN_IN_PER_IP", "100000000/1m".into()),
                 // The overload phase's 256 clients are one client to Porter.
                 ("MAX_CONNECTIONS_PER_CLIENT", "100000".into()),
+                // Sign-ins reserve failure budgets before they hash.
+                ("RATE_LIMIT_FAILED_SIGN_IN_PER_LOGIN", "100000000/1m".into()),
+                ("RATE_LIMIT_FAILED_SIGN_IN_PER_IP", "100000000/1m".into()),
             ]
             .map(|(name, value)| (name.to_owned(), value))
             .to_vec(),
