@@ -27,4 +27,5 @@ mod relay;
 mod security;
 mod services;
 mod sign_in;
+mod streams;
 mod webhooks;
