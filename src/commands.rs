@@ -119,20 +119,9 @@ impl Commands {
         &self.pool
     }
 
-    /// Rebuilds one account from its latest snapshot and the events after
-    /// it; `None` when it does not exist. A load that folded
-    /// [`SNAPSHOT_EVERY`](crate::domain::snapshot::SNAPSHOT_EVERY) events
-    /// or more saves what it built, so the next one folds fewer; a failed
-    /// save is only logged (a snapshot is a cache).
+    /// Rebuilds one account; see [`load_account`].
     pub async fn load(&self, account_id: Uuid) -> Result<Option<Account>, CommandError> {
-        let mut connection = self.pool.acquire().await?;
-        let loaded = load_in(&mut connection, account_id).await?;
-        if let Some(account) = &loaded.account
-            && snapshot_due(loaded.events_read)
-        {
-            save_snapshot(&mut connection, account).await;
-        }
-        Ok(loaded.account)
+        load_account(&self.pool, account_id).await
     }
 
     /// Registers a sign-up as a new registration that always claims its
@@ -395,6 +384,25 @@ impl Commands {
             tracing::warn!(email_request_id = %request_id, %error, "email job not enqueued; the relay will push it");
         }
     }
+}
+
+/// Rebuilds one account from its latest snapshot and the events after it;
+/// `None` when it does not exist. A load that folded
+/// [`SNAPSHOT_EVERY`](crate::domain::snapshot::SNAPSHOT_EVERY) events or
+/// more saves what it built, so the next one folds fewer; a failed save is
+/// only logged (a snapshot is a cache).
+pub async fn load_account(
+    pool: &PgPool,
+    account_id: Uuid,
+) -> Result<Option<Account>, CommandError> {
+    let mut connection = pool.acquire().await?;
+    let loaded = load_in(&mut connection, account_id).await?;
+    if let Some(account) = &loaded.account
+        && snapshot_due(loaded.events_read)
+    {
+        save_snapshot(&mut connection, account).await;
+    }
+    Ok(loaded.account)
 }
 
 /// An account as a load rebuilt it.

@@ -96,6 +96,13 @@ struct Request {
     delivery: Delivery,
 }
 
+/// Settled requests an account remembers. A request is looked up after it
+/// settled only by a job that ran twice or a repeated operator retry, which
+/// come long before this many newer requests settle; an older one is
+/// forgotten (a job for it then fails as for an unknown request, sending
+/// nothing).
+const SETTLED_REQUESTS_KEPT: usize = 16;
+
 /// The state of one account, rebuilt from its stream (or from a snapshot
 /// of it, see [`super::snapshot`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -691,6 +698,7 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
                 request.delivery = Delivery::Emailed;
             }
             account.last_email_at = Some(e.sent_at);
+            account.forget_old_settled_requests();
         }
         AccountEvent::ActivationEmailFailed(e) => {
             if let Some(request) = account.requests.get_mut(&e.request_id)
@@ -713,6 +721,7 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
             {
                 request.delivery = Delivery::Withheld;
             }
+            account.forget_old_settled_requests();
         }
         AccountEvent::EmailRetryRequested(e) => {
             let kind = account
@@ -764,6 +773,32 @@ impl Account {
                 delivery: Delivery::Outstanding,
             },
         );
+    }
+
+    /// Forgets settled requests (emailed or withheld) beyond the newest
+    /// [`SETTLED_REQUESTS_KEPT`], but never the newest key or reset request
+    /// (their links still work). Without this the state, and so every
+    /// load, would grow with each notice or reset ever requested.
+    fn forget_old_settled_requests(&mut self) {
+        let mut settled: Vec<(i64, Uuid)> = self
+            .requests
+            .iter()
+            .filter(|(_, request)| {
+                matches!(request.delivery, Delivery::Emailed | Delivery::Withheld)
+            })
+            .filter(|(_, request)| {
+                request.sequence != self.newest_key_request
+                    && request.sequence != self.newest_reset_request
+            })
+            .map(|(id, request)| (request.sequence, *id))
+            .collect();
+        let Some(excess) = settled.len().checked_sub(SETTLED_REQUESTS_KEPT) else {
+            return;
+        };
+        settled.sort_unstable();
+        for (_, id) in &settled[..excess] {
+            self.requests.remove(id);
+        }
     }
 
     fn request(&self, request_id: Uuid) -> Result<&Request, DomainError> {
@@ -1831,6 +1866,37 @@ mod tests {
                     attempted_at: Some(at(8)),
                 },
             )]),
+        );
+    }
+
+    #[test]
+    fn a_long_history_keeps_the_newest_settled_requests_only() {
+        let mut history = active();
+        for n in 0..100 {
+            let request = 100 + n;
+            history.push(AccountEvent::SignUpAttemptedForExistingEmail(
+                SignUpAttemptedForExistingEmail {
+                    request_id: id(request),
+                    attempted_at: None,
+                },
+            ));
+            history.push(sent(request));
+        }
+        history.push(reset_requested(7));
+        let account = replay(&history).expect("account exists");
+        // The 16 newest notices, the activation request (the newest key
+        // request is never forgotten), and the outstanding reset request.
+        assert_eq!(account.requests.len(), SETTLED_REQUESTS_KEPT + 2);
+        assert_eq!(account.email_plan(id(199)), Ok(EmailPlan::Nothing));
+        assert_eq!(
+            account.email_plan(id(100)),
+            Err(DomainError::UnknownRequest(id(100)))
+        );
+        assert_eq!(
+            account.email_plan(id(7)),
+            Ok(EmailPlan::PasswordReset {
+                sequence: account.version
+            })
         );
     }
 
