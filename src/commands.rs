@@ -8,28 +8,36 @@
 //! failure is only logged: the request is durable in the log, and the outbox
 //! relay pushes any request whose job never reached Redis.
 //!
-//! A sign-up may touch two streams in one transaction: the new registration
-//! and the address's current holder (a pending registration it supersedes,
-//! or an active account whose owner is told of the attempt). Claims move
-//! only there, with the event that ends the earlier registration.
+//! A sign-up may touch three streams in one transaction: the new
+//! registration, the address's current holder (a pending registration it
+//! supersedes, or an active account whose owner is told of the attempt),
+//! and, for an owned address, the previous sign-up held against it, which
+//! it supersedes. Claims move only there, with the event that ends the
+//! earlier registration.
+//!
+//! Loading starts from the account's snapshot (`domain::snapshot`), so its
+//! cost does not grow with the stream.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use porter_jobs::SendAccountEmail;
 use rand::RngExt as _;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{
     domain::{
-        Account, AccountCommand, AccountEvent, AddressClaim, DecodeError, DomainError,
-        EmailAddress, EncodeError, PasswordHash, Registration, Username, account::apply, decide,
+        Account, AccountCommand, AccountEvent, AccountStatus, AddressClaim, DecodeError,
+        DomainError, EmailAddress, EncodeError, PasswordHash, Registration, Username,
+        account::apply,
+        decide,
+        snapshot::{SNAPSHOT_SCHEMA, snapshot_due},
     },
     queue::EmailQueue,
     store::{
         self, Append, AppendError, Claim, ClaimKind, EventMetadata, NewEvent, RecordedEvent,
-        account_stream,
+        StoredSnapshot, account_stream,
     },
 };
 
@@ -111,9 +119,9 @@ impl Commands {
         &self.pool
     }
 
-    /// Rebuilds one account from its stream; `None` when it does not exist.
+    /// Rebuilds one account; see [`load_account`].
     pub async fn load(&self, account_id: Uuid) -> Result<Option<Account>, CommandError> {
-        load_in(&self.pool, account_id).await
+        load_account(&self.pool, account_id).await
     }
 
     /// Registers a sign-up as a new registration that always claims its
@@ -121,8 +129,11 @@ impl Commands {
     /// so answers never tell whether an address has an account. The address
     /// goes to the new registration when it is free or held by a pending
     /// registration (which is superseded in the same transaction); an active
-    /// account keeps it and its owner is emailed instead. A lost race on the
-    /// address (a concurrent sign-up, activation or expiry) is decided again.
+    /// or blocked account keeps it, its owner is told of the attempt, and
+    /// the new registration supersedes the previous sign-up held against
+    /// that address, so a later sign-up frees an earlier one's username
+    /// whatever the address. A lost race on the address (a concurrent
+    /// sign-up, activation or expiry) is decided again.
     pub async fn sign_up(
         &self,
         sign_up: SignUp,
@@ -130,43 +141,36 @@ impl Commands {
     ) -> Result<SignedUp, CommandError> {
         let account_id = Uuid::new_v4();
         let request_id = Uuid::now_v7();
-        let username_claim = (
-            Claim {
-                kind: ClaimKind::Username,
-                value: sign_up.username.canonical().to_owned(),
-            },
-            account_id,
-        );
-        let email_claim = (
-            Claim {
-                kind: ClaimKind::Email,
-                value: sign_up.email.canonical().to_owned(),
-            },
-            account_id,
-        );
+        let email = sign_up.email.canonical();
+        let claim = |kind, value: &str| {
+            (
+                Claim {
+                    kind,
+                    value: value.to_owned(),
+                },
+                account_id,
+            )
+        };
         for attempt in 0..MAX_ATTEMPTS {
             pause_before_round(attempt).await;
-            let mut tx = store::lock_address(&self.pool, sign_up.email.canonical()).await?;
-            let holder =
-                match store::claim_holder(&mut *tx, ClaimKind::Email, sign_up.email.canonical())
-                    .await?
-                {
-                    Some(holder_id) => Some(
-                        load_in(&mut *tx, holder_id)
-                            .await?
-                            .ok_or(DomainError::NoSuchAccount)?,
-                    ),
-                    None => None,
-                };
-            if holder
-                .as_ref()
-                .is_some_and(|holder| holder.status.is_ended())
+            let mut tx = store::lock_address(&self.pool, email).await?;
+            let holder = claimant(&mut tx, ClaimKind::Email, email).await?;
+            let previous_attempt = match &holder {
+                Some(owner) if owner.status != AccountStatus::Pending => {
+                    claimant(&mut tx, ClaimKind::EmailAttempt, email).await?
+                }
+                _ => None,
+            };
+            if [&holder, &previous_attempt]
+                .into_iter()
+                .flatten()
+                .any(|account| account.status.is_ended())
             {
-                // Read the claim just before its registration ended and
-                // released it: decide again on the address's new holder.
+                // Read a claim just before its registration ended and
+                // released it: decide again on the address's new holders.
                 continue;
             }
-            let address = AddressClaim::for_holder(holder.as_ref());
+            let address = AddressClaim::for_holder(holder.as_ref(), previous_attempt.as_ref());
             let at = Utc::now();
             let registration = Registration {
                 account_id,
@@ -179,48 +183,57 @@ impl Commands {
                 address,
             };
             let events = decide(None, AccountCommand::Register(registration))?;
-            let mut claims = vec![username_claim.clone()];
-            let holder_command = match address {
-                AddressClaim::Free => {
-                    claims.push(email_claim.clone());
-                    None
+            let supersede = AccountCommand::Supersede { by: account_id, at };
+            let (address_claim, commands) = match address {
+                AddressClaim::Free => (ClaimKind::Email, vec![]),
+                AddressClaim::TakesOver(_) => (ClaimKind::Email, vec![(holder, supersede)]),
+                AddressClaim::OwnedBy { .. } => {
+                    let notice = AccountCommand::RecordSignUpAttempt {
+                        request_id: Uuid::now_v7(),
+                        at,
+                    };
+                    (
+                        ClaimKind::EmailAttempt,
+                        vec![(holder, notice), (previous_attempt, supersede)],
+                    )
                 }
-                AddressClaim::TakesOver(_) => {
-                    claims.push(email_claim.clone());
-                    Some(AccountCommand::Supersede { by: account_id, at })
+            };
+            // The other streams this sign-up writes to, and what it appends.
+            let mut touched = vec![];
+            for (account, command) in commands {
+                if let Some(account) = account {
+                    let events = decide(Some(&account), command)?;
+                    touched.push((account, events));
                 }
-                AddressClaim::OwnedBy(_) => Some(AccountCommand::RecordSignUpAttempt {
-                    request_id: Uuid::now_v7(),
-                }),
-            };
-            let holder_events = match (&holder, holder_command) {
-                (Some(holder), Some(command)) => decide(Some(holder), command)?,
-                _ => vec![],
-            };
+            }
+            let claims = [
+                claim(ClaimKind::Username, sign_up.username.canonical()),
+                claim(address_claim, email),
+            ];
             let mut appends = vec![Append {
                 account_id,
                 expected_version: 0,
                 events: encode_all(&events)?,
                 releases_claims: false,
             }];
-            if let Some(holder) = &holder {
+            for (account, events) in &touched {
                 appends.push(Append {
-                    account_id: holder.id,
-                    expected_version: holder.version,
-                    events: encode_all(&holder_events)?,
-                    releases_claims: holder_events.iter().any(AccountEvent::ends_registration),
+                    account_id: account.id,
+                    expected_version: account.version,
+                    events: encode_all(events)?,
+                    releases_claims: events.iter().any(AccountEvent::ends_registration),
                 });
             }
             match store::append_all_in(tx, &appends, &claims, metadata).await {
                 Ok(()) => {
-                    if let Some(holder) = holder {
-                        if holder_events.is_empty() {
-                            // The owner's notice is already on its way.
-                            self.push_outstanding(&holder).await;
+                    for (account, events) in touched {
+                        if events.is_empty() {
+                            // Merged into the owner's notice: it is on its
+                            // way or was sent within the interval.
+                            self.push_outstanding(&account).await;
                         } else {
-                            let from_version = holder.version;
-                            self.committed(Some(holder), holder_events, from_version)
-                                .await?;
+                            let from_version = account.version;
+                            self.committed(Some(account), events, from_version).await?;
                         }
                     }
                     let executed = self.committed(None, events, 0).await?;
@@ -232,7 +245,10 @@ impl Commands {
                 Err(AppendError::ClaimTaken(ClaimKind::Username)) => {
                     return Err(CommandError::ClaimTaken(ClaimKind::Username));
                 }
-                Err(AppendError::ClaimTaken(ClaimKind::Email) | AppendError::Conflict { .. }) => {
+                Err(
+                    AppendError::ClaimTaken(ClaimKind::Email | ClaimKind::EmailAttempt)
+                    | AppendError::Conflict { .. },
+                ) => {
                     continue;
                 }
                 Err(AppendError::Database(e)) => return Err(e.into()),
@@ -370,18 +386,90 @@ impl Commands {
     }
 }
 
-/// Rebuilds one account from its stream, read through `executor` (the pool,
-/// or a transaction that holds an address lock).
-async fn load_in<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
+/// Rebuilds one account from its latest snapshot and the events after it;
+/// `None` when it does not exist. A load that folded
+/// [`SNAPSHOT_EVERY`](crate::domain::snapshot::SNAPSHOT_EVERY) events or
+/// more saves what it built, so the next one folds fewer; a failed save is
+/// only logged (a snapshot is a cache).
+pub async fn load_account(
+    pool: &PgPool,
     account_id: Uuid,
 ) -> Result<Option<Account>, CommandError> {
-    Ok(decoded_stream(executor, account_id)
-        .await?
-        .iter()
-        .fold(None, |state, (recorded, event)| {
+    let mut connection = pool.acquire().await?;
+    let loaded = load_in(&mut connection, account_id).await?;
+    if let Some(account) = &loaded.account
+        && snapshot_due(loaded.events_read)
+    {
+        save_snapshot(&mut connection, account).await;
+    }
+    Ok(loaded.account)
+}
+
+/// An account as a load rebuilt it.
+struct Loaded {
+    account: Option<Account>,
+    /// The events folded onto the snapshot (all of the stream's without one).
+    events_read: usize,
+}
+
+/// Rebuilds one account from its snapshot (if one of the current schema is
+/// stored) and the events after it, read through `connection` (the pool's,
+/// or a transaction that holds an address lock).
+async fn load_in(connection: &mut PgConnection, account_id: Uuid) -> Result<Loaded, CommandError> {
+    let stream_id = account_stream(account_id);
+    let snapshot = store::load_snapshot(&mut *connection, &stream_id, SNAPSHOT_SCHEMA).await?;
+    let start = snapshot.and_then(|snapshot| match Account::from_snapshot(snapshot.state) {
+        Ok(account) => Some(account),
+        Err(error) => {
+            tracing::warn!(%account_id, %error, "account snapshot unreadable; reading the whole stream");
+            None
+        }
+    });
+    let after_version = start.as_ref().map_or(0, |account| account.version);
+    let events = decode_all(
+        &stream_id,
+        store::load_stream(&mut *connection, &stream_id, after_version).await?,
+    )?;
+    Ok(Loaded {
+        events_read: events.len(),
+        account: events.iter().fold(start, |state, (recorded, event)| {
             apply(state, event, recorded.version)
-        }))
+        }),
+    })
+}
+
+/// Saves `account` as its stream's snapshot. A failure is only logged: the
+/// next load reads the events instead.
+async fn save_snapshot(connection: &mut PgConnection, account: &Account) {
+    let saved = match account.to_snapshot() {
+        Ok(state) => {
+            let snapshot = StoredSnapshot {
+                version: account.version,
+                state,
+            };
+            let stream_id = account_stream(account.id);
+            store::save_snapshot(connection, &stream_id, SNAPSHOT_SCHEMA, &snapshot)
+                .await
+                .map_err(|error| error.to_string())
+        }
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = saved {
+        tracing::warn!(account_id = %account.id, %error, "account snapshot not saved");
+    }
+}
+
+/// The account holding a claim, as it stands now.
+async fn claimant(
+    connection: &mut PgConnection,
+    kind: ClaimKind,
+    value: &str,
+) -> Result<Option<Account>, CommandError> {
+    let Some(account_id) = store::claim_holder(&mut *connection, kind, value).await? else {
+        return Ok(None);
+    };
+    let loaded = load_in(connection, account_id).await?;
+    Ok(Some(loaded.account.ok_or(DomainError::NoSuchAccount)?))
 }
 
 /// Every event of one account's stream, as recorded and decoded (upcast to
@@ -392,14 +480,25 @@ pub async fn decoded_stream<'e>(
     account_id: Uuid,
 ) -> Result<Vec<(RecordedEvent, AccountEvent)>, CommandError> {
     let stream_id = account_stream(account_id);
-    store::load_stream(executor, &stream_id)
-        .await?
+    decode_all(
+        &stream_id,
+        store::load_stream(executor, &stream_id, 0).await?,
+    )
+}
+
+/// Decodes recorded events of `stream_id`; one that does not decode is an
+/// error, never a skip.
+fn decode_all(
+    stream_id: &str,
+    recorded: Vec<RecordedEvent>,
+) -> Result<Vec<(RecordedEvent, AccountEvent)>, CommandError> {
+    recorded
         .into_iter()
         .map(|recorded| {
             let event = recorded
                 .decode()
                 .map_err(|source| CommandError::Undecodable {
-                    stream_id: stream_id.clone(),
+                    stream_id: stream_id.to_owned(),
                     position: recorded.position,
                     source,
                 })?;

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
@@ -28,7 +29,7 @@ use super::{
     },
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccountStatus {
     /// Registered, waiting for its link to be confirmed.
     Pending,
@@ -63,7 +64,7 @@ impl AccountStatus {
 }
 
 /// What a request in the stream asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum RequestKind {
     Activation,
     ExistingEmailNotice,
@@ -74,7 +75,7 @@ enum RequestKind {
 }
 
 /// Where a request's email stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Delivery {
     /// Neither sent nor given up yet.
     Outstanding,
@@ -87,7 +88,7 @@ enum Delivery {
     Withheld,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Request {
     kind: RequestKind,
     /// Stream version of the requesting event; orders key issuance.
@@ -95,8 +96,16 @@ struct Request {
     delivery: Delivery,
 }
 
-/// The state of one account, rebuilt from its stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Settled requests an account remembers. A request is looked up after it
+/// settled only by a job that ran twice or a repeated operator retry, which
+/// come long before this many newer requests settle; an older one is
+/// forgotten (a job for it then fails as for an unknown request, sending
+/// nothing).
+const SETTLED_REQUESTS_KEPT: usize = 16;
+
+/// The state of one account, rebuilt from its stream (or from a snapshot
+/// of it, see [`super::snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: Uuid,
     pub username: String,
@@ -118,6 +127,9 @@ pub struct Account {
     /// next append.
     pub version: i64,
     pub last_email_at: Option<DateTime<Utc>>,
+    /// When the newest sign-up attempt with this account's address was
+    /// recorded; see [`SIGN_UP_NOTICE_INTERVAL`].
+    last_sign_up_notice_at: Option<DateTime<Utc>>,
     requests: HashMap<Uuid, Request>,
     /// Sequence of the newest request whose email carries a key; keys of older
     /// requests are revoked when it is issued.
@@ -152,23 +164,40 @@ pub enum AddressClaim {
     /// A pending registration holds it: the new one supersedes it and takes
     /// the claim over.
     TakesOver(Uuid),
-    /// An active account owns it: the new registration holds only its
-    /// username, gets no link, and the owner is told of the attempt.
-    OwnedBy(Uuid),
+    /// An active (or blocked) account owns it: the new registration gets no
+    /// link, and the owner is told of the attempt. It supersedes the
+    /// previous sign-up held against the owner's address, if any, so a
+    /// later sign-up frees an earlier one's username whatever the address.
+    OwnedBy {
+        owner: Uuid,
+        supersedes: Option<Uuid>,
+    },
 }
 
 impl AddressClaim {
-    /// What a sign-up does with an address that `holder` holds (or nobody).
-    pub fn for_holder(holder: Option<&Account>) -> Self {
+    /// What a sign-up does with an address that `holder` holds (or nobody),
+    /// `previous_attempt` being the live sign-up held against an owner's
+    /// address (only consulted when the address is owned).
+    pub fn for_holder(holder: Option<&Account>, previous_attempt: Option<&Account>) -> Self {
         match holder {
             None => Self::Free,
             Some(account) if account.status == AccountStatus::Pending => {
                 Self::TakesOver(account.id)
             }
-            Some(account) => Self::OwnedBy(account.id),
+            Some(account) => Self::OwnedBy {
+                owner: account.id,
+                supersedes: previous_attempt.map(|attempt| attempt.id),
+            },
         }
     }
 }
+
+/// Sign-up attempts with an account's address within this long of the last
+/// one recorded add nothing to its stream: anonymous requests may append at
+/// most one notice (and its delivery) per interval to someone else's
+/// stream, and its owner gets at most one "someone tried to sign up" email
+/// per interval from them (within `EMAIL_PER_ADDRESS` as before).
+pub const SIGN_UP_NOTICE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 #[derive(Debug, Clone)]
 pub enum AccountCommand {
@@ -177,9 +206,10 @@ pub enum AccountCommand {
     RequestActivation {
         request_id: Uuid,
     },
-    /// Someone signed up again with this account's address.
+    /// Someone signed up again with this account's address, at `at`.
     RecordSignUpAttempt {
         request_id: Uuid,
+        at: DateTime<Utc>,
     },
     RecordEmailSent {
         request_id: Uuid,
@@ -391,11 +421,21 @@ pub fn decide(
                 vec![]
             },
         ),
-        AccountCommand::RecordSignUpAttempt { request_id } => {
-            Ok(vec![AccountEvent::SignUpAttemptedForExistingEmail(
-                SignUpAttemptedForExistingEmail { request_id },
-            )])
-        }
+        AccountCommand::RecordSignUpAttempt { request_id, at } => Ok(
+            if account
+                .last_sign_up_notice_at
+                .is_some_and(|last| at < last + SIGN_UP_NOTICE_INTERVAL)
+            {
+                vec![]
+            } else {
+                vec![AccountEvent::SignUpAttemptedForExistingEmail(
+                    SignUpAttemptedForExistingEmail {
+                        request_id,
+                        attempted_at: Some(at),
+                    },
+                )]
+            },
+        ),
         AccountCommand::RecordEmailSent {
             request_id,
             sent_at,
@@ -586,7 +626,7 @@ fn register(registration: Registration) -> Vec<AccountEvent> {
     let (supersedes, address_owner) = match address {
         AddressClaim::Free => (None, None),
         AddressClaim::TakesOver(earlier) => (Some(earlier), None),
-        AddressClaim::OwnedBy(owner) => (None, Some(owner)),
+        AddressClaim::OwnedBy { owner, supersedes } => (supersedes, Some(owner)),
     };
     let registered = AccountEvent::AccountRegistered(AccountRegistered {
         account_id,
@@ -631,6 +671,7 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
             status: AccountStatus::Pending,
             version,
             last_email_at: None,
+            last_sign_up_notice_at: None,
             requests: HashMap::new(),
             newest_key_request: 0,
             newest_reset_request: 0,
@@ -647,6 +688,7 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
         }
         AccountEvent::SignUpAttemptedForExistingEmail(e) => {
             account.add_request(e.request_id, RequestKind::ExistingEmailNotice, version);
+            account.last_sign_up_notice_at = e.attempted_at.or(account.last_sign_up_notice_at);
             if account.status == AccountStatus::Pending {
                 account.newest_key_request = version;
             }
@@ -656,6 +698,7 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
                 request.delivery = Delivery::Emailed;
             }
             account.last_email_at = Some(e.sent_at);
+            account.forget_old_settled_requests();
         }
         AccountEvent::ActivationEmailFailed(e) => {
             if let Some(request) = account.requests.get_mut(&e.request_id)
@@ -678,6 +721,7 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
             {
                 request.delivery = Delivery::Withheld;
             }
+            account.forget_old_settled_requests();
         }
         AccountEvent::EmailRetryRequested(e) => {
             let kind = account
@@ -729,6 +773,32 @@ impl Account {
                 delivery: Delivery::Outstanding,
             },
         );
+    }
+
+    /// Forgets settled requests (emailed or withheld) beyond the newest
+    /// [`SETTLED_REQUESTS_KEPT`], but never the newest key or reset request
+    /// (their links still work). Without this the state, and so every
+    /// load, would grow with each notice or reset ever requested.
+    fn forget_old_settled_requests(&mut self) {
+        let mut settled: Vec<(i64, Uuid)> = self
+            .requests
+            .iter()
+            .filter(|(_, request)| {
+                matches!(request.delivery, Delivery::Emailed | Delivery::Withheld)
+            })
+            .filter(|(_, request)| {
+                request.sequence != self.newest_key_request
+                    && request.sequence != self.newest_reset_request
+            })
+            .map(|(id, request)| (request.sequence, *id))
+            .collect();
+        let Some(excess) = settled.len().checked_sub(SETTLED_REQUESTS_KEPT) else {
+            return;
+        };
+        settled.sort_unstable();
+        for (_, id) in &settled[..excess] {
+            self.requests.remove(id);
+        }
     }
 
     fn request(&self, request_id: Uuid) -> Result<&Request, DomainError> {
@@ -1134,7 +1204,10 @@ mod tests {
         );
         check(
             registered(),
-            AccountCommand::RecordSignUpAttempt { request_id: id(3) },
+            AccountCommand::RecordSignUpAttempt {
+                request_id: id(3),
+                at: at(3),
+            },
             Ok(vec![]),
         );
         let account = replay(&registered()).expect("account exists");
@@ -1189,6 +1262,7 @@ mod tests {
         let attempt =
             AccountEvent::SignUpAttemptedForExistingEmail(SignUpAttemptedForExistingEmail {
                 request_id: id(4),
+                attempted_at: None,
             });
         let mut history = registered();
         history.push(attempt.clone());
@@ -1278,6 +1352,7 @@ mod tests {
         let notice =
             AccountEvent::SignUpAttemptedForExistingEmail(SignUpAttemptedForExistingEmail {
                 request_id: id(4),
+                attempted_at: None,
             });
         let mut history = registered();
         history.extend([activated(), notice, failed(4), retried(4, 5)]);
@@ -1332,10 +1407,10 @@ mod tests {
         );
         let holder = replay(&registered()).expect("account exists");
         assert_eq!(
-            AddressClaim::for_holder(Some(&holder)),
+            AddressClaim::for_holder(Some(&holder), None),
             AddressClaim::TakesOver(id(1))
         );
-        assert_eq!(AddressClaim::for_holder(None), AddressClaim::Free);
+        assert_eq!(AddressClaim::for_holder(None, None), AddressClaim::Free);
     }
 
     #[test]
@@ -1416,7 +1491,10 @@ mod tests {
     #[test]
     fn a_sign_up_for_an_owned_address_holds_its_username_without_a_link() {
         let held = Registration {
-            address: AddressClaim::OwnedBy(id(1)),
+            address: AddressClaim::OwnedBy {
+                owner: id(1),
+                supersedes: None,
+            },
             account_id: id(11),
             ..registration()
         };
@@ -1821,10 +1899,121 @@ mod tests {
         assert_eq!(account.outstanding_request(), None);
         check(
             history,
-            AccountCommand::RecordSignUpAttempt { request_id: id(8) },
+            AccountCommand::RecordSignUpAttempt {
+                request_id: id(8),
+                at: at(8),
+            },
             Ok(vec![AccountEvent::SignUpAttemptedForExistingEmail(
-                SignUpAttemptedForExistingEmail { request_id: id(8) },
+                SignUpAttemptedForExistingEmail {
+                    request_id: id(8),
+                    attempted_at: Some(at(8)),
+                },
             )]),
+        );
+    }
+
+    #[test]
+    fn a_long_history_keeps_the_newest_settled_requests_only() {
+        let mut history = active();
+        for n in 0..100 {
+            let request = 100 + n;
+            history.push(AccountEvent::SignUpAttemptedForExistingEmail(
+                SignUpAttemptedForExistingEmail {
+                    request_id: id(request),
+                    attempted_at: None,
+                },
+            ));
+            history.push(sent(request));
+        }
+        history.push(reset_requested(7));
+        let account = replay(&history).expect("account exists");
+        // The 16 newest notices, the activation request (the newest key
+        // request is never forgotten), and the outstanding reset request.
+        assert_eq!(account.requests.len(), SETTLED_REQUESTS_KEPT + 2);
+        assert_eq!(account.email_plan(id(199)), Ok(EmailPlan::Nothing));
+        assert_eq!(
+            account.email_plan(id(100)),
+            Err(DomainError::UnknownRequest(id(100)))
+        );
+        assert_eq!(
+            account.email_plan(id(7)),
+            Ok(EmailPlan::PasswordReset {
+                sequence: account.version
+            })
+        );
+    }
+
+    #[test]
+    fn sign_up_attempts_record_one_notice_per_interval() {
+        let attempt = |request: u128, seconds: i64| AccountCommand::RecordSignUpAttempt {
+            request_id: id(request),
+            at: at(seconds),
+        };
+        let mut history = active();
+        let first = decide(replay(&history).as_ref(), attempt(8, 100)).expect("recorded");
+        assert_eq!(first.len(), 1);
+        history.extend(first);
+        history.push(sent(8));
+        // The notice went out; later attempts within the interval merge
+        // into it, however many.
+        let interval = SIGN_UP_NOTICE_INTERVAL.num_seconds();
+        check(history.clone(), attempt(9, 101), Ok(vec![]));
+        check(history.clone(), attempt(9, 100 + interval - 1), Ok(vec![]));
+        let next = decide(replay(&history).as_ref(), attempt(9, 100 + interval));
+        assert!(matches!(
+            next.as_deref(),
+            Ok([AccountEvent::SignUpAttemptedForExistingEmail(_)])
+        ));
+        // Attempts recorded before they carried a time never hold one back.
+        let mut old = active();
+        old.push(AccountEvent::SignUpAttemptedForExistingEmail(
+            SignUpAttemptedForExistingEmail {
+                request_id: id(8),
+                attempted_at: None,
+            },
+        ));
+        old.push(sent(8));
+        assert_eq!(
+            decide(replay(&old).as_ref(), attempt(9, 101)).map(|events| events.len()),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn a_sign_up_held_against_an_owned_address_is_superseded_by_the_next_one() {
+        let owner = replay(&active()).expect("owner");
+        let earlier = Registration {
+            address: AddressClaim::for_holder(Some(&owner), None),
+            account_id: id(11),
+            ..registration()
+        };
+        let earlier = replay(&register(earlier)).expect("earlier attempt");
+        let address = AddressClaim::for_holder(Some(&owner), Some(&earlier));
+        assert_eq!(
+            address,
+            AddressClaim::OwnedBy {
+                owner: owner.id,
+                supersedes: Some(id(11)),
+            }
+        );
+        let later = register(Registration {
+            address,
+            account_id: id(12),
+            ..registration()
+        });
+        let later = replay(&later).expect("later attempt");
+        assert_eq!(later.address_owner, Some(owner.id));
+        assert_eq!(later.supersedes, Some(id(11)));
+        assert_eq!(
+            decide(
+                Some(&earlier),
+                AccountCommand::Supersede {
+                    by: id(12),
+                    at: at(5)
+                }
+            )
+            .map(|events| events.iter().any(AccountEvent::ends_registration)),
+            Ok(true)
         );
     }
 

@@ -155,9 +155,16 @@ pub struct AccountActivated {
     pub activated_at: DateTime<Utc>,
 }
 
+/// Someone signed up with the address of this (active or blocked) account;
+/// its owner is emailed a notice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignUpAttemptedForExistingEmail {
     pub request_id: Uuid,
+    /// When the sign-up came: attempts within `SIGN_UP_NOTICE_INTERVAL` of
+    /// it record nothing more. Absent in attempts recorded before attempts
+    /// were merged by time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempted_at: Option<DateTime<Utc>>,
 }
 
 /// An operator asked to send again an email whose delivery failed for good
@@ -546,6 +553,7 @@ mod tests {
             }),
             AccountEvent::SignUpAttemptedForExistingEmail(SignUpAttemptedForExistingEmail {
                 request_id: id,
+                attempted_at: Some(at),
             }),
             AccountEvent::EmailRetryRequested(EmailRetryRequested {
                 request_id: Uuid::from_u128(8),
@@ -689,6 +697,18 @@ mod tests {
         assert_eq!(registered.registered_at, None);
         assert_eq!(registered.supersedes, None);
         assert_eq!(registered.address_owner, None);
+    }
+
+    #[test]
+    fn sign_up_attempts_stored_before_they_were_merged_by_time_still_decode() {
+        let v1 = serde_json::json!({ "request_id": "00000000-0000-0000-0000-000000000007" });
+        let AccountEvent::SignUpAttemptedForExistingEmail(attempt) =
+            AccountEvent::decode("SignUpAttemptedForExistingEmail", 1, v1)
+                .expect("old payload decodes")
+        else {
+            panic!("a sign-up attempt");
+        };
+        assert_eq!(attempt.attempted_at, None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod email;
 pub mod events;
 mod locale;
 mod password;
+pub mod snapshot;
 pub mod text;
 mod username;
 

@@ -21,8 +21,10 @@ use uuid::Uuid;
 use crate::domain::{AccountEvent, DecodeError, EncodeError, EncodedEvent};
 
 mod privileges;
+mod snapshots;
 
 pub use privileges::grant_runtime_privileges;
+pub use snapshots::{StoredSnapshot, load_snapshot, save_snapshot};
 
 /// The stream of one account.
 pub fn account_stream(account_id: Uuid) -> String {
@@ -58,6 +60,10 @@ pub struct Claim {
 pub enum ClaimKind {
     Username,
     Email,
+    /// The one live sign-up held against an address an active (or blocked)
+    /// account owns (the owner holds `Email`): the next such sign-up
+    /// supersedes it, as for an address a pending registration holds.
+    EmailAttempt,
 }
 
 impl ClaimKind {
@@ -65,6 +71,7 @@ impl ClaimKind {
         match self {
             Self::Username => "username",
             Self::Email => "email",
+            Self::EmailAttempt => "email-attempt",
         }
     }
 }
@@ -387,16 +394,19 @@ async fn insert_events(
     }
 }
 
-/// Every event of one stream, in version order.
-#[tracing::instrument(skip_all, fields(stream_id))]
+/// The events of one stream after `after_version` (0 for all of them), in
+/// version order.
+#[tracing::instrument(skip_all, fields(stream_id, after_version))]
 pub async fn load_stream<'e>(
     executor: impl PgExecutor<'e>,
     stream_id: &str,
+    after_version: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version"
+        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version"
     )))
     .bind(stream_id)
+    .bind(after_version)
     .fetch_all(executor)
     .await
 }

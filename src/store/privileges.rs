@@ -8,7 +8,8 @@
 //! may read and append to `events` and nothing more (no UPDATE, DELETE or
 //! TRUNCATE; ALTER TABLE needs ownership), read, claim and release
 //! `unique_claims` (a claim moves by DELETE and INSERT, never UPDATE), read
-//! and write every other table (read models, checkpoints), and use the
+//! and write every other table (read models, checkpoints, account
+//! snapshots, which are a cache rewritten in place), and use the
 //! sequences. `_sqlx_migrations` stays the owner's.
 //!
 //! The grants are re-applied after every migration, so a table a migration

@@ -29,4 +29,5 @@ mod security;
 mod services;
 mod sessions;
 mod sign_in;
+mod streams;
 mod webhooks;

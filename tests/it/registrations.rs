@@ -389,36 +389,91 @@ fn observable(response: &TestResponse) -> (u16, Value) {
     (response.status(), body)
 }
 
+/// What an address can be when someone probes it with sign-ups.
+#[derive(Debug, Clone, Copy)]
+enum AddressState {
+    Free,
+    Pending,
+    Active,
+    Blocked,
+}
+
+impl AddressState {
+    const ALL: [Self; 4] = [Self::Free, Self::Pending, Self::Active, Self::Blocked];
+
+    /// A new address in this state.
+    async fn make(self, app: &TestApp) -> Value {
+        let user = match self {
+            Self::Free => return new_user()["email"].clone(),
+            Self::Pending => {
+                let user = new_user();
+                assert_eq!(app.sign_up(&user).await.status(), 202);
+                user
+            }
+            Self::Active | Self::Blocked => app.active_user().await,
+        };
+        if let Self::Blocked = self {
+            let email = user["email"].as_str().expect("email").to_lowercase();
+            let owner = store::claim_holder(&app.pool, store::ClaimKind::Email, &email)
+                .await
+                .expect("read claims")
+                .expect("the owner holds its address");
+            let block = porter::domain::AccountCommand::Block {
+                reason: "probe".into(),
+                at: chrono::Utc::now(),
+            };
+            app.web
+                .commands
+                .execute(owner, block, &store::EventMetadata::default())
+                .await
+                .expect("block");
+        }
+        user["email"].clone()
+    }
+}
+
 #[tokio::test]
 async fn a_username_claim_answers_alike_whatever_the_address() {
     let app = spawn_app().await;
-    let owner = new_user();
-    app.sign_up(&owner).await;
-    let key = app.nth_mail(1).await.activation_key();
-    app.confirm(&key, None).await;
-    let pending = new_user();
-    app.sign_up(&pending).await;
-
-    // {u, address} then {u, another new address}, for an active account's
-    // address, a pending one's, and a new one: the same two answers.
     let mut answers = vec![];
-    for address in [&owner["email"], &pending["email"], &new_user()["email"]] {
-        let first = sign_up_for(address, PASSWORD);
+    for state in AddressState::ALL {
+        // {u, address} then {u, another new address}: the username is held.
+        let first = sign_up_for(&state.make(&app).await, PASSWORD);
         let mut second = sign_up_for(&new_user()["email"], PASSWORD);
         second["username"] = first["username"].clone();
-        let answer = (
+        let held = [
             observable(&app.sign_up(&first).await),
             observable(&app.sign_up(&second).await),
-        );
-        answers.push(answer);
+        ];
+        // {u1, address}, {u2, address}, then {u1, another new address}: the
+        // later sign-up supersedes the earlier one and frees its username.
+        let address = state.make(&app).await;
+        let earlier = sign_up_for(&address, PASSWORD);
+        let later = sign_up_for(&address, PASSWORD);
+        let mut reuse = sign_up_for(&new_user()["email"], PASSWORD);
+        reuse["username"] = earlier["username"].clone();
+        let released = [
+            observable(&app.sign_up(&earlier).await),
+            observable(&app.sign_up(&later).await),
+            observable(&app.sign_up(&reuse).await),
+        ];
+        answers.push((state, held, released));
     }
-    assert_eq!(answers[0].0.0, 202);
+    let (_, held, released) = &answers[0];
+    assert_eq!(held[0].0, 202);
+    assert_eq!(held[1].0, 400, "the username is held whatever the address");
     assert_eq!(
-        answers[0].1.0, 400,
-        "the username is held whatever the address"
+        released.each_ref().map(|(status, _)| *status),
+        [202, 202, 202],
+        "a superseded sign-up's username is free again"
     );
-    assert_eq!(answers[0], answers[1]);
-    assert_eq!(answers[1], answers[2]);
+    for (state, other_held, other_released) in &answers[1..] {
+        assert_eq!(
+            (other_held, other_released),
+            (held, released),
+            "{state:?} answers like a free address"
+        );
+    }
 }
 
 /// Moves the relay's checkpoint to the end of the log, as if it had pushed

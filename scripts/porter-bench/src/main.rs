@@ -57,6 +57,7 @@ macro_rules! say {
     }};
 }
 
+mod account_load;
 mod cpu;
 mod limits;
 mod load;
@@ -148,6 +149,10 @@ struct Args {
     /// processes' memory per minute with its slope.
     #[arg(long, value_parser = soak::parse_duration)]
     soak: Option<Duration>,
+    /// Instead of the measurements above, only time loading an account
+    /// with a long history against a fresh one (no porter processes).
+    #[arg(long, conflicts_with = "soak")]
+    account_load_only: bool,
 }
 
 fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
@@ -276,6 +281,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         say!("finished in {:.0} s", started.elapsed().as_secs_f64());
         return Ok(());
     }
+    if setup.args.account_load_only {
+        let measured = account_load_only(&setup).await;
+        cleanup(&setup, &mut admin).await;
+        #[allow(clippy::print_stdout)]
+        {
+            println!("\naccount load: {}", measured?.row());
+        }
+        say!("finished in {:.0} s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let measured = Box::pin(measure(&setup)).await;
     cleanup(&setup, &mut admin).await;
     let mut report = measured?;
@@ -328,6 +343,8 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
     pool.close().await;
     let porter_env = porter.reported_env();
     let memory = porter.stop().await?;
+    say!("account load: long history against fresh");
+    let account_load = account_load::run(&setup.database_url).await?;
     let replay = measure_replay(setup, &meter, &mut cpu).await?;
     Ok(Report {
         started_at: setup.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
@@ -348,10 +365,18 @@ async fn measure(setup: &Setup) -> anyhow::Result<Report> {
         webhook_throughput,
         sign_up_to_webhook,
         memory,
+        account_load,
         replay,
         cpu,
         targets: Vec::new(),
     })
+}
+
+/// `--account-load-only`: the account load phase on the migrated bench
+/// database, nothing else.
+async fn account_load_only(setup: &Setup) -> anyhow::Result<account_load::AccountLoad> {
+    migrate(setup).await?;
+    account_load::run(&setup.database_url).await
 }
 
 /// Which request about an address a timing phase sends.

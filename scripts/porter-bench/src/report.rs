@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Instant};
 use serde::Serialize;
 
 use crate::{
+    account_load::AccountLoad,
     cpu::PhaseCpu,
     limits::{Argon2Limit, CommitRate, RedisRate},
     load::{Run, SignUp, Status},
@@ -64,6 +65,7 @@ pub struct Report {
     pub webhook_throughput: Vec<Throughput>,
     pub sign_up_to_webhook: ArrivalSummary,
     pub memory: MemorySummary,
+    pub account_load: AccountLoad,
     pub replay: ReplayResult,
     pub cpu: Vec<PhaseCpu>,
     pub targets: Vec<Target>,
@@ -718,6 +720,16 @@ pub fn table(report: &Report) -> String {
             check.events == check.activated as i64
                 && check.read_model_active == check.activated as i64,
         ),
+    );
+    row(
+        format!(
+            "account load, {} events",
+            report.account_load.long_history_events
+        ),
+        report.account_load.row(),
+        String::new(),
+        String::new(),
+        "",
     );
     let replay = &report.replay;
     let t = target("replay");
