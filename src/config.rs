@@ -402,8 +402,8 @@ pub struct Limit {
     pub window: Duration,
 }
 
-/// The request budgets of DESIGN.md's security defaults, shared by every web
-/// process through Redis.
+/// The request budgets, shared by every web process through Redis; what each
+/// gives an attacker is in docs/security.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
     pub sign_up_per_ip: Limit,

@@ -6,8 +6,8 @@
 //! holds one integer, the "theoretical arrival time", under a key that
 //! expires when the subject's budget is whole again. A budget of `max` per
 //! `window` admits a burst of `max`, then one more every `window / max`.
-//! State is one small key per active subject (128 bytes measured, README
-//! "Running in production"), never a log of requests. The
+//! State is one small key per active subject (128 bytes measured,
+//! docs/operations.md), never a log of requests. The
 //! script reads Redis's clock, since processes' clocks may disagree, and a
 //! refused request spends nothing, so a client that keeps hammering is
 //! admitted again as soon as its budget has room.

@@ -531,8 +531,8 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
 }
 
-/// The table printed at the end of a run (Markdown, so it pastes into the
-/// README as it is).
+/// The table printed at the end of a run (Markdown, so it pastes into
+/// docs/performance.md as it is).
 pub fn table(report: &Report) -> String {
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut row = |what: String, result: String, vs_limit: String, target: String, v: &str| {
