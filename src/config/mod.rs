@@ -30,7 +30,7 @@ pub use self::{
     limits::RateLimits,
     mail::{MailConfig, RetryPolicy},
     process::{LogFormat, SecretKey, log_filter_from_env, log_format_from_env},
-    settings::{Default, Effective, Origin, Secrecy, Section, Setting, render_effective},
+    settings::{Effective, Origin, Secrecy, Section, Setting, Unset, render_effective},
     stores::{DatabaseConfig, RedisConfig},
     templates::{Brand, TemplatesConfig},
     values::{IpRange, Limit, SecretUrl},

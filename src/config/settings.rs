@@ -18,7 +18,7 @@ use crate::domain::text::printable;
 pub struct Setting {
     pub name: &'static str,
     /// What an unset (or empty) variable means.
-    pub default: Default,
+    pub default: Unset,
     /// One paragraph for operators, as the configuration reference shows it.
     pub meaning: &'static str,
     pub secrecy: Secrecy,
@@ -26,7 +26,7 @@ pub struct Setting {
 
 /// What a setting is when its variable is unset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Default {
+pub enum Unset {
     /// Unset stops the process.
     Required,
     /// Unset means off, or nothing of that kind (`TRUSTED_PROXIES`).
@@ -141,8 +141,8 @@ impl<'a> Env<'a> {
         Ok(value)
     }
 
-    /// A setting with no value when unset ([`Default::None`], or a
-    /// [`Default::Computed`] worked out later than the configuration).
+    /// A setting with no value when unset ([`Unset::None`], or a
+    /// [`Unset::Computed`] worked out later than the configuration).
     pub(super) fn optional<T>(
         &self,
         setting: &Setting,
@@ -152,7 +152,7 @@ impl<'a> Env<'a> {
             Some(raw) => self.parse_set(setting, &raw, parse).map(Some),
             None => {
                 let shown = match setting.default {
-                    Default::Computed(how) => how.replace('`', ""),
+                    Unset::Computed(how) => how.replace('`', ""),
                     _ => "(unset)".to_owned(),
                 };
                 self.note_shown(setting, shown, Origin::Default);
@@ -161,7 +161,7 @@ impl<'a> Env<'a> {
         }
     }
 
-    /// A [`Default::Required`] setting.
+    /// A [`Unset::Required`] setting.
     pub(super) fn required<T>(
         &self,
         setting: &Setting,
@@ -174,7 +174,7 @@ impl<'a> Env<'a> {
         self.parse_set(setting, &raw, parse)
     }
 
-    /// A [`Default::Value`] setting: unset, the row's default is parsed.
+    /// A [`Unset::Value`] setting: unset, the row's default is parsed.
     pub(super) fn setting<T>(
         &self,
         setting: &Setting,
@@ -183,7 +183,7 @@ impl<'a> Env<'a> {
         if let Some(raw) = self.raw(setting) {
             return self.parse_set(setting, &raw, parse);
         }
-        let Default::Value(default) = setting.default else {
+        let Unset::Value(default) = setting.default else {
             return Err(ConfigError {
                 variable: setting.name,
                 problem: format!("has no default value in the table ({:?})", setting.default),
@@ -197,7 +197,7 @@ impl<'a> Env<'a> {
         Ok(value)
     }
 
-    /// A [`Default::Computed`] setting known when the configuration is
+    /// A [`Unset::Computed`] setting known when the configuration is
     /// read: unset, `compute` gives it.
     pub(super) fn computed<T: std::fmt::Display>(
         &self,
@@ -252,10 +252,10 @@ pub fn reference(sections: &[Section]) -> String {
         );
         for setting in section.settings {
             let default = match setting.default {
-                Default::Required => "required".to_owned(),
-                Default::None => "none".to_owned(),
-                Default::Value(value) => format!("`{value}`"),
-                Default::Computed(how) => how.to_owned(),
+                Unset::Required => "required".to_owned(),
+                Unset::None => "none".to_owned(),
+                Unset::Value(value) => format!("`{value}`"),
+                Unset::Computed(how) => how.to_owned(),
             };
             let _ = writeln!(
                 text,
@@ -287,8 +287,9 @@ pub fn render_effective(settings: &[Effective]) -> String {
 
 /// Declares a section of the table: one constant per setting, named as its
 /// variable, and the [`Section`] listing them in order. A row reads
-/// `NAME: Default, Secrecy, "meaning";`, the default one of `Required`,
-/// `None`, `Value("15m")` or `Computed("how")`.
+/// `NAME: Unset, Secrecy, "meaning";`: what unset means, one of
+/// [`Unset`]'s `Required`, `None`, `Value("15m")` or `Computed("how")`; one
+/// of [`Secrecy`]'s variants; and the reference's text.
 macro_rules! section {
     (
         $(#[$section_doc:meta])*
@@ -300,7 +301,7 @@ macro_rules! section {
             pub(super) const $name: $crate::config::settings::Setting =
                 $crate::config::settings::Setting {
                     name: stringify!($name),
-                    default: $crate::config::settings::Default::$default $(($text))?,
+                    default: $crate::config::settings::Unset::$default $(($text))?,
                     meaning: $meaning,
                     secrecy: $crate::config::settings::Secrecy::$secrecy,
                 };

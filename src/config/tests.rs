@@ -360,14 +360,17 @@ fn table_names() -> Vec<&'static str> {
 fn the_readers_read_every_row_of_the_table_and_nothing_else() {
     let vars = complete();
     let effective = Config::effective(&|name| vars.get(name).cloned()).expect("loads");
-    let mut read: Vec<_> = effective.iter().map(|setting| setting.name).collect();
-    read.sort_unstable();
-    let mut table = table_names();
-    table.sort_unstable();
-    let rows = table.len();
-    table.dedup();
-    assert_eq!(table.len(), rows, "a variable has two rows");
-    assert_eq!(read, table);
+    let read: Vec<_> = effective.iter().map(|setting| setting.name).collect();
+    let table = table_names();
+    let unread: Vec<_> = table.iter().filter(|name| !read.contains(name)).collect();
+    let unlisted: Vec<_> = read.iter().filter(|name| !table.contains(name)).collect();
+    assert!(
+        unread.is_empty() && unlisted.is_empty(),
+        "rows no reader reads: {unread:?}; read but not rows: {unlisted:?}"
+    );
+    let once = |names: &[&str]| names.iter().collect::<std::collections::HashSet<_>>().len();
+    assert_eq!(once(&table), table.len(), "a variable has two rows");
+    assert_eq!(once(&read), read.len(), "a variable is read twice");
 }
 
 #[test]
@@ -392,11 +395,11 @@ fn every_default_value_in_the_table_is_what_the_readers_use() {
                 .find(|read| read.name == setting.name)
                 .expect("every row is read");
             match setting.default {
-                Default::Value(text) if !vars.contains_key(setting.name) => {
+                Unset::Value(text) if !vars.contains_key(setting.name) => {
                     assert_eq!(read.origin, Origin::Default, "{}", setting.name);
                     assert_eq!(read.value, text, "{}", setting.name);
                 }
-                Default::Required => {
+                Unset::Required => {
                     assert_eq!(read.origin, Origin::Environment, "{}", setting.name);
                 }
                 _ => {}
