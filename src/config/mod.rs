@@ -10,7 +10,8 @@
 //! its section beside the struct it fills: its default is written there once,
 //! and the configuration reference (`docs/configuration.md`) and `porter
 //! config` are made from the same rows. A new setting is one row in its
-//! section's `section!` and one field its reader fills.
+//! section's `section!` and one field its reader fills; then `porter config
+//! --reference > docs/configuration.md` (a test says so when forgotten).
 
 #[macro_use]
 mod settings;
