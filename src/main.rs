@@ -6,8 +6,10 @@ use porter::{cli, config, telemetry};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    match config::log_format_from_env() {
-        Ok(format) => telemetry::init(format),
+    let logging = config::log_format_from_env()
+        .and_then(|format| Ok((format, config::log_filter_from_env()?)));
+    match logging {
+        Ok((format, filter)) => telemetry::init(format, &filter),
         Err(error) => return fail(&error),
     }
     match cli::run(cli).await {

@@ -13,7 +13,9 @@ use uuid::Uuid;
 use crate::{
     admin, api_keys,
     commands::Commands,
-    config::{Config, DatabaseConfig, RedisConfig, SecretKey, TemplatesConfig, WebhookConfig},
+    config::{
+        self, Config, DatabaseConfig, RedisConfig, SecretKey, TemplatesConfig, WebhookConfig,
+    },
     domain::Locale,
     keys::{KeyPurpose, LinkKeys},
     ops,
@@ -132,6 +134,14 @@ pub enum Command {
     Templates {
         #[command(subcommand)]
         action: TemplatesAction,
+    },
+    /// Print every setting as `porter web` would run with it, and whether
+    /// it came from the environment or the default; secrets redacted.
+    Config {
+        /// Print the configuration reference (docs/configuration.md)
+        /// instead, from the table of settings; reads no variable.
+        #[arg(long)]
+        reference: bool,
     },
 }
 
@@ -455,6 +465,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Templates { action } => templates(action),
+        Command::Config { reference: true } => print(&config::reference()),
+        Command::Config { reference: false } => {
+            print(&config::render_effective(&Config::effective_from_env()?))
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod bad_input;
 mod browser;
 mod budgets;
 mod concurrency;
+mod config;
 mod delivery;
 mod dev_mail;
 mod edge;
