@@ -1,14 +1,15 @@
 //! `/api/admin/*`: the admin API, for the application that uses Porter.
 //!
 //! Every request needs `Authorization: Bearer <api key>`; anything else is
-//! `401` before the route is even looked at, so the API cannot be probed
+//! `401` before the route is even looked at (the router asks [`authorize`]
+//! first for every path under `/api/admin/`), so the API cannot be probed
 //! without a key, and failed attempts are budgeted per client address
 //! (`RATE_LIMIT_FAILED_ADMIN_AUTH_PER_IP`). The key's id is the actor in
 //! the metadata of every event an admin action appends. What the routes do
 //! is in `crate::admin`, shared with `porter accounts`, and in
 //! `crate::webhooks::manage`, shared with `porter webhooks`.
 
-use http::{Method, Response, StatusCode, header};
+use http::{Response, StatusCode, header};
 use hyper::{Request, body::Incoming};
 use serde_json::json;
 use uuid::Uuid;
@@ -25,7 +26,6 @@ use crate::{
     domain::{EmailAddress, Username},
     public_events,
     rate_limit::Budget,
-    store::EventMetadata,
     webhooks::{
         Secret,
         manage::{self, Change, WebhookError},
@@ -41,100 +41,16 @@ const DEFAULT_PAGE: i64 = 50;
 const DEFAULT_EVENTS: usize = 100;
 const MAX_EVENTS: usize = 1000;
 
-/// Serves one admin request; `path` is what follows `/api/admin/`. Returns
-/// the route name for logs and metrics with the outcome.
-pub async fn handle(
+/// The request's context acting as the API key it carries, or the refusal
+/// ([`authenticate`]). The router asks this for every path under
+/// `/api/admin/` before it looks the route up.
+pub async fn authorize(
     state: &AppState,
     context: &RequestContext,
-    request: Request<Incoming>,
-    path: &[&str],
-) -> (&'static str, Result<Response<Body>, ApiError>) {
-    let key_id = match authenticate(state, context, &request).await {
-        Ok(key_id) => key_id,
-        Err(error) => return ("admin_unauthorized", Err(error)),
-    };
-    let mut metadata = context.event_metadata();
-    metadata.actor = Some(format!("api-key:{key_id}"));
-    let method = request.method().clone();
-    match (&method, path) {
-        (&Method::GET, ["events"]) => ("admin_events", events(state, &request).await),
-        (_, ["events"]) => ("admin_events", Err(ApiError::MethodNotAllowed("GET"))),
-        (&Method::GET, ["accounts"]) => ("admin_accounts", accounts(state, &request).await),
-        (_, ["accounts"]) => ("admin_accounts", Err(ApiError::MethodNotAllowed("GET"))),
-        (&Method::GET, ["accounts", id]) => ("admin_account", show(state, id).await),
-        (_, ["accounts", _]) => ("admin_account", Err(ApiError::MethodNotAllowed("GET"))),
-        (&Method::GET, ["accounts", id, "events"]) => {
-            ("admin_account_events", history(state, id).await)
-        }
-        (_, ["accounts", _, "events"]) => (
-            "admin_account_events",
-            Err(ApiError::MethodNotAllowed("GET")),
-        ),
-        (&Method::POST, ["accounts", id, action]) => {
-            let route = match *action {
-                "resend-activation" => "admin_resend_activation",
-                "activate" => "admin_activate",
-                "block" => "admin_block",
-                "unblock" => "admin_unblock",
-                _ => return ("not_found", Err(ApiError::NotFound)),
-            };
-            (
-                route,
-                act(state, context, &metadata, id, action, request).await,
-            )
-        }
-        (
-            _,
-            [
-                "accounts",
-                _,
-                "resend-activation" | "activate" | "block" | "unblock",
-            ],
-        ) => ("admin_action", Err(ApiError::MethodNotAllowed("POST"))),
-        (&Method::GET, ["webhooks"]) => ("admin_webhooks", list_webhooks(state).await),
-        (&Method::POST, ["webhooks"]) => ("admin_webhooks", add_webhook(state, request).await),
-        (_, ["webhooks"]) => (
-            "admin_webhooks",
-            Err(ApiError::MethodNotAllowed("GET, POST")),
-        ),
-        (&Method::GET, ["webhooks", id]) => ("admin_webhook", show_webhook(state, id).await),
-        (&Method::DELETE, ["webhooks", id]) => (
-            "admin_webhook",
-            change_webhook(state, id, Change::Remove, request).await,
-        ),
-        (_, ["webhooks", _]) => (
-            "admin_webhook",
-            Err(ApiError::MethodNotAllowed("GET, DELETE")),
-        ),
-        (&Method::POST, ["webhooks", id, "pause"]) => (
-            "admin_webhook_pause",
-            change_webhook(state, id, Change::Pause, request).await,
-        ),
-        (&Method::POST, ["webhooks", id, "resume"]) => (
-            "admin_webhook_resume",
-            change_webhook(state, id, Change::Resume, request).await,
-        ),
-        (&Method::POST, ["webhooks", id, "rotate-secret"]) => (
-            "admin_webhook_rotate_secret",
-            rotate_webhook_secret(state, id, request).await,
-        ),
-        (&Method::POST, ["webhooks", id, "replay"]) => (
-            "admin_webhook_replay",
-            replay_webhook(state, id, request).await,
-        ),
-        (
-            _,
-            [
-                "webhooks",
-                _,
-                "pause" | "resume" | "rotate-secret" | "replay",
-            ],
-        ) => (
-            "admin_webhook_action",
-            Err(ApiError::MethodNotAllowed("POST")),
-        ),
-        _ => ("not_found", Err(ApiError::NotFound)),
-    }
+    request: &Request<Incoming>,
+) -> Result<RequestContext, ApiError> {
+    let key_id = authenticate(state, context, request).await?;
+    Ok(context.acting_as(format!("api-key:{key_id}")))
 }
 
 /// The id of the live API key the request carries. The key is looked up
@@ -214,7 +130,7 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 
 /// `GET /api/admin/accounts`: a lookup by `email` or `username`, or a page
 /// of the listing (`status`, `after`, `limit`).
-async fn accounts(
+pub async fn accounts(
     state: &AppState,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -292,7 +208,10 @@ async fn accounts(
 }
 
 /// `GET /api/admin/events`: the public events after `after`, in log order.
-async fn events(state: &AppState, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn events(
+    state: &AppState,
+    request: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let params = query_params(request, &["after", "limit", "types", "wait"])?;
     let param = |name: &str| params.get(name).map(String::as_str);
     let after = param("after")
@@ -387,12 +306,12 @@ fn query_params(
     }
 }
 
-async fn show(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn show(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
     let details = admin::details(&state.pool, parse_id(raw_id)?).await?;
     details_response(state, &details).await
 }
 
-async fn history(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn history(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
     let id = parse_id(raw_id)?;
     let events = admin::history(&state.pool, id).await?;
     Ok(json_response(
@@ -401,54 +320,94 @@ async fn history(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiEr
     ))
 }
 
-async fn act(
+/// `POST /api/admin/accounts/{id}/block` `{reason}`: blocks the account
+/// and ends its sessions and open links.
+pub async fn block(
     state: &AppState,
     context: &RequestContext,
-    metadata: &EventMetadata,
     raw_id: &str,
-    action: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let id = parse_id(raw_id)?;
-    let commands = &state.commands;
-    let details = match action {
-        "block" => {
-            let [reason] = request::json_fields(request, ["reason"]).await?;
-            let reason = request::free_text("reason", reason.trim())?;
-            if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
-                return Err(ApiError::field(
-                    "reason",
-                    format!("must be 1 to {MAX_REASON_CHARS} characters"),
-                ));
-            }
-            context.commit_begins();
-            let access = admin::Access {
-                sessions: &state.sessions,
-                activation_keys: &state.keys,
-                reset_keys: &state.reset_keys,
-            };
-            admin::block(commands, access, id, reason.to_owned(), metadata).await?
-        }
-        other => {
-            let [] = request::optional_fields(request, []).await?;
-            context.commit_begins();
-            match other {
-                "resend-activation" => {
-                    admin::resend_activation(commands, id, metadata).await?;
-                    return Ok(json_response(
-                        StatusCode::ACCEPTED,
-                        &json!({
-                            "status": "accepted",
-                            "message": "A new activation link is on its way, within the address's email budget.",
-                        }),
-                    ));
-                }
-                "activate" => admin::activate(commands, id, metadata).await?,
-                _ => admin::unblock(commands, id, metadata).await?,
-            }
-        }
+    let [reason] = request::json_fields(request, ["reason"]).await?;
+    let reason = request::free_text("reason", reason.trim())?;
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::field(
+            "reason",
+            format!("must be 1 to {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    context.commit_begins();
+    let access = admin::Access {
+        sessions: &state.sessions,
+        activation_keys: &state.keys,
+        reset_keys: &state.reset_keys,
     };
+    let details = admin::block(
+        &state.commands,
+        access,
+        id,
+        reason.to_owned(),
+        &context.event_metadata(),
+    )
+    .await?;
     details_response(state, &details).await
+}
+
+/// `POST /api/admin/accounts/{id}/unblock`.
+pub async fn unblock(
+    state: &AppState,
+    context: &RequestContext,
+    raw_id: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let id = bodiless_action(context, raw_id, request).await?;
+    let details = admin::unblock(&state.commands, id, &context.event_metadata()).await?;
+    details_response(state, &details).await
+}
+
+/// `POST /api/admin/accounts/{id}/activate`: activates a pending account
+/// without its link.
+pub async fn activate(
+    state: &AppState,
+    context: &RequestContext,
+    raw_id: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let id = bodiless_action(context, raw_id, request).await?;
+    let details = admin::activate(&state.commands, id, &context.event_metadata()).await?;
+    details_response(state, &details).await
+}
+
+/// `POST /api/admin/accounts/{id}/resend-activation`.
+pub async fn resend_activation(
+    state: &AppState,
+    context: &RequestContext,
+    raw_id: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let id = bodiless_action(context, raw_id, request).await?;
+    admin::resend_activation(&state.commands, id, &context.event_metadata()).await?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({
+            "status": "accepted",
+            "message": "A new activation link is on its way, within the address's email budget.",
+        }),
+    ))
+}
+
+/// The account id of an action that takes no fields (an empty or absent
+/// body), once the body is read and the handler is about to commit.
+async fn bodiless_action(
+    context: &RequestContext,
+    raw_id: &str,
+    request: Request<Incoming>,
+) -> Result<Uuid, ApiError> {
+    let id = parse_id(raw_id)?;
+    let [] = request::optional_fields(request, []).await?;
+    context.commit_begins();
+    Ok(id)
 }
 
 fn parse_subscription_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -457,7 +416,7 @@ fn parse_subscription_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// `GET /api/admin/webhooks`: every subscription with its lag.
-async fn list_webhooks(state: &AppState) -> Result<Response<Body>, ApiError> {
+pub async fn list_webhooks(state: &AppState) -> Result<Response<Body>, ApiError> {
     let listed = subscriptions::list(&state.pool).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -466,7 +425,7 @@ async fn list_webhooks(state: &AppState) -> Result<Response<Body>, ApiError> {
 }
 
 /// `GET /api/admin/webhooks/{id}`.
-async fn show_webhook(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn show_webhook(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
     let id = parse_subscription_id(raw_id)?;
     subscription_response(state, id, StatusCode::OK, None).await
 }
@@ -490,7 +449,7 @@ async fn subscription_response(
 
 /// `POST /api/admin/webhooks` `{url, types?}`: subscribes `url` from now
 /// on; the answer holds the secret, the only time it is shown.
-async fn add_webhook(
+pub async fn add_webhook(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -506,7 +465,7 @@ async fn add_webhook(
 }
 
 /// `DELETE /api/admin/webhooks/{id}`, `POST …/pause`, `POST …/resume`.
-async fn change_webhook(
+pub async fn change_webhook(
     state: &AppState,
     raw_id: &str,
     change: Change,
@@ -525,7 +484,7 @@ async fn change_webhook(
 
 /// `POST /api/admin/webhooks/{id}/rotate-secret`: a new secret, shown once;
 /// the old one signs beside it for `WEBHOOK_SECRET_OVERLAP`.
-async fn rotate_webhook_secret(
+pub async fn rotate_webhook_secret(
     state: &AppState,
     raw_id: &str,
     request: Request<Incoming>,
@@ -541,7 +500,7 @@ async fn rotate_webhook_secret(
 
 /// `POST /api/admin/webhooks/{id}/replay` `{from}`: delivers again from
 /// `start`, a feed cursor or an event id, with the same event ids.
-async fn replay_webhook(
+pub async fn replay_webhook(
     state: &AppState,
     raw_id: &str,
     request: Request<Incoming>,

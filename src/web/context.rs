@@ -31,6 +31,9 @@ pub struct RequestContext {
     /// Set once the handler starts appending events; see
     /// [`Self::commit_begins`].
     committing: Arc<AtomicBool>,
+    /// Who acts, in the events' metadata: set by [`Self::acting_as`] once
+    /// the request is authenticated as someone other than the account.
+    actor: Option<String>,
 }
 
 impl RequestContext {
@@ -40,6 +43,16 @@ impl RequestContext {
             client_ip_hash: client_ip_hash(secret_key, client_ip),
             client_ip,
             committing: Arc::default(),
+            actor: None,
+        }
+    }
+
+    /// The same request, its events recorded as done by `actor` (an admin
+    /// API key). The commit mark stays shared with `self`.
+    pub fn acting_as(&self, actor: String) -> Self {
+        Self {
+            actor: Some(actor),
+            ..self.clone()
         }
     }
 
@@ -62,7 +75,7 @@ impl RequestContext {
             http_request_id: Some(self.http_request_id.clone()),
             causation_id: None,
             client_ip_hash: Some(self.client_ip_hash.clone()),
-            actor: None,
+            actor: self.actor.clone(),
         }
     }
 }

@@ -16,20 +16,26 @@ use http::{Response, StatusCode};
 use super::response::{ApiError, Body, html_response};
 use crate::mail::{DevMailbox, DevMessage};
 
-/// Answers a `GET` below `/dev/mail` (`rest` are the segments after it).
-pub fn serve(mailbox: &DevMailbox, rest: &[&str]) -> Result<Response<Body>, ApiError> {
-    let message = |id: &str| {
-        id.parse::<u64>()
-            .ok()
-            .and_then(|id| mailbox.get(id))
-            .ok_or(ApiError::NotFound)
-    };
-    match rest {
-        [] | [""] => Ok(html_response(StatusCode::OK, list(&mailbox.newest_first()))),
-        [id] => Ok(html_response(StatusCode::OK, show(&message(id)?))),
-        [id, "html"] => Ok(html_response(StatusCode::OK, message(id)?.html)),
-        _ => Err(ApiError::NotFound),
-    }
+/// `/dev/mail`: the messages, newest first.
+pub fn index(mailbox: &DevMailbox) -> Result<Response<Body>, ApiError> {
+    Ok(html_response(StatusCode::OK, list(&mailbox.newest_first())))
+}
+
+/// `/dev/mail/{id}`: one message's headers and text part.
+pub fn message(mailbox: &DevMailbox, id: &str) -> Result<Response<Body>, ApiError> {
+    Ok(html_response(StatusCode::OK, show(&find(mailbox, id)?)))
+}
+
+/// `/dev/mail/{id}/html`: one message's HTML part.
+pub fn message_html(mailbox: &DevMailbox, id: &str) -> Result<Response<Body>, ApiError> {
+    Ok(html_response(StatusCode::OK, find(mailbox, id)?.html))
+}
+
+fn find(mailbox: &DevMailbox, id: &str) -> Result<DevMessage, ApiError> {
+    id.parse::<u64>()
+        .ok()
+        .and_then(|id| mailbox.get(id))
+        .ok_or(ApiError::NotFound)
 }
 
 fn list(messages: &[DevMessage]) -> String {

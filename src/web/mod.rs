@@ -40,6 +40,8 @@ mod routes;
 mod sign_in;
 mod signup;
 
+pub use routes::{ROUTES, Route};
+
 /// Everything a request handler may use; shared by all connections.
 #[derive(Debug)]
 pub struct AppState {

@@ -32,7 +32,8 @@ pub enum ApiError {
     #[error("no such route")]
     NotFound,
     #[error("method not allowed")]
-    MethodNotAllowed(&'static str),
+    /// The methods the path serves, as the `Allow` header lists them.
+    MethodNotAllowed(String),
     #[error("activation link invalid")]
     LinkInvalid,
     #[error("the registration is contested and needs its password")]
@@ -267,10 +268,11 @@ impl ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Self::MethodNotAllowed(allow) = self {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        if let Self::MethodNotAllowed(allow) = &self {
+            response.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_str(allow).expect("method names are header-safe"),
+            );
         }
         response
     }

@@ -1,8 +1,18 @@
-//! The router: a `match` on method and path, plus what every request gets
-//! (a request id, a tracing span, standard headers, one log line).
+//! The router: one route table ([`ROUTES`]: methods, path template, name,
+//! handler) and what every request gets (a request id, a tracing span,
+//! standard headers, one log line).
+//!
+//! Each route is written once, here: the table decides the handler, the
+//! `405` with its `Allow` header for a path served under other methods, the
+//! `404` for anything else, and the route name that the metrics and the log
+//! line carry. `tests/it/openapi.rs` holds the table and `openapi.json` to
+//! the same routes. Two rules stand beside the table: every path under
+//! `/api/admin/` needs an API key before it is even looked up, and the
+//! `/dev/mail` routes are served only in `porter dev`.
 
 use std::{net::IpAddr, pin::pin, time::Instant};
 
+use futures::future::BoxFuture;
 use http::{Method, Response, StatusCode};
 use hyper::{Request, body::Incoming};
 use porter_jobs::AddressAction;
@@ -16,6 +26,7 @@ use super::{
     response::{ApiError, Body, add_standard_headers, json_response, text_response},
     sign_in, signup,
 };
+use crate::{mail::DevMailbox, webhooks::manage::Change};
 
 pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) -> Response<Body> {
     let context = RequestContext::new(
@@ -100,106 +111,405 @@ async fn dispatch(
     }
 }
 
+/// Every path below these segments is the admin API: its API key is checked
+/// before the path is looked up, so nothing there answers without one.
+const ADMIN_PREFIX: [&str; 2] = ["api", "admin"];
+
+/// Routes whose template starts with this are served only with a dev
+/// mailbox (`porter dev`); elsewhere they are `404` (and still `405` for a
+/// method they never serve).
+const DEV_MAIL_PREFIX: &str = "/dev/mail";
+
+/// Looks the request up in [`ROUTES`] and runs what it finds.
 async fn route(state: &AppState, context: &RequestContext, request: Request<Incoming>) -> Handled {
     let path = request.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = request.method().clone();
-    match (&method, segments.as_slice()) {
-        (&Method::POST, ["api", "users"]) => {
-            ("sign_up", signup::sign_up(state, context, request).await)
+    let admin_context;
+    let context = if segments.starts_with(&ADMIN_PREFIX) {
+        match admin::authorize(state, context, &request).await {
+            Ok(acting) => {
+                admin_context = acting;
+                &admin_context
+            }
+            Err(error) => return ("admin_unauthorized", Err(error)),
         }
-        (_, ["api", "users"]) => ("sign_up", Err(ApiError::MethodNotAllowed("POST"))),
-        (&Method::GET | &Method::HEAD, ["activate", key]) => (
-            "activation_page",
-            activation::page(state, key, request.headers()).await,
-        ),
-        (_, ["activate", _]) => (
-            "activation_page",
-            Err(ApiError::MethodNotAllowed("GET, HEAD")),
-        ),
-        (&Method::POST, ["api", "activate-account", "resend"]) => (
-            "resend",
-            address_request::accept(state, context, request, AddressAction::Resend).await,
-        ),
-        (&Method::POST, ["api", "activate-account", key]) => (
-            "activate",
-            activation::activate(state, context, key, request).await,
-        ),
-        (_, ["api", "activate-account", _]) => {
-            ("activate", Err(ApiError::MethodNotAllowed("POST")))
+    } else {
+        context
+    };
+    match look_up(request.method(), &segments) {
+        Lookup::Found(route)
+            if route.path.starts_with(DEV_MAIL_PREFIX) && state.dev_mailbox.is_none() =>
+        {
+            ("not_found", Err(ApiError::NotFound))
         }
-        (&Method::POST, ["api", "activate-account", key, "cancel"]) => (
-            "cancel_registration",
-            activation::cancel(state, context, key, request).await,
-        ),
-        (_, ["api", "activate-account", _, "cancel"]) => (
-            "cancel_registration",
-            Err(ApiError::MethodNotAllowed("POST")),
-        ),
-        (_, ["api", "admin", path @ ..]) => admin::handle(state, context, request, path).await,
-        (&Method::POST, ["api", "sessions"]) => {
-            ("sign_in", sign_in::sign_in(state, context, request).await)
+        Lookup::Found(route) => {
+            let params = Params {
+                template: route.path,
+                segments: &segments,
+            };
+            (
+                route.name,
+                (route.handler)(state, context, request, params).await,
+            )
         }
-        (&Method::DELETE, ["api", "sessions"]) => (
-            "sign_out_everywhere",
-            sign_in::sign_out_everywhere(state, request.headers()).await,
-        ),
-        (_, ["api", "sessions"]) => ("sign_in", Err(ApiError::MethodNotAllowed("POST, DELETE"))),
-        (&Method::DELETE, ["api", "sessions", "current"]) => (
-            "sign_out",
-            sign_in::sign_out(state, request.headers()).await,
-        ),
-        (_, ["api", "sessions", "current"]) => {
-            ("sign_out", Err(ApiError::MethodNotAllowed("DELETE")))
-        }
-        (&Method::GET | &Method::HEAD, ["api", "me"]) => {
-            ("me", sign_in::me(state, request.headers()).await)
-        }
-        (_, ["api", "me"]) => ("me", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
-        (&Method::POST, ["api", "me", "password"]) => (
-            "change_password",
-            sign_in::change_password(state, context, request).await,
-        ),
-        (_, ["api", "me", "password"]) => {
-            ("change_password", Err(ApiError::MethodNotAllowed("POST")))
-        }
-        (&Method::POST, ["api", "password-reset"]) => (
-            "password_reset_request",
-            address_request::accept(state, context, request, AddressAction::PasswordReset).await,
-        ),
-        (_, ["api", "password-reset"]) => (
-            "password_reset_request",
-            Err(ApiError::MethodNotAllowed("POST")),
-        ),
-        (&Method::POST, ["api", "password-reset", key]) => (
-            "password_reset",
-            password_reset::reset(state, context, key, request).await,
-        ),
-        (_, ["api", "password-reset", _]) => {
-            ("password_reset", Err(ApiError::MethodNotAllowed("POST")))
-        }
-        (&Method::GET | &Method::HEAD, ["reset-password", key]) => (
-            "reset_password_page",
-            password_reset::page(state, key, request.headers()).await,
-        ),
-        (_, ["reset-password", _]) => (
-            "reset_password_page",
-            Err(ApiError::MethodNotAllowed("GET, HEAD")),
-        ),
-        (&Method::GET | &Method::HEAD, ["api", "openapi.json"]) => ("openapi", Ok(openapi())),
-        (&Method::GET | &Method::HEAD, ["healthz"]) => {
-            ("healthz", Ok(text_response(StatusCode::OK, "ok\n")))
-        }
-        (&Method::GET | &Method::HEAD, ["readyz"]) => ("readyz", readiness(state).await),
-        (_, ["healthz" | "readyz"]) => ("health", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
-        // `porter dev` only: the state has a mailbox nowhere else.
-        (&Method::GET | &Method::HEAD, ["dev", "mail", rest @ ..]) => match &state.dev_mailbox {
-            Some(mailbox) => ("dev_mail", dev_mail::serve(mailbox, rest)),
-            None => ("not_found", Err(ApiError::NotFound)),
-        },
-        (_, ["dev", "mail", ..]) => ("dev_mail", Err(ApiError::MethodNotAllowed("GET, HEAD"))),
-        _ => ("not_found", Err(ApiError::NotFound)),
+        Lookup::WrongMethod { name, allow } => (name, Err(ApiError::MethodNotAllowed(allow))),
+        Lookup::NotFound => ("not_found", Err(ApiError::NotFound)),
     }
+}
+
+/// What [`look_up`] found for a method and path.
+enum Lookup {
+    Found(&'static Route),
+    /// Rows match the path but none serves the method: `name` is the first
+    /// such row's, `allow` the methods they serve.
+    WrongMethod {
+        name: &'static str,
+        allow: String,
+    },
+    NotFound,
+}
+
+/// The row for `method` at `segments`; where several templates fit, the one
+/// with fewer `{param}` segments wins (`/resend` over `/{key}`).
+fn look_up(method: &Method, segments: &[&str]) -> Lookup {
+    let fitting: Vec<&'static Route> = ROUTES.iter().filter(|route| route.fits(segments)).collect();
+    let serving = fitting
+        .iter()
+        .filter(|route| route.methods.contains(method))
+        .min_by_key(|route| route.parameter_count());
+    if let Some(route) = serving {
+        return Lookup::Found(route);
+    }
+    let Some(first) = fitting.first() else {
+        return Lookup::NotFound;
+    };
+    let mut allowed: Vec<&Method> = fitting.iter().flat_map(|route| route.methods).collect();
+    allowed.sort_by_key(|method| {
+        ALLOW_ORDER
+            .iter()
+            .position(|listed| listed == *method)
+            .unwrap_or(ALLOW_ORDER.len())
+    });
+    allowed.dedup();
+    let allow = allowed
+        .iter()
+        .map(|method| method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Lookup::WrongMethod {
+        name: first.name,
+        allow,
+    }
+}
+
+/// The order methods are listed in `Allow`: reads, then writes.
+const ALLOW_ORDER: &[Method] = &[
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+];
+
+/// A handler in the table: everything it may need, the path's `{param}`
+/// values in `Params`.
+type Handler = for<'a> fn(
+    &'a AppState,
+    &'a RequestContext,
+    Request<Incoming>,
+    Params<'a>,
+) -> BoxFuture<'a, Result<Response<Body>, ApiError>>;
+
+/// The `{param}` segments of the path a route matched.
+#[derive(Clone, Copy)]
+struct Params<'a> {
+    template: &'static str,
+    segments: &'a [&'a str],
+}
+
+impl<'a> Params<'a> {
+    /// The path's segment where the template has `{name}`.
+    ///
+    /// # Panics
+    /// When the route's template has no `{name}`: the table and its
+    /// handler disagree, which every test of the route shows.
+    fn get(&self, name: &str) -> &'a str {
+        template_segments(self.template)
+            .zip(self.segments)
+            .find(|(part, _)| {
+                part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) == Some(name)
+            })
+            .map(|(_, segment)| *segment)
+            .unwrap_or_else(|| panic!("{} has no {{{name}}}", self.template))
+    }
+}
+
+fn template_segments(template: &str) -> std::str::Split<'_, char> {
+    template.trim_start_matches('/').split('/')
+}
+
+/// One row of [`ROUTES`].
+#[derive(Debug)]
+pub struct Route {
+    methods: &'static [Method],
+    path: &'static str,
+    name: &'static str,
+    handler: Handler,
+}
+
+impl Route {
+    /// The methods the route serves (`HEAD` beside `GET` where it is served).
+    pub fn methods(&self) -> &'static [Method] {
+        self.methods
+    }
+
+    /// The path template: literal segments and `{param}` segments.
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+
+    /// The route's name: the `route` label of the request metrics and the
+    /// log line's `route` field.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn fits(&self, segments: &[&str]) -> bool {
+        let mut parts = template_segments(self.path);
+        let fits = segments.iter().all(|segment| {
+            parts
+                .next()
+                .is_some_and(|part| part.starts_with('{') || part == *segment)
+        });
+        fits && parts.next().is_none()
+    }
+
+    fn parameter_count(&self) -> usize {
+        template_segments(self.path)
+            .filter(|part| part.starts_with('{'))
+            .count()
+    }
+}
+
+const GET: &[Method] = &[Method::GET];
+const GET_HEAD: &[Method] = &[Method::GET, Method::HEAD];
+const POST: &[Method] = &[Method::POST];
+const DELETE: &[Method] = &[Method::DELETE];
+
+const fn row(
+    methods: &'static [Method],
+    path: &'static str,
+    name: &'static str,
+    handler: Handler,
+) -> Route {
+    Route {
+        methods,
+        path,
+        name,
+        handler,
+    }
+}
+
+/// Every route Porter's API listener serves. The order matters only for a
+/// `405`: its route name is the first row whose path fits.
+pub static ROUTES: &[Route] = &[
+    row(POST, "/api/users", "sign_up", |s, c, r, _| {
+        Box::pin(signup::sign_up(s, c, r))
+    }),
+    row(
+        GET_HEAD,
+        "/activate/{key}",
+        "activation_page",
+        |s, _, r, p| Box::pin(async move { activation::page(s, p.get("key"), r.headers()).await }),
+    ),
+    row(
+        POST,
+        "/api/activate-account/resend",
+        "resend",
+        |s, c, r, _| Box::pin(address_request::accept(s, c, r, AddressAction::Resend)),
+    ),
+    row(
+        POST,
+        "/api/activate-account/{key}",
+        "activate",
+        |s, c, r, p| Box::pin(activation::activate(s, c, p.get("key"), r)),
+    ),
+    row(
+        POST,
+        "/api/activate-account/{key}/cancel",
+        "cancel_registration",
+        |s, c, r, p| Box::pin(activation::cancel(s, c, p.get("key"), r)),
+    ),
+    row(POST, "/api/sessions", "sign_in", |s, c, r, _| {
+        Box::pin(sign_in::sign_in(s, c, r))
+    }),
+    row(
+        DELETE,
+        "/api/sessions",
+        "sign_out_everywhere",
+        |s, _, r, _| Box::pin(async move { sign_in::sign_out_everywhere(s, r.headers()).await }),
+    ),
+    row(DELETE, "/api/sessions/current", "sign_out", |s, _, r, _| {
+        Box::pin(async move { sign_in::sign_out(s, r.headers()).await })
+    }),
+    row(GET_HEAD, "/api/me", "me", |s, _, r, _| {
+        Box::pin(async move { sign_in::me(s, r.headers()).await })
+    }),
+    row(POST, "/api/me/password", "change_password", |s, c, r, _| {
+        Box::pin(sign_in::change_password(s, c, r))
+    }),
+    row(
+        POST,
+        "/api/password-reset",
+        "password_reset_request",
+        |s, c, r, _| {
+            Box::pin(address_request::accept(
+                s,
+                c,
+                r,
+                AddressAction::PasswordReset,
+            ))
+        },
+    ),
+    row(
+        POST,
+        "/api/password-reset/{key}",
+        "password_reset",
+        |s, c, r, p| Box::pin(password_reset::reset(s, c, p.get("key"), r)),
+    ),
+    row(
+        GET_HEAD,
+        "/reset-password/{key}",
+        "reset_password_page",
+        |s, _, r, p| {
+            Box::pin(async move { password_reset::page(s, p.get("key"), r.headers()).await })
+        },
+    ),
+    row(GET_HEAD, "/api/openapi.json", "openapi", |_, _, _, _| {
+        Box::pin(async { Ok(openapi()) })
+    }),
+    row(GET_HEAD, "/healthz", "healthz", |_, _, _, _| {
+        Box::pin(async { Ok(text_response(StatusCode::OK, "ok\n")) })
+    }),
+    row(GET_HEAD, "/readyz", "readyz", |s, _, _, _| {
+        Box::pin(readiness(s))
+    }),
+    // The admin API: the router has checked the API key (`ADMIN_PREFIX`).
+    row(GET, "/api/admin/events", "admin_events", |s, _, r, _| {
+        Box::pin(async move { admin::events(s, &r).await })
+    }),
+    row(
+        GET,
+        "/api/admin/accounts",
+        "admin_accounts",
+        |s, _, r, _| Box::pin(async move { admin::accounts(s, &r).await }),
+    ),
+    row(
+        GET,
+        "/api/admin/accounts/{id}",
+        "admin_account",
+        |s, _, _, p| Box::pin(admin::show(s, p.get("id"))),
+    ),
+    row(
+        GET,
+        "/api/admin/accounts/{id}/events",
+        "admin_account_events",
+        |s, _, _, p| Box::pin(admin::history(s, p.get("id"))),
+    ),
+    row(
+        POST,
+        "/api/admin/accounts/{id}/resend-activation",
+        "admin_resend_activation",
+        |s, c, r, p| Box::pin(admin::resend_activation(s, c, p.get("id"), r)),
+    ),
+    row(
+        POST,
+        "/api/admin/accounts/{id}/activate",
+        "admin_activate",
+        |s, c, r, p| Box::pin(admin::activate(s, c, p.get("id"), r)),
+    ),
+    row(
+        POST,
+        "/api/admin/accounts/{id}/block",
+        "admin_block",
+        |s, c, r, p| Box::pin(admin::block(s, c, p.get("id"), r)),
+    ),
+    row(
+        POST,
+        "/api/admin/accounts/{id}/unblock",
+        "admin_unblock",
+        |s, c, r, p| Box::pin(admin::unblock(s, c, p.get("id"), r)),
+    ),
+    row(
+        GET,
+        "/api/admin/webhooks",
+        "admin_webhooks",
+        |s, _, _, _| Box::pin(admin::list_webhooks(s)),
+    ),
+    row(
+        POST,
+        "/api/admin/webhooks",
+        "admin_webhooks",
+        |s, _, r, _| Box::pin(admin::add_webhook(s, r)),
+    ),
+    row(
+        GET,
+        "/api/admin/webhooks/{id}",
+        "admin_webhook",
+        |s, _, _, p| Box::pin(admin::show_webhook(s, p.get("id"))),
+    ),
+    row(
+        DELETE,
+        "/api/admin/webhooks/{id}",
+        "admin_webhook",
+        |s, _, r, p| Box::pin(admin::change_webhook(s, p.get("id"), Change::Remove, r)),
+    ),
+    row(
+        POST,
+        "/api/admin/webhooks/{id}/pause",
+        "admin_webhook_pause",
+        |s, _, r, p| Box::pin(admin::change_webhook(s, p.get("id"), Change::Pause, r)),
+    ),
+    row(
+        POST,
+        "/api/admin/webhooks/{id}/resume",
+        "admin_webhook_resume",
+        |s, _, r, p| Box::pin(admin::change_webhook(s, p.get("id"), Change::Resume, r)),
+    ),
+    row(
+        POST,
+        "/api/admin/webhooks/{id}/rotate-secret",
+        "admin_webhook_rotate_secret",
+        |s, _, r, p| Box::pin(admin::rotate_webhook_secret(s, p.get("id"), r)),
+    ),
+    row(
+        POST,
+        "/api/admin/webhooks/{id}/replay",
+        "admin_webhook_replay",
+        |s, _, r, p| Box::pin(admin::replay_webhook(s, p.get("id"), r)),
+    ),
+    // `porter dev` only (`DEV_MAIL_PREFIX`).
+    row(GET_HEAD, "/dev/mail", "dev_mail", |s, _, _, _| {
+        Box::pin(async move { dev_mail::index(mailbox(s)) })
+    }),
+    row(GET_HEAD, "/dev/mail/", "dev_mail", |s, _, _, _| {
+        Box::pin(async move { dev_mail::index(mailbox(s)) })
+    }),
+    row(GET_HEAD, "/dev/mail/{id}", "dev_mail", |s, _, _, p| {
+        Box::pin(async move { dev_mail::message(mailbox(s), p.get("id")) })
+    }),
+    row(GET_HEAD, "/dev/mail/{id}/html", "dev_mail", |s, _, _, p| {
+        Box::pin(async move { dev_mail::message_html(mailbox(s), p.get("id")) })
+    }),
+];
+
+/// The dev mailbox, which the `/dev/mail` rows are matched only with.
+fn mailbox(state: &AppState) -> &DevMailbox {
+    state
+        .dev_mailbox
+        .as_ref()
+        .expect("/dev/mail routes are matched only with a dev mailbox")
 }
 
 /// The API description, embedded at build time.

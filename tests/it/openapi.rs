@@ -2,6 +2,8 @@
 //! `TestApp` is checked against it when the app is dropped, and the document
 //! itself must be a well-formed OpenAPI 3.1 description.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Value, json};
 
 use crate::helpers::{TestResponse, new_user, spawn_app};
@@ -131,42 +133,9 @@ fn template_for(document: &Value, path: &str) -> Option<String> {
 }
 
 #[test]
-fn the_document_is_openapi_3_1_with_every_route() {
+fn the_document_is_openapi_3_1_and_its_references_resolve() {
     let document = document();
     assert_eq!(document["openapi"], "3.1.0");
-    for path in [
-        "/api/users",
-        "/api/activate-account/resend",
-        "/activate/{key}",
-        "/api/activate-account/{key}",
-        "/healthz",
-        "/readyz",
-        "/api/openapi.json",
-        "/api/activate-account/{key}/cancel",
-        "/api/admin/accounts",
-        "/api/admin/accounts/{id}",
-        "/api/admin/accounts/{id}/events",
-        "/api/admin/accounts/{id}/resend-activation",
-        "/api/admin/accounts/{id}/activate",
-        "/api/admin/accounts/{id}/block",
-        "/api/admin/accounts/{id}/unblock",
-        "/api/sessions",
-        "/api/sessions/current",
-        "/api/me",
-        "/api/me/password",
-        "/api/password-reset",
-        "/reset-password/{key}",
-        "/api/password-reset/{key}",
-        "/api/admin/webhooks",
-        "/api/admin/webhooks/{id}",
-        "/api/admin/webhooks/{id}/pause",
-        "/api/admin/webhooks/{id}/resume",
-        "/api/admin/webhooks/{id}/rotate-secret",
-        "/api/admin/webhooks/{id}/replay",
-    ] {
-        assert!(document["paths"][path].is_object(), "{path} missing");
-    }
-    // Every reference resolves.
     let text = document.to_string();
     for reference in text.split("\"$ref\":\"").skip(1) {
         let reference = reference.split('"').next().expect("a reference");
@@ -175,6 +144,80 @@ fn the_document_is_openapi_3_1_with_every_route() {
             "{reference} does not resolve"
         );
     }
+}
+
+/// The operations keys of an OpenAPI path item.
+const OPERATIONS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Routes the document leaves out on purpose: `/dev/mail/` is `/dev/mail`
+/// as a browser may spell it.
+const UNDOCUMENTED: [(&str, &str); 1] = [("/dev/mail/", "GET")];
+
+/// How the router's table (`porter::web::ROUTES`) and `document` disagree:
+/// each `METHOD /path` one serves and the other does not mention, but for
+/// [`UNDOCUMENTED`]. `HEAD` is served beside `GET` and documented by it, so
+/// it must come with a `GET`. (`/metrics` is not in the document: it is on
+/// its own listener, not this API.)
+fn table_and_document_differ(document: &Value) -> Vec<String> {
+    let documented: BTreeSet<(String, String)> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            OPERATIONS
+                .iter()
+                .filter(|operation| item.get(**operation).is_some())
+                .map(|operation| (path.clone(), operation.to_uppercase()))
+        })
+        .collect();
+    let routed: BTreeSet<(String, String)> = porter::web::ROUTES
+        .iter()
+        .flat_map(|route| {
+            route
+                .methods()
+                .iter()
+                .map(|method| (route.path().to_owned(), method.as_str().to_owned()))
+        })
+        .collect();
+    let mut differences = Vec::new();
+    for (path, method) in &routed {
+        if method == "HEAD" {
+            if !routed.contains(&(path.clone(), "GET".to_owned())) {
+                differences.push(format!("HEAD {path} is routed without GET"));
+            }
+        } else if !documented.contains(&(path.clone(), method.clone()))
+            && !UNDOCUMENTED.contains(&(path.as_str(), method.as_str()))
+        {
+            differences.push(format!("{method} {path} is routed but not documented"));
+        }
+    }
+    for (path, method) in documented.difference(&routed) {
+        differences.push(format!("{method} {path} is documented but not routed"));
+    }
+    differences
+}
+
+#[test]
+fn the_route_table_and_the_document_have_the_same_operations() {
+    let differences = table_and_document_differ(&document());
+    assert!(differences.is_empty(), "{differences:#?}");
+}
+
+#[test]
+fn a_route_missing_from_either_side_is_named() {
+    let mut document = document();
+    let paths = document["paths"].as_object_mut().expect("paths");
+    paths.remove("/api/me/password").expect("documented");
+    paths.insert("/api/nowhere".into(), json!({ "get": { "responses": {} } }));
+    assert_eq!(
+        table_and_document_differ(&document),
+        [
+            "POST /api/me/password is routed but not documented",
+            "GET /api/nowhere is documented but not routed",
+        ]
+    );
 }
 
 #[test]
