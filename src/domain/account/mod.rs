@@ -32,7 +32,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use credentials::SignInRefused;
-pub use registration::{AddressClaim, Registration};
+pub use registration::{
+    AddressClaim, AddressDecision, AddressSignUp, Registration, decide_address,
+};
 use requests::{Delivery, Request, RequestKind};
 pub use requests::{EmailPlan, RetryNotNeeded, RetryPlan, SIGN_UP_NOTICE_INTERVAL};
 

@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Account, AccountStatus, DomainError};
+use super::{Account, AccountCommand, AccountStatus, DomainError, decide};
 use crate::domain::{
     EmailAddress, Username,
     events::{
@@ -57,15 +57,93 @@ impl AddressClaim {
     pub fn for_holder(holder: Option<&Account>, previous_attempt: Option<&Account>) -> Self {
         match holder {
             None => Self::Free,
-            Some(account) if account.status == AccountStatus::Pending => {
-                Self::TakesOver(account.id)
-            }
+            Some(account) if !account.owns_its_address() => Self::TakesOver(account.id),
             Some(account) => Self::OwnedBy {
                 owner: account.id,
                 supersedes: previous_attempt.map(|attempt| attempt.id),
             },
         }
     }
+
+    /// Whether the registration claims the address itself; a sign-up held
+    /// against an owner's address claims only the attempt.
+    pub fn claims_address(self) -> bool {
+        !matches!(self, Self::OwnedBy { .. })
+    }
+}
+
+/// The sign-up an address decision is made for.
+#[derive(Debug, Clone, Copy)]
+pub struct AddressSignUp {
+    /// The new registration's id.
+    pub registration_id: Uuid,
+    /// The request of the notice to the owner, should the address be owned.
+    pub notice_request_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
+/// What a sign-up does to its address's holders.
+#[derive(Debug)]
+pub enum AddressDecision {
+    /// A holder had just ended when it was read, and is releasing its
+    /// claims: read the address's holders again.
+    ReadAgain,
+    /// Record the registration with `address`, and `holder_writes`.
+    Record {
+        address: AddressClaim,
+        /// The other streams the sign-up appends to, each with its events
+        /// (none for an owner whose notice merged into one on its way or
+        /// sent within [`super::SIGN_UP_NOTICE_INTERVAL`]).
+        holder_writes: Vec<(Account, Vec<AccountEvent>)>,
+    },
+}
+
+/// The sign-up address policy: what a new sign-up does to the address's
+/// `holder` and, when an active or blocked account owns it, to the
+/// `previous_attempt` held against it. A pending holder is superseded and
+/// its claim taken over; an owner is told of the attempt (at most once per
+/// notice interval) and keeps the address, and the previous attempt is
+/// superseded, so a later sign-up frees an earlier one's username whatever
+/// the address.
+pub fn decide_address(
+    holder: Option<Account>,
+    previous_attempt: Option<Account>,
+    sign_up: AddressSignUp,
+) -> Result<AddressDecision, DomainError> {
+    if [&holder, &previous_attempt]
+        .into_iter()
+        .flatten()
+        .any(|account| account.status.is_ended())
+    {
+        return Ok(AddressDecision::ReadAgain);
+    }
+    let address = AddressClaim::for_holder(holder.as_ref(), previous_attempt.as_ref());
+    let supersede = AccountCommand::Supersede {
+        by: sign_up.registration_id,
+        at: sign_up.at,
+    };
+    let commands = match address {
+        AddressClaim::Free => vec![],
+        AddressClaim::TakesOver(_) => vec![(holder, supersede)],
+        AddressClaim::OwnedBy { .. } => {
+            let notice = AccountCommand::RecordSignUpAttempt {
+                request_id: sign_up.notice_request_id,
+                at: sign_up.at,
+            };
+            vec![(holder, notice), (previous_attempt, supersede)]
+        }
+    };
+    let mut holder_writes = vec![];
+    for (account, command) in commands {
+        if let Some(account) = account {
+            let events = decide(Some(&account), command)?;
+            holder_writes.push((account, events));
+        }
+    }
+    Ok(AddressDecision::Record {
+        address,
+        holder_writes,
+    })
 }
 
 pub(super) fn register(registration: Registration) -> Vec<AccountEvent> {
@@ -118,6 +196,14 @@ impl Account {
     /// "superseded another within the last `REGISTRATION_TTL`".
     pub fn is_contested(&self) -> bool {
         self.supersedes.is_some()
+    }
+
+    /// Whether this account owns the address it holds against later
+    /// sign-ups (it is active or blocked), rather than being a pending
+    /// registration the next sign-up supersedes. Only against an owner does
+    /// the previous sign-up held against the address matter.
+    pub fn owns_its_address(&self) -> bool {
+        matches!(self.status, AccountStatus::Active | AccountStatus::Blocked)
     }
 
     /// Confirms the registration through the link of `request_id`. A

@@ -2,8 +2,11 @@
 
 use super::*;
 use crate::domain::{
-    account::{AccountStatus, EmailPlan},
-    events::{RegistrationCancelled, RegistrationExpired, RegistrationSuperseded},
+    account::{AccountStatus, AddressDecision, AddressSignUp, EmailPlan, decide_address},
+    events::{
+        RegistrationCancelled, RegistrationExpired, RegistrationSuperseded,
+        SignUpAttemptedForExistingEmail,
+    },
 };
 
 #[test]
@@ -298,4 +301,121 @@ fn a_sign_up_held_against_an_owned_address_is_superseded_by_the_next_one() {
         .map(|events| events.iter().any(AccountEvent::ends_registration)),
         Ok(true)
     );
+}
+
+fn sign_up_at(seconds: i64) -> AddressSignUp {
+    AddressSignUp {
+        registration_id: id(21),
+        notice_request_id: id(22),
+        at: at(seconds),
+    }
+}
+
+fn recorded(decision: AddressDecision) -> (AddressClaim, Vec<(Uuid, Vec<AccountEvent>)>) {
+    let AddressDecision::Record {
+        address,
+        holder_writes,
+    } = decision
+    else {
+        panic!("expected a decision to record, got {decision:?}");
+    };
+    let writes = holder_writes
+        .into_iter()
+        .map(|(account, events)| (account.id, events))
+        .collect();
+    (address, writes)
+}
+
+fn superseded_by_the_sign_up() -> AccountEvent {
+    AccountEvent::RegistrationSuperseded(RegistrationSuperseded {
+        by: id(21),
+        at: at(30),
+    })
+}
+
+#[test]
+fn a_free_address_is_claimed_and_touches_no_other_stream() {
+    let decision = decide_address(None, None, sign_up_at(30)).expect("decided");
+    assert_eq!(recorded(decision), (AddressClaim::Free, vec![]));
+    assert!(AddressClaim::Free.claims_address());
+}
+
+#[test]
+fn a_pending_holder_is_superseded_and_its_claim_taken_over() {
+    let holder = replay(&registered()).expect("holder");
+    assert!(!holder.owns_its_address());
+    let decision = decide_address(Some(holder), None, sign_up_at(30)).expect("decided");
+    let (address, writes) = recorded(decision);
+    assert_eq!(address, AddressClaim::TakesOver(id(1)));
+    assert!(address.claims_address());
+    assert_eq!(writes, vec![(id(1), vec![superseded_by_the_sign_up()])]);
+}
+
+#[test]
+fn an_owner_is_told_once_per_interval_and_the_previous_attempt_is_superseded() {
+    let owner = replay(&active()).expect("owner");
+    assert!(owner.owns_its_address());
+    let earlier = Registration {
+        address: AddressClaim::for_holder(Some(&owner), None),
+        account_id: id(11),
+        ..registration()
+    };
+    let earlier = replay(&register(earlier)).expect("earlier attempt");
+    let decision =
+        decide_address(Some(owner.clone()), Some(earlier), sign_up_at(30)).expect("decided");
+    let (address, writes) = recorded(decision);
+    assert_eq!(
+        address,
+        AddressClaim::OwnedBy {
+            owner: id(1),
+            supersedes: Some(id(11)),
+        }
+    );
+    assert!(!address.claims_address());
+    let notice = AccountEvent::SignUpAttemptedForExistingEmail(SignUpAttemptedForExistingEmail {
+        request_id: id(22),
+        attempted_at: Some(at(30)),
+    });
+    assert_eq!(
+        writes,
+        vec![
+            (id(1), vec![notice.clone()]),
+            (id(11), vec![superseded_by_the_sign_up()]),
+        ]
+    );
+
+    // Within the interval the owner's stream is still written to, with
+    // nothing: the notice merges into the one recorded.
+    let mut history = active();
+    history.push(notice);
+    let owner = replay(&history).expect("owner");
+    let decision = decide_address(Some(owner), None, sign_up_at(31)).expect("decided");
+    assert_eq!(
+        recorded(decision),
+        (
+            AddressClaim::OwnedBy {
+                owner: id(1),
+                supersedes: None,
+            },
+            vec![(id(1), vec![])]
+        )
+    );
+}
+
+#[test]
+fn a_holder_read_as_it_ended_is_read_again() {
+    let mut ended = registered();
+    ended.push(AccountEvent::RegistrationExpired(RegistrationExpired {
+        at: at(3),
+    }));
+    let ended = replay(&ended).expect("ended registration");
+    assert!(matches!(
+        decide_address(Some(ended.clone()), None, sign_up_at(30)),
+        Ok(AddressDecision::ReadAgain)
+    ));
+    let owner = replay(&active()).expect("owner");
+    assert!(matches!(
+        decide_address(Some(owner), Some(ended), sign_up_at(30)),
+        Ok(AddressDecision::ReadAgain)
+    ));
 }
