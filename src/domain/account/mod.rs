@@ -56,6 +56,16 @@ pub enum AccountStatus {
 }
 
 impl AccountStatus {
+    /// Every status, in the order listings name them.
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Active,
+        Self::Blocked,
+        Self::Superseded,
+        Self::Cancelled,
+        Self::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",

@@ -198,6 +198,12 @@ impl Account {
         self.supersedes.is_some()
     }
 
+    /// Whether confirming this registration's link takes its password as
+    /// well: it is pending and contested.
+    pub fn activation_needs_password(&self) -> bool {
+        self.status == AccountStatus::Pending && self.is_contested()
+    }
+
     /// Whether this account owns the address it holds against later
     /// sign-ups (it is active or blocked), rather than being a pending
     /// registration the next sign-up supersedes. Only against an owner does
@@ -219,7 +225,9 @@ impl Account {
             AccountStatus::Active | AccountStatus::Blocked => Ok(vec![]),
             status if status.is_ended() => Err(DomainError::RegistrationEnded(status)),
             _ if self.address_owner.is_some() => Err(DomainError::AddressOwnedElsewhere),
-            _ if self.is_contested() && !password_confirmed => Err(DomainError::PasswordRequired),
+            _ if self.activation_needs_password() && !password_confirmed => {
+                Err(DomainError::PasswordRequired)
+            }
             _ => Ok(vec![AccountEvent::AccountActivated(AccountActivated {
                 request_id,
                 activated_at: at,

@@ -158,6 +158,7 @@ fn a_contested_registration_is_confirmed_only_with_its_password() {
     let account = replay(&history).expect("account exists");
     assert!(account.is_contested());
     assert_eq!(account.supersedes, Some(id(1)));
+    assert!(account.activation_needs_password());
     check(
         history.clone(),
         activate(false),
@@ -170,6 +171,17 @@ fn a_contested_registration_is_confirmed_only_with_its_password() {
             request_id: id(12),
             activated_at: at(5),
         })]),
+    );
+    let mut confirmed = register(contested());
+    confirmed.push(AccountEvent::AccountActivated(AccountActivated {
+        request_id: id(12),
+        activated_at: at(5),
+    }));
+    assert!(
+        !replay(&confirmed)
+            .expect("account exists")
+            .activation_needs_password(),
+        "an active account's link confirms nothing, so it asks for nothing"
     );
     // An uncontested registration ignores whether a password came along.
     assert!(
@@ -204,6 +216,7 @@ fn a_sign_up_for_an_owned_address_holds_its_username_without_a_link() {
     let account = replay(&events).expect("registration exists");
     assert_eq!(account.address_owner, Some(id(1)));
     assert_eq!(account.outstanding_request(), None);
+    assert!(!account.may_request_activation());
     check(
         events.clone(),
         AccountCommand::RequestActivation { request_id: id(3) },
