@@ -298,16 +298,9 @@ pub async fn list(
 
 /// The statuses a listing may filter on, by name.
 pub fn parse_status(name: &str) -> Option<AccountStatus> {
-    [
-        AccountStatus::Pending,
-        AccountStatus::Active,
-        AccountStatus::Blocked,
-        AccountStatus::Superseded,
-        AccountStatus::Cancelled,
-        AccountStatus::Expired,
-    ]
-    .into_iter()
-    .find(|status| status.as_str() == name)
+    AccountStatus::ALL
+        .into_iter()
+        .find(|status| status.as_str() == name)
 }
 
 /// A new activation email for a pending registration, under the same rules
@@ -318,7 +311,7 @@ pub async fn resend_activation(
     metadata: &EventMetadata,
 ) -> Result<(), AdminError> {
     let account = commands.load(id).await?.ok_or(AdminError::NotFound)?;
-    if account.status != AccountStatus::Pending || account.address_owner.is_some() {
+    if !account.may_request_activation() {
         return Err(DomainError::NotPending(account.status).into());
     }
     let command = AccountCommand::RequestActivation {

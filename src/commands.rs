@@ -14,6 +14,9 @@
 //! and, for an owned address, the previous sign-up held against it, which
 //! it supersedes. Claims move only there, with the event that ends the
 //! earlier registration.
+//! What a sign-up does to those streams is the domain's address policy
+//! (`domain::account::decide_address`); here the holders are only read,
+//! under the address lock, and the outcome appended in one transaction.
 //!
 //! Loading starts from the account's snapshot (`domain::snapshot`), so its
 //! cost does not grow with the stream.
@@ -28,9 +31,9 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        Account, AccountCommand, AccountEvent, AccountStatus, AddressClaim, DecodeError,
-        DomainError, EmailAddress, EncodeError, PasswordHash, Registration, Username,
-        account::apply,
+        Account, AccountCommand, AccountEvent, AddressClaim, DecodeError, DomainError,
+        EmailAddress, EncodeError, PasswordHash, Registration, Username,
+        account::{AddressDecision, AddressSignUp, apply, decide_address},
         decide,
         snapshot::{SNAPSHOT_SCHEMA, snapshot_due},
     },
@@ -156,22 +159,26 @@ impl Commands {
             let mut tx = store::lock_address(&self.pool, email).await?;
             let holder = claimant(&mut tx, ClaimKind::Email, email).await?;
             let previous_attempt = match &holder {
-                Some(owner) if owner.status != AccountStatus::Pending => {
+                Some(owner) if owner.owns_its_address() => {
                     claimant(&mut tx, ClaimKind::EmailAttempt, email).await?
                 }
                 _ => None,
             };
-            if [&holder, &previous_attempt]
-                .into_iter()
-                .flatten()
-                .any(|account| account.status.is_ended())
-            {
+            let at = Utc::now();
+            let sign_up_at = AddressSignUp {
+                registration_id: account_id,
+                notice_request_id: Uuid::now_v7(),
+                at,
+            };
+            let AddressDecision::Record {
+                address,
+                holder_writes,
+            } = decide_address(holder, previous_attempt, sign_up_at)?
+            else {
                 // Read a claim just before its registration ended and
                 // released it: decide again on the address's new holders.
                 continue;
-            }
-            let address = AddressClaim::for_holder(holder.as_ref(), previous_attempt.as_ref());
-            let at = Utc::now();
+            };
             let registration = Registration {
                 account_id,
                 request_id,
@@ -183,29 +190,11 @@ impl Commands {
                 address,
             };
             let events = decide(None, AccountCommand::Register(registration))?;
-            let supersede = AccountCommand::Supersede { by: account_id, at };
-            let (address_claim, commands) = match address {
-                AddressClaim::Free => (ClaimKind::Email, vec![]),
-                AddressClaim::TakesOver(_) => (ClaimKind::Email, vec![(holder, supersede)]),
-                AddressClaim::OwnedBy { .. } => {
-                    let notice = AccountCommand::RecordSignUpAttempt {
-                        request_id: Uuid::now_v7(),
-                        at,
-                    };
-                    (
-                        ClaimKind::EmailAttempt,
-                        vec![(holder, notice), (previous_attempt, supersede)],
-                    )
-                }
+            let address_claim = if address.claims_address() {
+                ClaimKind::Email
+            } else {
+                ClaimKind::EmailAttempt
             };
-            // The other streams this sign-up writes to, and what it appends.
-            let mut touched = vec![];
-            for (account, command) in commands {
-                if let Some(account) = account {
-                    let events = decide(Some(&account), command)?;
-                    touched.push((account, events));
-                }
-            }
             let claims = [
                 claim(ClaimKind::Username, sign_up.username.canonical()),
                 claim(address_claim, email),
@@ -216,7 +205,7 @@ impl Commands {
                 events: encode_all(&events)?,
                 releases_claims: false,
             }];
-            for (account, events) in &touched {
+            for (account, events) in &holder_writes {
                 appends.push(Append {
                     account_id: account.id,
                     expected_version: account.version,
@@ -226,7 +215,7 @@ impl Commands {
             }
             match store::append_all_in(tx, &appends, &claims, metadata).await {
                 Ok(()) => {
-                    for (account, events) in touched {
+                    for (account, events) in holder_writes {
                         if events.is_empty() {
                             // Merged into the owner's notice: it is on its
                             // way or was sent within the interval.

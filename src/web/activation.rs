@@ -127,7 +127,7 @@ pub async fn activate(
     let Some(link) = resolve(state, raw_key).await? else {
         return refuse_unusable_link(state, context, &headers, wants_html).await;
     };
-    let contested = link.account.status == AccountStatus::Pending && link.account.is_contested();
+    let contested = link.account.activation_needs_password();
     let password_confirmed = contested && confirm_password(state, context, &link, password).await?;
     if contested && !password_confirmed {
         tracing::info!(account_id = %link.account.id, "contested activation without its password");
