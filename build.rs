@@ -1,7 +1,7 @@
 //! Rebuilds the binary when a migration or template changes (both are
 //! embedded at compile time), and lists every file under `templates/` for
-//! `src/mail/templates.rs` to embed, so adding a locale's folder needs no
-//! code change.
+//! `src/mail/templates/sources.rs` to embed, so adding a locale's folder
+//! needs no code change.
 
 use std::{
     fmt::Write as _,

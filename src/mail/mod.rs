@@ -16,9 +16,6 @@ mod dev_mailbox;
 mod templates;
 mod transport;
 
-#[cfg(test)]
-mod tests;
-
 pub use dev_mailbox::{DevMailbox, DevMessage};
 pub use templates::{EmailKind, Page, RenderedEmail, TemplateError, Templates};
 pub use transport::{MailTransport, Mailer, SendError, TransportError, compose};

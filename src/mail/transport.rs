@@ -281,6 +281,10 @@ impl Header for ContentLanguage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mail::{
+        EmailKind,
+        templates::tests::{activation_ctx, render},
+    };
 
     fn dir(raw: &str) -> Result<PathBuf, TransportError> {
         file_url_dir(raw, &url::Url::parse(raw).expect("parses"))
@@ -304,5 +308,97 @@ mod tests {
             dir("file://mailhost/var/mail"),
             Err(TransportError::FilePath)
         ));
+    }
+
+    #[test]
+    fn transport_urls() {
+        assert!(matches!(
+            MailTransport::from_config("imap://mail.example.com"),
+            Err(TransportError::Scheme(s)) if s == "imap"
+        ));
+        assert!(matches!(
+            MailTransport::from_config("file:"),
+            Err(TransportError::FilePath)
+        ));
+        assert!(matches!(
+            MailTransport::from_config("not a url"),
+            Err(TransportError::Url(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn smtp_url_builds_without_connecting() {
+        let transport =
+            MailTransport::from_config("smtp://user:s3cret@127.0.0.1:2525?tls=required")
+                .expect("valid URL");
+        assert!(matches!(transport, MailTransport::Smtp(_)));
+        assert!(!format!("{transport:?}").contains("s3cret"));
+
+        let err = MailTransport::from_config("smtp://user:s3cret@127.0.0.1:2525?tls=bogus")
+            .expect_err("unknown tls mode");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn file_transport_writes_multipart_alternative_eml() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mail_dir = dir.path().join("outbox");
+        let url = url::Url::from_directory_path(&mail_dir).expect("absolute path");
+        let transport = MailTransport::from_config(url.as_str()).expect("file transport");
+        let from = "Porter <no-reply@porter.example.com>"
+            .parse()
+            .expect("mailbox");
+        let mailer = Mailer::new(transport, from);
+
+        let email = render(EmailKind::Activation, &activation_ctx());
+        mailer
+            .send("alice@example.org", &email)
+            .await
+            .expect("written");
+
+        let files: Vec<_> = std::fs::read_dir(&mail_dir)
+            .expect("outbox exists")
+            .map(|entry| entry.expect("entry").path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].extension().and_then(|e| e.to_str()), Some("eml"));
+        let eml = std::fs::read_to_string(&files[0]).expect("utf-8 eml");
+        for expected in [
+            "From: Porter <no-reply@porter.example.com>\r\n",
+            "To: alice@example.org\r\n",
+            "Subject: Activate your Porter account\r\n",
+            "Message-ID: <",
+            "@porter.example.com>\r\n",
+            "Date: ",
+            "Auto-Submitted: auto-generated\r\n",
+            "Content-Language: en\r\n",
+            "Content-Type: multipart/alternative;",
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Type: text/html; charset=utf-8",
+        ] {
+            assert!(eml.contains(expected), "missing {expected:?} in:\n{eml}");
+        }
+        let text_at = eml.find("text/plain").expect("text part");
+        let html_at = eml.find("text/html").expect("html part");
+        assert!(text_at < html_at, "text part comes first");
+    }
+
+    #[tokio::test]
+    async fn invalid_recipient_is_permanent() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = url::Url::from_directory_path(dir.path()).expect("absolute path");
+        let transport = MailTransport::from_config(url.as_str()).expect("file transport");
+        let mailer = Mailer::new(
+            transport,
+            "no-reply@porter.example.com".parse().expect("mailbox"),
+        );
+
+        let email = render(EmailKind::Activation, &activation_ctx());
+        let err = mailer
+            .send("not an address", &email)
+            .await
+            .expect_err("rejected");
+        assert!(matches!(err, SendError::Permanent(_)), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
     }
 }
