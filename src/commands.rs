@@ -122,6 +122,12 @@ impl Commands {
         &self.pool
     }
 
+    /// The queue these commands push onto, for a job that needs no command
+    /// (an operator's retry of an address request).
+    pub fn email_queue(&self) -> &EmailQueue {
+        &self.email_queue
+    }
+
     /// Rebuilds one account; see [`load_account`].
     pub async fn load(&self, account_id: Uuid) -> Result<Option<Account>, CommandError> {
         load_account(&self.pool, account_id).await

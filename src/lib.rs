@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod connections;
 pub mod device_tokens;
 pub mod domain;
 pub mod gauges;
@@ -29,5 +30,3 @@ pub mod telemetry;
 pub mod web;
 pub mod webhooks;
 pub mod worker;
-
-pub use startup::{connect_postgres, connect_redis};

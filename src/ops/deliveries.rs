@@ -207,7 +207,8 @@ pub async fn retry(
         .await?
         .ok_or_else(|| DeliveriesError::NotDead(job_id.to_owned()))?;
     if let Some(request) = dead.address_request {
-        return retry_address_request(redis, namespace, job_id, request).await;
+        return retry_address_request(commands.email_queue(), redis, namespace, job_id, request)
+            .await;
     }
     let job = dead
         .job
@@ -244,6 +245,7 @@ pub async fn retry(
 /// dead one (so a second retry pushes the same job, which Redis ignores),
 /// then clears the dead entry. The worker looks the address up afresh.
 async fn retry_address_request(
+    email_queue: &EmailQueue,
     redis: &mut ConnectionManager,
     namespace: &str,
     job_id: &str,
@@ -255,7 +257,7 @@ async fn retry_address_request(
         failed_attempts: 0,
         ..request
     };
-    EmailQueue::new(redis.clone(), namespace)
+    email_queue
         .push_address_request(again, None)
         .await
         .map_err(|e| DeliveriesError::Push(e.to_string()))?;

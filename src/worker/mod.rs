@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     commands::Commands,
     config::Config,
-    keys::{KeyPurpose, LinkKeys},
-    mail::{DevMailbox, MailTransport, Mailer, Templates},
+    keys::LinkKeys,
+    mail::{Mailer, Templates},
     queue::{
         EmailQueue,
         backend::{email_queue_config, hand_back_inflight},
@@ -48,7 +48,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-/// What the worker's tasks need.
+/// What the worker's tasks need (`startup::worker_state` builds it).
 #[derive(Debug)]
 pub struct WorkerState {
     pub config: Config,
@@ -65,55 +65,6 @@ pub struct WorkerState {
     pub rate_limiter: RateLimiter,
     /// The email queue, for jobs put back to run later.
     pub queue: EmailQueue,
-}
-
-impl WorkerState {
-    pub async fn connect(
-        config: Config,
-        pool: PgPool,
-        dev_mailbox: Option<DevMailbox>,
-    ) -> anyhow::Result<Self> {
-        let redis = crate::connect_redis(&config.redis.url).await?;
-        let namespace = &config.redis.namespace;
-        let keys = LinkKeys::new(
-            redis.clone(),
-            namespace,
-            KeyPurpose::Activation,
-            config.mail.activation_ttl,
-        );
-        let reset_keys = LinkKeys::new(
-            redis.clone(),
-            namespace,
-            KeyPurpose::PasswordReset,
-            config.mail.reset_ttl,
-        );
-        let templates = Templates::load(&config.templates).context("load templates")?;
-        let transport = MailTransport::from_config(config.mail.smtp_url.expose())
-            .context("set up the mail transport")?;
-        let mut mailer = Mailer::new(transport, config.mail.from.clone());
-        if let Some(mailbox) = dev_mailbox {
-            mailer = mailer.keeping_in(mailbox);
-        }
-        let rate_limiter = RateLimiter::new(
-            crate::connect_redis(&config.redis.rate_limit_url).await?,
-            namespace,
-            config.limits.ipv6_prefix,
-        );
-        let queue = EmailQueue::new(redis.clone(), namespace);
-        let commands = Commands::new(pool.clone(), queue.clone(), config.mail.min_interval);
-        Ok(Self {
-            config,
-            pool,
-            redis,
-            commands,
-            keys,
-            reset_keys,
-            templates,
-            mailer,
-            rate_limiter,
-            queue,
-        })
-    }
 }
 
 /// Runs the email worker, the projector, the outbox relay, housekeeping and
@@ -242,7 +193,7 @@ async fn run_email_worker(
     state: Arc<WorkerState>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let redis = crate::connect_redis(&state.config.redis.url).await?;
+    let redis = crate::connections::connect_redis(&state.config.redis.url).await?;
     let storage = RedisStorage::<serde_json::Value>::new(redis)
         .with_config(email_queue_config(&state.config.redis.namespace))
         .poll_with_interval(POLL_INTERVAL);

@@ -6,7 +6,7 @@ use porter_jobs::SendAccountEmail;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestOptions, eventually, new_user, spawn_app, spawn_app_with};
+use crate::helpers::{TestOptions, eventually, new_user, spawn_app, spawn_app_with, spawn_worker};
 
 #[tokio::test]
 async fn a_permanent_refusal_is_recorded_and_other_mail_still_flows() {
@@ -247,11 +247,7 @@ async fn housekeeping_expires_dead_letters_after_their_retention() {
     let mut config = app.config.clone();
     config.worker.dead_letter_retention = Duration::from_secs(1);
     let stop = CancellationToken::new();
-    tokio::spawn(porter::startup::run_worker(
-        config,
-        app.pool.clone(),
-        stop.clone(),
-    ));
+    spawn_worker(config, app.pool.clone(), stop.clone());
     eventually("the dead letter purged", || async {
         (count(app.queue_keys().dead(), "SCARD").await == 0).then_some(())
     })

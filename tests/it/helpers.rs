@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use porter::{config::Config, queue::backend::QueueKeys, web::AppState};
+use porter::{config::Config, queue::backend::QueueKeys, startup::Services, web::AppState};
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -59,7 +59,7 @@ pub async fn fresh_database_on(server_url: &str) -> (String, PgPool) {
         url: porter::config::SecretUrl::new(url.as_str()),
         migration_url: None,
     };
-    let pool = porter::connect_postgres(&database)
+    let pool = porter::connections::connect_postgres(&database)
         .await
         .expect("connect to test database");
     porter::startup::migrate(&pool).await.expect("migrate");
@@ -240,6 +240,15 @@ impl TestResponse {
     }
 }
 
+/// Runs a worker until `shutdown`, on services of its own, as `porter
+/// worker` runs beside `porter web`.
+pub fn spawn_worker(config: Config, pool: PgPool, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let services = Services::connect(config, pool).await?;
+        porter::startup::run_worker(&services, shutdown).await
+    });
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(TestOptions::default()).await
 }
@@ -256,7 +265,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
                 url: porter::config::SecretUrl::new(url.as_str()),
                 migration_url: None,
             };
-            let pool = porter::connect_postgres(&database)
+            let pool = porter::connections::connect_postgres(&database)
                 .await
                 .expect("connect to the given database");
             (url.clone(), pool)
@@ -272,11 +281,10 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let address = format!("http://{}", listener.local_addr().expect("local address"));
     let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let metrics_address = format!("http://{}", metrics.local_addr().expect("local address"));
-    let web = Arc::new(
-        porter::startup::web_state(config.clone(), pool.clone())
-            .await
-            .expect("web state"),
-    );
+    let services = Services::connect(config.clone(), pool.clone())
+        .await
+        .expect("services");
+    let web = Arc::new(porter::startup::web_state(&services).expect("web state"));
     let listeners = porter::startup::WebListeners {
         api: listener,
         metrics: Some(metrics),
@@ -287,13 +295,9 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         shutdown.clone(),
     ));
     if options.run_worker {
-        tokio::spawn(porter::startup::run_worker(
-            config.clone(),
-            pool.clone(),
-            shutdown.clone(),
-        ));
+        spawn_worker(config.clone(), pool.clone(), shutdown.clone());
     }
-    let redis = porter::connect_redis(&config.redis.url)
+    let redis = porter::connections::connect_redis(&config.redis.url)
         .await
         .expect("connect to Redis");
     TestApp {
@@ -414,11 +418,11 @@ impl TestApp {
     /// Starts an in-process worker for an app spawned without one; it stops
     /// with the app.
     pub fn start_worker(&self) {
-        tokio::spawn(porter::startup::run_worker(
+        spawn_worker(
             self.config.clone(),
             self.pool.clone(),
             self.shutdown.clone(),
-        ));
+        );
     }
 
     pub async fn get(&self, path: &str) -> TestResponse {

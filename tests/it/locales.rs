@@ -223,9 +223,10 @@ async fn a_broken_override_stops_the_app_at_start() {
     })
     .expect("configuration");
     let pool = sqlx::PgPool::connect_lazy("postgres://u@127.0.0.1/p").expect("lazy pool");
-    let error = porter::startup::web_state(config, pool)
+    let services = porter::startup::Services::connect(config, pool)
         .await
-        .expect_err("the check fails");
+        .expect("services");
+    let error = porter::startup::web_state(&services).expect_err("the check fails");
     assert_eq!(
         format!("{error:#}"),
         format!(

@@ -279,7 +279,9 @@ async fn an_interrupted_replay_leaves_the_live_table_intact_and_usable() {
         url: porter::config::SecretUrl::new(url),
         migration_url: None,
     };
-    let doomed = porter::connect_postgres(&database).await.expect("connect");
+    let doomed = porter::connections::connect_postgres(&database)
+        .await
+        .expect("connect");
     let (signal, first_batch) = tokio::sync::oneshot::channel();
     let mut progress = SignalFirstBatch(Some(signal));
     let never = CancellationToken::new();
