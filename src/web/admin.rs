@@ -5,41 +5,38 @@
 //! first for every path under `/api/admin/`), so the API cannot be probed
 //! without a key, and failed attempts are budgeted per client address
 //! (`RATE_LIMIT_FAILED_ADMIN_AUTH_PER_IP`). The key's id is the actor in
-//! the metadata of every event an admin action appends. What the routes do
-//! is in `crate::admin`, shared with `porter accounts`, and in
-//! `crate::webhooks::manage`, shared with `porter webhooks`.
+//! the metadata of every event an admin action appends. Here are the
+//! account routes; what they do is in `crate::admin`, shared with
+//! `porter accounts`. The webhook routes are `web::webhooks`, the feed
+//! `web::feed`.
 
 use http::{Response, StatusCode, header};
 use hyper::{Request, body::Incoming};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
     AppState,
     context::RequestContext,
-    request,
-    response::{ApiError, Body, json_response, no_content},
+    openapi::{self, Answer, Auth, BodyType, Operation, Parameter, RequestBody, Tag},
+    request::{self, NoFields},
+    response::{Accepted, ApiError, Body, FieldErrors, json_response},
 };
 use crate::{
-    admin::{self, AccountDetails, AdminError},
+    admin::{self, AccountDetails, AdminError, HistoryEntry, Page},
     api_keys,
     domain::{EmailAddress, Username},
-    public_events,
+    projection::accounts::status_schema,
     rate_limit::Budget,
-    webhooks::{
-        Secret,
-        manage::{self, Change, WebhookError},
-        subscriptions,
-    },
 };
 
 /// Longest block reason kept.
 const MAX_REASON_CHARS: usize = 500;
 /// Accounts per listing page unless `limit` says otherwise.
 const DEFAULT_PAGE: i64 = 50;
-/// Public events per feed page unless `limit` says otherwise, and at most.
-const DEFAULT_EVENTS: usize = 100;
-const MAX_EVENTS: usize = 1000;
+/// The parameters of a listing page, which a lookup does not take.
+const LISTING: [&str; 3] = ["status", "after", "limit"];
 
 /// The request's context acting as the API key it carries, or the refusal
 /// ([`authenticate`]). The router asks this for every path under
@@ -91,28 +88,6 @@ async fn authenticate(
     }
 }
 
-impl From<WebhookError> for ApiError {
-    fn from(error: WebhookError) -> Self {
-        let message = error.to_string();
-        match error {
-            WebhookError::Refused(_) => Self::field("url", message),
-            WebhookError::UnknownType { .. } => Self::field("types", message),
-            WebhookError::BadPosition { .. } | WebhookError::NoSuchEvent { .. } => {
-                Self::field("from", message)
-            }
-            WebhookError::NotFound(_) => Self::SubscriptionNotFound,
-            WebhookError::WrongState { change, .. } => Self::Conflict {
-                code: match change {
-                    Change::Pause => "not_active",
-                    Change::Resume | Change::Remove => "already_active",
-                },
-                message,
-            },
-            WebhookError::Database(error) => error.into(),
-        }
-    }
-}
-
 impl From<AdminError> for ApiError {
     fn from(error: AdminError) -> Self {
         match error {
@@ -128,13 +103,109 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(raw).map_err(|_| ApiError::field("id", "is not an account id (a UUID)"))
 }
 
+/// An account's details with its open sessions, which only Redis knows.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAccount {
+    #[serde(flatten)]
+    details: AccountDetails,
+    /// Sessions of the account that are live now
+    open_sessions: u64,
+}
+
+/// What `GET /api/admin/accounts` finds: one account, or a listing page.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = AccountsFound)]
+pub enum Found {
+    Account(AdminAccount),
+    Page(Page),
+}
+
+/// An account's events.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountHistory {
+    account_id: Uuid,
+    events: Vec<HistoryEntry>,
+}
+
+/// Why an account is blocked.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = BlockAccount)]
+pub struct Block {
+    /// Shown to operators as it is: control characters (ESC, BEL, CR, line
+    /// breaks, …) and bidirectional overrides are refused with 400
+    #[schema(min_length = 1, max_length = 500)]
+    reason: String,
+}
+
+const ID: Parameter = Parameter::path("id", "The account's id", openapi::uuid);
+const BAD_ID: Answer = Answer::error(400, "The id is not a UUID");
+const NOT_FOUND: Answer = Answer::error(404, "There is no account with this id");
+const SHOWN: Answer = Answer::json::<AdminAccount>(200, "The account as it stands now");
+const CONFLICT: Answer = Answer::error(
+    409,
+    "The action does not apply to the account as it stands; `error.code` says why",
+);
+
+pub static ACCOUNTS: Operation =
+    Operation {
+        id: "find_accounts",
+        tag: Tag::AdminAccounts,
+        summary: "Look an account up by email or username, or list accounts",
+        description: "With `email` or `username` (not both): that account, or 404. Without: a \
+        page of accounts in registration order, filtered by `status`, after the cursor \
+        `after`; a lookup takes none of the listing's parameters.",
+        auth: Auth::ApiKey,
+        parameters: &[
+            Parameter::query("email", "Look the account holding this address up", || {
+                openapi::string().max_length(Some(254)).into()
+            }),
+            Parameter::query("username", "Look the account with this username up", || {
+                openapi::string()
+                    .min_length(Some(3))
+                    .max_length(Some(32))
+                    .into()
+            }),
+            Parameter::query("status", "Listing only: accounts with this status", || {
+                match status_schema() {
+                    utoipa::openapi::RefOr::T(schema) => schema,
+                    utoipa::openapi::RefOr::Ref(_) => unreachable!("an inline enum"),
+                }
+            }),
+            Parameter::query(
+                "after",
+                "Listing only: a `next_cursor` from the page before",
+                || openapi::string().into(),
+            ),
+            Parameter::query(
+                "limit",
+                "Listing only: most accounts on the page (50 when absent)",
+                || openapi::integer(1, admin::MAX_PAGE as u64),
+            ),
+        ],
+        body: RequestBody::None,
+        answers: &[
+            Answer::json::<Found>(200, "The account looked up, or a listing page"),
+            Answer::error(
+                400,
+                "A parameter is unknown, repeated or invalid, or a lookup was given a listing \
+             parameter (`error.fields`)",
+            ),
+            Answer::error(404, "No account holds this email or username"),
+        ],
+    };
+
 /// `GET /api/admin/accounts`: a lookup by `email` or `username`, or a page
 /// of the listing (`status`, `after`, `limit`).
 pub async fn accounts(
     state: &AppState,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let params = query_params(request, &["email", "username", "status", "after", "limit"])?;
+    let params =
+        request::query_params(request, &["email", "username", "status", "after", "limit"])?;
     let param = |name: &str| params.get(name).map(String::as_str);
     let lookup = match (param("email"), param("username")) {
         (Some(_), Some(_)) => {
@@ -161,17 +232,22 @@ pub async fn accounts(
         (None, None) => None,
     };
     if let Some(found) = lookup {
-        if ["status", "after", "limit"]
+        let listing: FieldErrors = LISTING
             .iter()
-            .any(|name| param(name).is_some())
-        {
-            return Err(ApiError::field(
-                "status",
-                "a lookup by email or username takes no listing parameters",
-            ));
+            .filter(|name| param(name).is_some())
+            .map(|name| {
+                let message = "is a listing parameter; a lookup by email or username takes none";
+                ((*name).to_owned(), vec![message.to_owned()])
+            })
+            .collect();
+        if !listing.is_empty() {
+            return Err(ApiError::Validation(listing));
         }
         let details = found.ok_or(ApiError::AccountNotFound)?;
-        return details_response(state, &details).await;
+        return Ok(json_response(
+            StatusCode::OK,
+            &Found::Account(admin_account(state, details).await?),
+        ));
     }
     let status = param("status")
         .map(|name| {
@@ -204,121 +280,64 @@ pub async fn accounts(
         .transpose()?
         .unwrap_or(DEFAULT_PAGE);
     let page = admin::list(&state.pool, status, after, limit).await?;
-    Ok(json_response(StatusCode::OK, &page))
+    Ok(json_response(StatusCode::OK, &Found::Page(page)))
 }
 
-/// `GET /api/admin/events`: the public events after `after`, in log order.
-pub async fn events(
-    state: &AppState,
-    request: &Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let params = query_params(request, &["after", "limit", "types", "wait"])?;
-    let param = |name: &str| params.get(name).map(String::as_str);
-    let after = param("after")
-        .map(|cursor| {
-            public_events::decode_cursor(cursor)
-                .ok_or_else(|| ApiError::field("after", "is not a cursor this API returned"))
-        })
-        .transpose()?
-        .unwrap_or_default();
-    let limit = param("limit")
-        .map(|raw| {
-            raw.parse::<usize>()
-                .ok()
-                .filter(|limit| (1..=MAX_EVENTS).contains(limit))
-                .ok_or_else(|| {
-                    ApiError::field("limit", format!("is not a number from 1 to {MAX_EVENTS}"))
-                })
-        })
-        .transpose()?
-        .unwrap_or(DEFAULT_EVENTS);
-    let types = param("types")
-        .map(|raw| {
-            raw.split(',')
-                .map(|name| {
-                    public_events::TYPES
-                        .contains(&name)
-                        .then(|| name.to_owned())
-                        .ok_or_else(|| {
-                            ApiError::field(
-                                "types",
-                                format!(
-                                    "{name:?} is not one of {}",
-                                    public_events::TYPES.join(", ")
-                                ),
-                            )
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()?;
-    let max_wait = public_events::MAX_WAIT.as_secs();
-    let wait = param("wait")
-        .map(|raw| {
-            raw.parse::<u64>()
-                .ok()
-                .filter(|seconds| *seconds <= max_wait)
-                .ok_or_else(|| {
-                    ApiError::field(
-                        "wait",
-                        format!("is not a number of seconds from 0 to {max_wait}"),
-                    )
-                })
-        })
-        .transpose()?
-        .unwrap_or(0);
-    let page = public_events::feed(
-        &state.pool,
-        after,
-        limit,
-        types.as_deref(),
-        std::time::Duration::from_secs(wait),
-    )
-    .await?;
-    Ok(json_response(StatusCode::OK, &page))
-}
-
-/// The query's parameters, each known and given once, or `400` per field.
-fn query_params(
-    request: &Request<Incoming>,
-    known: &[&str],
-) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
-    let query = request.uri().query().unwrap_or("");
-    let mut params = std::collections::BTreeMap::new();
-    let mut errors = super::response::FieldErrors::new();
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()).into_owned() {
-        if !known.contains(&name.as_str()) {
-            errors
-                .entry(name.chars().take(64).collect())
-                .or_default()
-                .push("is not a known parameter".into());
-        } else if params.insert(name.clone(), value).is_some() {
-            errors
-                .entry(name)
-                .or_default()
-                .push("is given more than once".into());
-        }
-    }
-    if errors.is_empty() {
-        Ok(params)
-    } else {
-        Err(ApiError::Validation(errors))
-    }
-}
+pub static SHOW: Operation = Operation {
+    id: "show_account",
+    tag: Tag::AdminAccounts,
+    summary: "One account",
+    description: "Its status, dates, latest email delivery and open sessions.",
+    auth: Auth::ApiKey,
+    parameters: &[ID],
+    body: RequestBody::None,
+    answers: &[SHOWN, BAD_ID, NOT_FOUND],
+};
 
 pub async fn show(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
     let details = admin::details(&state.pool, parse_id(raw_id)?).await?;
-    details_response(state, &details).await
+    details_response(state, details).await
 }
+
+pub static HISTORY: Operation = Operation {
+    id: "account_history",
+    tag: Tag::AdminAccounts,
+    summary: "An account's events",
+    description: "Every event of the account's stream, decoded and upcast, password hashes \
+        removed.",
+    auth: Auth::ApiKey,
+    parameters: &[ID],
+    body: RequestBody::None,
+    answers: &[
+        Answer::json::<AccountHistory>(200, "The account's events, oldest first"),
+        BAD_ID,
+        NOT_FOUND,
+    ],
+};
 
 pub async fn history(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
     let id = parse_id(raw_id)?;
     let events = admin::history(&state.pool, id).await?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "account_id": id, "events": events }),
+        &AccountHistory {
+            account_id: id,
+            events,
+        },
     ))
 }
+
+pub static BLOCK: Operation = Operation {
+    id: "block_account",
+    tag: Tag::AdminAccounts,
+    summary: "Block an account",
+    description: "Ends its sessions and open links; signing in is refused until it is \
+        unblocked.",
+    auth: Auth::ApiKey,
+    parameters: &[ID],
+    body: RequestBody::Json(BodyType::of::<Block>()),
+    answers: &[SHOWN, NOT_FOUND, CONFLICT],
+};
 
 /// `POST /api/admin/accounts/{id}/block` `{reason}`: blocks the account
 /// and ends its sessions and open links.
@@ -329,7 +348,7 @@ pub async fn block(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let id = parse_id(raw_id)?;
-    let [reason] = request::json_fields(request, ["reason"]).await?;
+    let Block { reason } = request::json_body(request).await?;
     let reason = request::free_text("reason", reason.trim())?;
     if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
         return Err(ApiError::field(
@@ -351,8 +370,19 @@ pub async fn block(
         &context.event_metadata(),
     )
     .await?;
-    details_response(state, &details).await
+    details_response(state, details).await
 }
+
+pub static UNBLOCK: Operation = Operation {
+    id: "unblock_account",
+    tag: Tag::AdminAccounts,
+    summary: "Unblock an account",
+    description: "It may sign in again.",
+    auth: Auth::ApiKey,
+    parameters: &[ID],
+    body: RequestBody::Empty,
+    answers: &[SHOWN, NOT_FOUND, CONFLICT],
+};
 
 /// `POST /api/admin/accounts/{id}/unblock`.
 pub async fn unblock(
@@ -363,8 +393,19 @@ pub async fn unblock(
 ) -> Result<Response<Body>, ApiError> {
     let id = bodiless_action(context, raw_id, request).await?;
     let details = admin::unblock(&state.commands, id, &context.event_metadata()).await?;
-    details_response(state, &details).await
+    details_response(state, details).await
 }
+
+pub static ACTIVATE: Operation = Operation {
+    id: "admin_activate_account",
+    tag: Tag::AdminAccounts,
+    summary: "Activate a pending account without its link",
+    description: "For an owner who cannot receive the email.",
+    auth: Auth::ApiKey,
+    parameters: &[ID],
+    body: RequestBody::Empty,
+    answers: &[SHOWN, NOT_FOUND, CONFLICT],
+};
 
 /// `POST /api/admin/accounts/{id}/activate`: activates a pending account
 /// without its link.
@@ -376,8 +417,23 @@ pub async fn activate(
 ) -> Result<Response<Body>, ApiError> {
     let id = bodiless_action(context, raw_id, request).await?;
     let details = admin::activate(&state.commands, id, &context.event_metadata()).await?;
-    details_response(state, &details).await
+    details_response(state, details).await
 }
+
+pub static RESEND_ACTIVATION: Operation = Operation {
+    id: "admin_resend_activation",
+    tag: Tag::AdminAccounts,
+    summary: "Send a pending account a new activation link",
+    description: "Within the address's email budget; the earlier links stop working.",
+    auth: Auth::ApiKey,
+    parameters: &[ID],
+    body: RequestBody::Empty,
+    answers: &[
+        Answer::json::<Accepted>(202, "A new link is on its way"),
+        NOT_FOUND,
+        CONFLICT,
+    ],
+};
 
 /// `POST /api/admin/accounts/{id}/resend-activation`.
 pub async fn resend_activation(
@@ -390,10 +446,7 @@ pub async fn resend_activation(
     admin::resend_activation(&state.commands, id, &context.event_metadata()).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
-        &json!({
-            "status": "accepted",
-            "message": "A new activation link is on its way, within the address's email budget.",
-        }),
+        &Accepted::new("A new activation link is on its way, within the address's email budget."),
     ))
 }
 
@@ -405,123 +458,33 @@ async fn bodiless_action(
     request: Request<Incoming>,
 ) -> Result<Uuid, ApiError> {
     let id = parse_id(raw_id)?;
-    let [] = request::optional_fields(request, []).await?;
+    let NoFields {} = request::optional_body(request).await?;
     context.commit_begins();
     Ok(id)
 }
 
-fn parse_subscription_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::try_parse(raw)
-        .map_err(|_| ApiError::field("id", "is not a webhook subscription id (a UUID)"))
-}
-
-/// `GET /api/admin/webhooks`: every subscription with its lag.
-pub async fn list_webhooks(state: &AppState) -> Result<Response<Body>, ApiError> {
-    let listed = subscriptions::list(&state.pool).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "subscriptions": listed }),
-    ))
-}
-
-/// `GET /api/admin/webhooks/{id}`.
-pub async fn show_webhook(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
-    let id = parse_subscription_id(raw_id)?;
-    subscription_response(state, id, StatusCode::OK, None).await
-}
-
-/// A subscription as listed, with its secret when it was just made.
-async fn subscription_response(
-    state: &AppState,
-    id: Uuid,
-    status: StatusCode,
-    secret: Option<&Secret>,
-) -> Result<Response<Body>, ApiError> {
-    let listed = subscriptions::show(&state.pool, id)
-        .await?
-        .ok_or(ApiError::SubscriptionNotFound)?;
-    let mut body = serde_json::to_value(listed).map_err(|e| ApiError::Internal(e.into()))?;
-    if let Some(secret) = secret {
-        body["secret"] = json!(secret.expose());
-    }
-    Ok(json_response(status, &body))
-}
-
-/// `POST /api/admin/webhooks` `{url, types?}`: subscribes `url` from now
-/// on; the answer holds the secret, the only time it is shown.
-pub async fn add_webhook(
-    state: &AppState,
-    request: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let ([url], [types]) = request::json_fields_and_optional(request, ["url"], ["types"]).await?;
-    let url = request::free_text("url", &url)?;
-    let types = types
-        .as_deref()
-        .map(|raw| request::free_text("types", raw))
-        .transpose()?
-        .map(|raw| raw.split(',').map(str::to_owned).collect());
-    let added = manage::add(&state.pool, &state.config.webhooks, url, types).await?;
-    subscription_response(state, added.id, StatusCode::CREATED, Some(&added.secret)).await
-}
-
-/// `DELETE /api/admin/webhooks/{id}`, `POST …/pause`, `POST …/resume`.
-pub async fn change_webhook(
-    state: &AppState,
-    raw_id: &str,
-    change: Change,
-    request: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let id = parse_subscription_id(raw_id)?;
-    let [] = request::optional_fields(request, []).await?;
-    manage::change(&state.pool, id, change).await?;
-    match change {
-        Change::Remove => Ok(no_content()),
-        Change::Pause | Change::Resume => {
-            subscription_response(state, id, StatusCode::OK, None).await
-        }
-    }
-}
-
-/// `POST /api/admin/webhooks/{id}/rotate-secret`: a new secret, shown once;
-/// the old one signs beside it for `WEBHOOK_SECRET_OVERLAP`.
-pub async fn rotate_webhook_secret(
-    state: &AppState,
-    raw_id: &str,
-    request: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let id = parse_subscription_id(raw_id)?;
-    let [] = request::optional_fields(request, []).await?;
-    let secret =
-        subscriptions::rotate_secret(&state.pool, id, state.config.webhooks.secret_overlap)
-            .await?
-            .ok_or(ApiError::SubscriptionNotFound)?;
-    subscription_response(state, id, StatusCode::OK, Some(&secret)).await
-}
-
-/// `POST /api/admin/webhooks/{id}/replay` `{from}`: delivers again from
-/// `start`, a feed cursor or an event id, with the same event ids.
-pub async fn replay_webhook(
-    state: &AppState,
-    raw_id: &str,
-    request: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let id = parse_subscription_id(raw_id)?;
-    let [from] = request::json_fields(request, ["from"]).await?;
-    manage::replay(&state.pool, id, request::free_text("from", &from)?).await?;
-    subscription_response(state, id, StatusCode::OK, None).await
-}
-
 /// An account's details with its open sessions, which only Redis knows.
-async fn details_response(
+async fn admin_account(
     state: &AppState,
-    details: &AccountDetails,
-) -> Result<Response<Body>, ApiError> {
+    details: AccountDetails,
+) -> Result<AdminAccount, ApiError> {
     let open_sessions = state
         .sessions
         .count(details.id)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let mut body = serde_json::to_value(details).map_err(|e| ApiError::Internal(e.into()))?;
-    body["open_sessions"] = json!(open_sessions);
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(AdminAccount {
+        details,
+        open_sessions,
+    })
+}
+
+async fn details_response(
+    state: &AppState,
+    details: AccountDetails,
+) -> Result<Response<Body>, ApiError> {
+    Ok(json_response(
+        StatusCode::OK,
+        &admin_account(state, details).await?,
+    ))
 }

@@ -1,11 +1,11 @@
 //! The HTTP API: a thin hyper router that validates, records and enqueues.
 //!
 //! Inside `web` the router (`routes`) sits above the handlers (`signup`,
-//! `address_request`, `activation`, `admin`, `dev_mail`, `sign_in`, `password_reset`),
-//! which sit above what they
-//! share (`context`, `locale`, `request`, `response`); a handler never
-//! imports the router
-//! or another handler. `tests/it/layers.rs` holds both rules.
+//! `address_request`, `activation`, `sign_in`, `password_reset`, `admin`,
+//! `webhooks`, `feed`, `service`, `dev_mail`), which sit above what they
+//! share (`context`, `locale`, `openapi`, `request`, `response`); a handler
+//! never imports the router or another handler. `tests/it/layers.rs` holds
+//! both rules.
 
 use std::{future::Future, net::IpAddr, sync::Arc};
 
@@ -32,15 +32,19 @@ mod address_request;
 mod admin;
 mod context;
 mod dev_mail;
+mod feed;
 mod locale;
+pub mod openapi;
 mod password_reset;
 mod request;
 pub mod response;
 mod routes;
+mod service;
 mod sign_in;
 mod signup;
+mod webhooks;
 
-pub use routes::{ROUTES, Route};
+pub use routes::{OPENAPI_TEXT, ROUTES, Route, openapi_document};
 
 /// Everything a request handler may use; shared by all connections.
 #[derive(Debug)]

@@ -5,15 +5,17 @@
 //! Each route is written once, here: the table decides the handler, the
 //! `405` with its `Allow` header for a path served under other methods, the
 //! `404` for anything else, and the route name that the metrics and the log
-//! line carry. `tests/it/openapi.rs` holds the table and `openapi.json` to
-//! the same routes. Two rules stand beside the table: every path under
+//! line carry. Each row carries its operation ([`Operation`]), from which
+//! the OpenAPI document is assembled ([`openapi_document`]);
+//! `tests/it/openapi.rs` fails for a row without one. Two rules stand
+//! beside the table: every path under
 //! `/api/admin/` needs an API key before it is even looked up, and the
 //! `/dev/mail` routes are served only in `porter dev`.
 
-use std::{net::IpAddr, pin::pin, time::Instant};
+use std::{net::IpAddr, pin::pin, sync::LazyLock, time::Instant};
 
 use futures::future::BoxFuture;
-use http::{Method, Response, StatusCode};
+use http::{Method, Response};
 use hyper::{Request, body::Incoming};
 use porter_jobs::AddressAction;
 use tracing::Instrument as _;
@@ -22,9 +24,11 @@ use uuid::Uuid;
 use super::{
     AppState, activation, address_request, admin,
     context::RequestContext,
-    dev_mail, password_reset, request,
-    response::{ApiError, Body, add_standard_headers, json_response, text_response},
-    sign_in, signup,
+    dev_mail, feed,
+    openapi::{self, Operation, Routed},
+    password_reset, request,
+    response::{ApiError, Body, add_standard_headers},
+    service, sign_in, signup, webhooks,
 };
 use crate::{mail::DevMailbox, webhooks::manage::Change};
 
@@ -255,6 +259,8 @@ pub struct Route {
     methods: &'static [Method],
     path: &'static str,
     name: &'static str,
+    /// `None` only for a path the document leaves out ([`undocumented`]).
+    operation: Option<&'static Operation>,
     handler: Handler,
 }
 
@@ -273,6 +279,11 @@ impl Route {
     /// log line's `route` field.
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// The operation the document shows for the row.
+    pub fn operation(&self) -> Option<&'static Operation> {
+        self.operation
     }
 
     fn fits(&self, segments: &[&str]) -> bool {
@@ -301,12 +312,30 @@ const fn row(
     methods: &'static [Method],
     path: &'static str,
     name: &'static str,
+    operation: &'static Operation,
     handler: Handler,
 ) -> Route {
     Route {
         methods,
         path,
         name,
+        operation: Some(operation),
+        handler,
+    }
+}
+
+/// A row the document leaves out: another spelling of a documented path.
+const fn undocumented(
+    methods: &'static [Method],
+    path: &'static str,
+    name: &'static str,
+    handler: Handler,
+) -> Route {
+    Route {
+        methods,
+        path,
+        name,
+        operation: None,
         handler,
     }
 }
@@ -314,55 +343,77 @@ const fn row(
 /// Every route Porter's API listener serves. The order matters only for a
 /// `405`: its route name is the first row whose path fits.
 pub static ROUTES: &[Route] = &[
-    row(POST, "/api/users", "sign_up", |s, c, r, _| {
-        Box::pin(signup::sign_up(s, c, r))
-    }),
+    row(
+        POST,
+        "/api/users",
+        "sign_up",
+        &signup::OPERATION,
+        |s, c, r, _| Box::pin(signup::sign_up(s, c, r)),
+    ),
     row(
         GET_HEAD,
         "/activate/{key}",
         "activation_page",
+        &activation::PAGE,
         |s, _, r, p| Box::pin(async move { activation::page(s, p.get("key"), r.headers()).await }),
     ),
     row(
         POST,
         "/api/activate-account/resend",
         "resend",
+        &address_request::RESEND,
         |s, c, r, _| Box::pin(address_request::accept(s, c, r, AddressAction::Resend)),
     ),
     row(
         POST,
         "/api/activate-account/{key}",
         "activate",
+        &activation::ACTIVATE,
         |s, c, r, p| Box::pin(activation::activate(s, c, p.get("key"), r)),
     ),
     row(
         POST,
         "/api/activate-account/{key}/cancel",
         "cancel_registration",
+        &activation::CANCEL,
         |s, c, r, p| Box::pin(activation::cancel(s, c, p.get("key"), r)),
     ),
-    row(POST, "/api/sessions", "sign_in", |s, c, r, _| {
-        Box::pin(sign_in::sign_in(s, c, r))
-    }),
+    row(
+        POST,
+        "/api/sessions",
+        "sign_in",
+        &sign_in::SIGN_IN,
+        |s, c, r, _| Box::pin(sign_in::sign_in(s, c, r)),
+    ),
     row(
         DELETE,
         "/api/sessions",
         "sign_out_everywhere",
+        &sign_in::SIGN_OUT_EVERYWHERE,
         |s, _, r, _| Box::pin(async move { sign_in::sign_out_everywhere(s, r.headers()).await }),
     ),
-    row(DELETE, "/api/sessions/current", "sign_out", |s, _, r, _| {
-        Box::pin(async move { sign_in::sign_out(s, r.headers()).await })
-    }),
-    row(GET_HEAD, "/api/me", "me", |s, _, r, _| {
+    row(
+        DELETE,
+        "/api/sessions/current",
+        "sign_out",
+        &sign_in::SIGN_OUT,
+        |s, _, r, _| Box::pin(async move { sign_in::sign_out(s, r.headers()).await }),
+    ),
+    row(GET_HEAD, "/api/me", "me", &sign_in::ME, |s, _, r, _| {
         Box::pin(async move { sign_in::me(s, r.headers()).await })
     }),
-    row(POST, "/api/me/password", "change_password", |s, c, r, _| {
-        Box::pin(sign_in::change_password(s, c, r))
-    }),
+    row(
+        POST,
+        "/api/me/password",
+        "change_password",
+        &sign_in::CHANGE_PASSWORD,
+        |s, c, r, _| Box::pin(sign_in::change_password(s, c, r)),
+    ),
     row(
         POST,
         "/api/password-reset",
         "password_reset_request",
+        &address_request::PASSWORD_RESET,
         |s, c, r, _| {
             Box::pin(address_request::accept(
                 s,
@@ -376,132 +427,177 @@ pub static ROUTES: &[Route] = &[
         POST,
         "/api/password-reset/{key}",
         "password_reset",
+        &password_reset::RESET,
         |s, c, r, p| Box::pin(password_reset::reset(s, c, p.get("key"), r)),
     ),
     row(
         GET_HEAD,
         "/reset-password/{key}",
         "reset_password_page",
+        &password_reset::PAGE,
         |s, _, r, p| {
             Box::pin(async move { password_reset::page(s, p.get("key"), r.headers()).await })
         },
     ),
-    row(GET_HEAD, "/api/openapi.json", "openapi", |_, _, _, _| {
-        Box::pin(async { Ok(openapi()) })
-    }),
-    row(GET_HEAD, "/healthz", "healthz", |_, _, _, _| {
-        Box::pin(async { Ok(text_response(StatusCode::OK, "ok\n")) })
-    }),
-    row(GET_HEAD, "/readyz", "readyz", |s, _, _, _| {
-        Box::pin(readiness(s))
-    }),
+    row(
+        GET_HEAD,
+        "/api/openapi.json",
+        "openapi",
+        &service::OPENAPI,
+        |_, _, _, _| Box::pin(async { Ok(service::openapi(&OPENAPI_TEXT)) }),
+    ),
+    row(
+        GET_HEAD,
+        "/healthz",
+        "healthz",
+        &service::HEALTH,
+        |_, _, _, _| Box::pin(async { Ok(service::health()) }),
+    ),
+    row(
+        GET_HEAD,
+        "/readyz",
+        "readyz",
+        &service::READINESS,
+        |s, _, _, _| Box::pin(service::readiness(s)),
+    ),
     // The admin API: the router has checked the API key (`ADMIN_PREFIX`).
-    row(GET, "/api/admin/events", "admin_events", |s, _, r, _| {
-        Box::pin(async move { admin::events(s, &r).await })
-    }),
+    row(
+        GET,
+        "/api/admin/events",
+        "admin_events",
+        &feed::EVENTS,
+        |s, _, r, _| Box::pin(async move { feed::events(s, &r).await }),
+    ),
     row(
         GET,
         "/api/admin/accounts",
         "admin_accounts",
+        &admin::ACCOUNTS,
         |s, _, r, _| Box::pin(async move { admin::accounts(s, &r).await }),
     ),
     row(
         GET,
         "/api/admin/accounts/{id}",
         "admin_account",
+        &admin::SHOW,
         |s, _, _, p| Box::pin(admin::show(s, p.get("id"))),
     ),
     row(
         GET,
         "/api/admin/accounts/{id}/events",
         "admin_account_events",
+        &admin::HISTORY,
         |s, _, _, p| Box::pin(admin::history(s, p.get("id"))),
     ),
     row(
         POST,
         "/api/admin/accounts/{id}/resend-activation",
         "admin_resend_activation",
+        &admin::RESEND_ACTIVATION,
         |s, c, r, p| Box::pin(admin::resend_activation(s, c, p.get("id"), r)),
     ),
     row(
         POST,
         "/api/admin/accounts/{id}/activate",
         "admin_activate",
+        &admin::ACTIVATE,
         |s, c, r, p| Box::pin(admin::activate(s, c, p.get("id"), r)),
     ),
     row(
         POST,
         "/api/admin/accounts/{id}/block",
         "admin_block",
+        &admin::BLOCK,
         |s, c, r, p| Box::pin(admin::block(s, c, p.get("id"), r)),
     ),
     row(
         POST,
         "/api/admin/accounts/{id}/unblock",
         "admin_unblock",
+        &admin::UNBLOCK,
         |s, c, r, p| Box::pin(admin::unblock(s, c, p.get("id"), r)),
     ),
     row(
         GET,
         "/api/admin/webhooks",
         "admin_webhooks",
-        |s, _, _, _| Box::pin(admin::list_webhooks(s)),
+        &webhooks::LIST,
+        |s, _, _, _| Box::pin(webhooks::list(s)),
     ),
     row(
         POST,
         "/api/admin/webhooks",
         "admin_webhooks",
-        |s, _, r, _| Box::pin(admin::add_webhook(s, r)),
+        &webhooks::ADD,
+        |s, _, r, _| Box::pin(webhooks::add(s, r)),
     ),
     row(
         GET,
         "/api/admin/webhooks/{id}",
         "admin_webhook",
-        |s, _, _, p| Box::pin(admin::show_webhook(s, p.get("id"))),
+        &webhooks::SHOW,
+        |s, _, _, p| Box::pin(webhooks::show(s, p.get("id"))),
     ),
     row(
         DELETE,
         "/api/admin/webhooks/{id}",
         "admin_webhook",
-        |s, _, r, p| Box::pin(admin::change_webhook(s, p.get("id"), Change::Remove, r)),
+        &webhooks::REMOVE,
+        |s, _, r, p| Box::pin(webhooks::change(s, p.get("id"), Change::Remove, r)),
     ),
     row(
         POST,
         "/api/admin/webhooks/{id}/pause",
         "admin_webhook_pause",
-        |s, _, r, p| Box::pin(admin::change_webhook(s, p.get("id"), Change::Pause, r)),
+        &webhooks::PAUSE,
+        |s, _, r, p| Box::pin(webhooks::change(s, p.get("id"), Change::Pause, r)),
     ),
     row(
         POST,
         "/api/admin/webhooks/{id}/resume",
         "admin_webhook_resume",
-        |s, _, r, p| Box::pin(admin::change_webhook(s, p.get("id"), Change::Resume, r)),
+        &webhooks::RESUME,
+        |s, _, r, p| Box::pin(webhooks::change(s, p.get("id"), Change::Resume, r)),
     ),
     row(
         POST,
         "/api/admin/webhooks/{id}/rotate-secret",
         "admin_webhook_rotate_secret",
-        |s, _, r, p| Box::pin(admin::rotate_webhook_secret(s, p.get("id"), r)),
+        &webhooks::ROTATE_SECRET,
+        |s, _, r, p| Box::pin(webhooks::rotate_secret(s, p.get("id"), r)),
     ),
     row(
         POST,
         "/api/admin/webhooks/{id}/replay",
         "admin_webhook_replay",
-        |s, _, r, p| Box::pin(admin::replay_webhook(s, p.get("id"), r)),
+        &webhooks::REPLAY,
+        |s, _, r, p| Box::pin(webhooks::replay(s, p.get("id"), r)),
     ),
     // `porter dev` only (`DEV_MAIL_PREFIX`).
-    row(GET_HEAD, "/dev/mail", "dev_mail", |s, _, _, _| {
+    row(
+        GET_HEAD,
+        "/dev/mail",
+        "dev_mail",
+        &dev_mail::INDEX,
+        |s, _, _, _| Box::pin(async move { dev_mail::index(mailbox(s)) }),
+    ),
+    undocumented(GET_HEAD, "/dev/mail/", "dev_mail", |s, _, _, _| {
         Box::pin(async move { dev_mail::index(mailbox(s)) })
     }),
-    row(GET_HEAD, "/dev/mail/", "dev_mail", |s, _, _, _| {
-        Box::pin(async move { dev_mail::index(mailbox(s)) })
-    }),
-    row(GET_HEAD, "/dev/mail/{id}", "dev_mail", |s, _, _, p| {
-        Box::pin(async move { dev_mail::message(mailbox(s), p.get("id")) })
-    }),
-    row(GET_HEAD, "/dev/mail/{id}/html", "dev_mail", |s, _, _, p| {
-        Box::pin(async move { dev_mail::message_html(mailbox(s), p.get("id")) })
-    }),
+    row(
+        GET_HEAD,
+        "/dev/mail/{id}",
+        "dev_mail",
+        &dev_mail::MESSAGE,
+        |s, _, _, p| Box::pin(async move { dev_mail::message(mailbox(s), p.get("id")) }),
+    ),
+    row(
+        GET_HEAD,
+        "/dev/mail/{id}/html",
+        "dev_mail",
+        &dev_mail::MESSAGE_HTML,
+        |s, _, _, p| Box::pin(async move { dev_mail::message_html(mailbox(s), p.get("id")) }),
+    ),
 ];
 
 /// The dev mailbox, which the `/dev/mail` rows are matched only with.
@@ -512,43 +608,23 @@ fn mailbox(state: &AppState) -> &DevMailbox {
         .expect("/dev/mail routes are matched only with a dev mailbox")
 }
 
-/// The API description, embedded at build time.
-fn openapi() -> Response<Body> {
-    let mut response = text_response(StatusCode::OK, include_str!("openapi.json"));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
+/// The OpenAPI document of [`ROUTES`], built once.
+pub fn openapi_document() -> &'static serde_json::Value {
+    static DOCUMENT: LazyLock<serde_json::Value> = LazyLock::new(|| {
+        openapi::document(ROUTES.iter().filter_map(|route| {
+            route.operation.map(|operation| Routed {
+                path: route.path,
+                methods: route.methods,
+                operation,
+            })
+        }))
+    });
+    &DOCUMENT
 }
 
-/// Ready when Postgres and Redis both answer; a load balancer stops sending
-/// traffic to a process that cannot record anything. The answer says ready
-/// or not, never which dependency failed (that is in the log).
-async fn readiness(state: &AppState) -> Result<Response<Body>, ApiError> {
-    let timeout = std::time::Duration::from_secs(2);
-    let postgres =
-        tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&state.pool)).await;
-    let redis = tokio::time::timeout(
-        timeout,
-        redis::cmd("PING").query_async::<String>(&mut state.redis.clone()),
-    )
-    .await;
-    let postgres_ok = matches!(postgres, Ok(Ok(_)));
-    let redis_ok = matches!(redis, Ok(Ok(_)));
-    if !postgres_ok {
-        tracing::warn!("not ready: Postgres does not answer");
-    }
-    if !redis_ok {
-        tracing::warn!("not ready: Redis does not answer");
-    }
-    let (status, ready) = if postgres_ok && redis_ok {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-    };
-    Ok(json_response(
-        status,
-        &serde_json::json!({ "status": ready }),
-    ))
-}
+/// The document as served and as `porter openapi` prints it.
+pub static OPENAPI_TEXT: LazyLock<String> = LazyLock::new(|| {
+    let mut text = serde_json::to_string_pretty(openapi_document()).expect("JSON");
+    text.push('\n');
+    text
+});

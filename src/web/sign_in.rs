@@ -24,17 +24,85 @@
 //! Everything else here needs `Authorization: Bearer <token>`; see
 //! [`crate::sessions`] for what a token is and where it lives.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use http::{HeaderMap, Response, StatusCode};
 use hyper::{Request, body::Incoming};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
     AppState,
     context::RequestContext,
+    openapi::{Answer, Auth, BodyType, Content, Operation, RequestBody, Tag},
     request,
-    response::{ApiError, Body, json_response, no_content},
+    response::{ApiError, Body, PasswordChanged, json_response, no_content},
+};
+
+pub static SIGN_IN: Operation = Operation {
+    id: "sign_in",
+    tag: Tag::Sessions,
+    summary: "Sign in: a session token",
+    description: "A wrong password and a login that names no account get the same 401; only \
+        the right password learns that an account is pending or blocked (403).",
+    auth: Auth::Public,
+    parameters: &[],
+    body: RequestBody::Json(BodyType::of::<SignInBody>()),
+    answers: &[
+        Answer::json::<NewSession>(201, "Signed in"),
+        Answer::error(401, "The login or the password is wrong"),
+        Answer::error(403, "The account is not active yet, or blocked"),
+        Answer::error(429, "Too many attempts for this login, device or client"),
+    ],
+};
+
+pub static SIGN_OUT_EVERYWHERE: Operation = Operation {
+    id: "sign_out_everywhere",
+    tag: Tag::Sessions,
+    summary: "End every session of the account",
+    description: "This one included.",
+    auth: Auth::Session,
+    parameters: &[],
+    body: RequestBody::None,
+    answers: &[Answer::new(204, "Signed out everywhere", Content::Nothing)],
+};
+
+pub static SIGN_OUT: Operation = Operation {
+    id: "sign_out",
+    tag: Tag::Sessions,
+    summary: "End this session",
+    description: "The token stops working at once.",
+    auth: Auth::Session,
+    parameters: &[],
+    body: RequestBody::None,
+    answers: &[Answer::new(204, "Signed out", Content::Nothing)],
+};
+
+pub static ME: Operation = Operation {
+    id: "me",
+    tag: Tag::Sessions,
+    summary: "The signed-in account",
+    description: "Who the session token belongs to.",
+    auth: Auth::Session,
+    parameters: &[],
+    body: RequestBody::None,
+    answers: &[Answer::json::<AccountView>(200, "The account")],
+};
+
+pub static CHANGE_PASSWORD: Operation = Operation {
+    id: "change_password",
+    tag: Tag::Sessions,
+    summary: "Change the password",
+    description: "Needs the current password; every other session ends and the owner is \
+        emailed.",
+    auth: Auth::Session,
+    parameters: &[],
+    body: RequestBody::Json(BodyType::of::<ChangePasswordBody>()),
+    answers: &[
+        Answer::json::<PasswordChanged>(200, "Changed"),
+        Answer::error(403, "The account is not active"),
+        Answer::error(429, "Too many wrong current passwords"),
+    ],
 };
 use crate::{
     commands::CommandError,
@@ -47,13 +115,84 @@ use crate::{
     store::{self, ClaimKind},
 };
 
+/// A sign-in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SignIn)]
+pub struct SignInBody {
+    /// A username or an email address
+    login: String,
+    #[schema(max_length = 128, write_only)]
+    password: String,
+    /// The device_token of an earlier sign-in to this account from this
+    /// device; failures are then budgeted per device instead of per login.
+    /// Anything else (another account's, forged, malformed) counts as no
+    /// token
+    #[schema(write_only)]
+    device_token: Option<String>,
+}
+
+/// A new session.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Session)]
+pub struct NewSession {
+    /// 256 bits, 64 hex digits; send as Authorization: Bearer <token>
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    token: String,
+    /// The latest the session can live (SESSION_TTL); it ends earlier after
+    /// SESSION_IDLE without use
+    expires_at: DateTime<Utc>,
+    account: AccountView,
+    /// Opaque proof that this device signed in to this account (base64url,
+    /// 64 characters); keep it and send it with later sign-ins. The same
+    /// token comes back when one was presented
+    #[schema(pattern = "^[A-Za-z0-9_-]{64}$")]
+    device_token: String,
+}
+
+/// The signed-in account.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Account)]
+pub struct AccountView {
+    id: Uuid,
+    username: String,
+    email: String,
+}
+
+impl AccountView {
+    fn new(id: Uuid, username: &str, email: &str) -> Self {
+        Self {
+            id,
+            username: username.to_owned(),
+            email: email.to_owned(),
+        }
+    }
+}
+
+/// A password change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ChangePassword)]
+pub struct ChangePasswordBody {
+    #[schema(write_only)]
+    current_password: String,
+    /// The sign-up password policy applies
+    #[schema(min_length = 12, max_length = 128, write_only)]
+    new_password: String,
+}
+
 pub async fn sign_in(
     state: &AppState,
     context: &RequestContext,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let ([login, password], [device_token]) =
-        request::json_fields_and_optional(request, ["login", "password"], ["device_token"]).await?;
+    let SignInBody {
+        login,
+        password,
+        device_token,
+    } = request::json_body(request).await?;
     let raw_password = password;
     let password = Password::for_sign_in(&raw_password)
         .map_err(|e| ApiError::field("password", e.to_string()))?;
@@ -122,12 +261,12 @@ pub async fn sign_in(
     let device = device.unwrap_or_else(DeviceId::generate);
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({
-            "token": token.expose(),
-            "expires_at": expires_at,
-            "account": account_json(account.id, &account.username, &account.email),
-            "device_token": device_tokens.token(account.id, device),
-        }),
+        &NewSession {
+            token: token.expose().to_owned(),
+            expires_at,
+            account: AccountView::new(account.id, &account.username, &account.email),
+            device_token: device_tokens.token(account.id, device),
+        },
     ))
 }
 
@@ -174,7 +313,7 @@ pub async fn me(state: &AppState, headers: &HeaderMap) -> Result<Response<Body>,
     let session = authenticate(state, headers).await?;
     Ok(json_response(
         StatusCode::OK,
-        &account_json(session.account_id, &session.username, &session.email),
+        &AccountView::new(session.account_id, &session.username, &session.email),
     ))
 }
 
@@ -215,8 +354,10 @@ pub async fn change_password(
     // session names it): a stolen token must not become a way to test
     // passwords.
     let throttle = Throttle::new(state, context, account_subject(session.account_id));
-    let [current, new] =
-        request::json_fields(request, ["current_password", "new_password"]).await?;
+    let ChangePasswordBody {
+        current_password: current,
+        new_password: new,
+    } = request::json_body(request).await?;
     let current = Password::for_sign_in(&current)
         .map_err(|e| ApiError::field("current_password", e.to_string()))?;
     let username = Username::parse(&session.username).ok();
@@ -269,10 +410,7 @@ pub async fn change_password(
     tracing::info!(account_id = %session.account_id, ended, "password changed");
     Ok(json_response(
         StatusCode::OK,
-        &json!({
-            "status": "changed",
-            "message": "Your password has been changed and your other sessions have ended.",
-        }),
+        &PasswordChanged::new("Your password has been changed and your other sessions have ended."),
     ))
 }
 
@@ -287,10 +425,6 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Session, 
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .ok_or(ApiError::Unauthenticated)
-}
-
-fn account_json(id: Uuid, username: &str, email: &str) -> serde_json::Value {
-    json!({ "id": id, "username": username, "email": email })
 }
 
 /// The account a login names (a username or an email address, compared in
