@@ -143,7 +143,10 @@ pub struct Blocked {
 }
 
 fn type_schema() -> RefOr<Schema> {
-    ObjectBuilder::new().enum_values(Some(TYPES)).into()
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(TYPES))
+        .into()
 }
 
 /// One object schema per shape of [`EventData`], titled with its types.

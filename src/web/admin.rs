@@ -118,7 +118,7 @@ pub struct AdminAccount {
 #[serde(untagged)]
 #[schema(as = AccountsFound)]
 pub enum Found {
-    Account(AdminAccount),
+    Account(Box<AdminAccount>),
     Page(Page),
 }
 
@@ -246,7 +246,7 @@ pub async fn accounts(
         let details = found.ok_or(ApiError::AccountNotFound)?;
         return Ok(json_response(
             StatusCode::OK,
-            &Found::Account(admin_account(state, details).await?),
+            &Found::Account(Box::new(admin_account(state, details).await?)),
         ));
     }
     let status = param("status")

@@ -39,6 +39,10 @@ use super::{
     response::{ApiError, Body, PasswordChanged, json_response, no_content},
 };
 
+mod budgets;
+
+use budgets::{SuccessBudgets, Throttle};
+
 pub static SIGN_IN: Operation = Operation {
     id: "sign_in",
     tag: Tag::Sessions,
@@ -110,7 +114,6 @@ use crate::{
     domain::{
         Account, AccountCommand, DomainError, EmailAddress, Password, SignInRefused, Username,
     },
-    rate_limit::{Budget, Reservation},
     sessions::{Session, SessionOwner, SessionToken},
     store::{self, ClaimKind},
 };
@@ -453,124 +456,6 @@ async fn resolve_login(state: &AppState, login: &str) -> Result<(Option<Uuid>, S
 
 fn account_subject(account_id: Uuid) -> String {
     format!("account:{account_id}")
-}
-
-/// The failed sign-in budgets of one attempt: its login (or device, or at
-/// password change its account) and its client IP.
-struct Throttle<'a> {
-    state: &'a AppState,
-    subject: String,
-    client: String,
-}
-
-impl<'a> Throttle<'a> {
-    fn new(state: &'a AppState, context: &RequestContext, subject: String) -> Self {
-        Self {
-            state,
-            subject,
-            client: context.client_ip.to_string(),
-        }
-    }
-
-    /// Spends one unit of each budget before the password is checked, or
-    /// answers `429` (spending neither) when either is spent.
-    async fn reserve(&self) -> Result<ReservedAttempt<'a>, ApiError> {
-        let limits = &self.state.config.limits;
-        let limiter = &self.state.rate_limiter;
-        let per_ip = limiter
-            .reserve(
-                Budget::FailedSignInPerIp,
-                limits.failed_sign_in_per_ip,
-                &self.client,
-            )
-            .await?;
-        match limiter
-            .reserve(
-                Budget::FailedSignInPerLogin,
-                limits.failed_sign_in_per_login,
-                &self.subject,
-            )
-            .await
-        {
-            Ok(per_login) => Ok(ReservedAttempt { per_ip, per_login }),
-            Err(refused) => {
-                per_ip.refund().await;
-                Err(refused.into())
-            }
-        }
-    }
-}
-
-/// The units one attempt holds until its password is checked.
-struct ReservedAttempt<'a> {
-    per_ip: Reservation<'a>,
-    per_login: Reservation<'a>,
-}
-
-impl ReservedAttempt<'_> {
-    /// A wrong password: both units stay spent.
-    fn keep(self) {
-        self.per_ip.keep();
-        self.per_login.keep();
-    }
-
-    /// The right password (or none was checked): both units come back.
-    async fn refund(self) {
-        futures::join!(self.per_ip.refund(), self.per_login.refund());
-    }
-}
-
-/// The budgets of successful sign-ins, per account and per client IP: each
-/// success is a session, and sessions live in shared Redis. Checked before
-/// anything is hashed, like the failure budgets; spent once the password
-/// proved right, and then atomically (admit), so sign-ins that passed the
-/// check together cannot all get a session.
-struct SuccessBudgets<'a> {
-    state: &'a AppState,
-    account: String,
-    client: String,
-}
-
-impl<'a> SuccessBudgets<'a> {
-    /// A login that names no account is checked against a subject nobody
-    /// spends: the same Redis round trip, never refused.
-    fn new(state: &'a AppState, context: &RequestContext, account_id: Option<Uuid>) -> Self {
-        Self {
-            state,
-            account: account_subject(account_id.unwrap_or_else(Uuid::new_v4)),
-            client: context.client_ip.to_string(),
-        }
-    }
-
-    /// `429` when either budget is spent; spends nothing.
-    async fn check(&self) -> Result<(), ApiError> {
-        self.run(false).await
-    }
-
-    /// Spends one sign-in of each budget, or `429` when either has none.
-    async fn spend(&self) -> Result<(), ApiError> {
-        self.run(true).await
-    }
-
-    async fn run(&self, spend: bool) -> Result<(), ApiError> {
-        let limits = &self.state.config.limits;
-        for (budget, limit, subject) in [
-            (
-                Budget::SignInPerAccount,
-                limits.sign_in_per_account,
-                &self.account,
-            ),
-            (Budget::SignInPerIp, limits.sign_in_per_ip, &self.client),
-        ] {
-            let limiter = &self.state.rate_limiter;
-            if spend {
-                limiter.admit(budget, limit, subject).await?;
-            } else {
-                limiter.check(budget, limit, subject).await?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Hashes the password again with today's parameters and records it. A
