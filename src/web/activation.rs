@@ -73,7 +73,7 @@ pub static PAGE: Operation = Operation {
 };
 
 pub static ACTIVATE: Operation = Operation {
-    id: "activate_account",
+    id: "activate",
     tag: Tag::SignUp,
     summary: "Confirm the address: activate the account",
     description: "A registration that superseded another one of the same address also needs \

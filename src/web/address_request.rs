@@ -37,7 +37,7 @@ const ANSWERS: &[Answer] = &[
 ];
 
 pub static RESEND: Operation = Operation {
-    id: "resend_activation_email",
+    id: "resend",
     tag: Tag::SignUp,
     summary: "Ask for a new activation link",
     description: "If a registration with this address is waiting for activation, it is sent \
@@ -49,7 +49,7 @@ pub static RESEND: Operation = Operation {
 };
 
 pub static PASSWORD_RESET: Operation = Operation {
-    id: "request_password_reset",
+    id: "password_reset_request",
     tag: Tag::PasswordReset,
     summary: "Ask for a password reset link",
     description: "If an account uses this address, it is emailed what to do next; the answer \

@@ -152,7 +152,7 @@ const CONFLICT: Answer = Answer::error(
 
 pub static ACCOUNTS: Operation =
     Operation {
-        id: "find_accounts",
+        id: "admin_accounts",
         tag: Tag::AdminAccounts,
         summary: "Look an account up by email or username, or list accounts",
         description: "With `email` or `username` (not both): that account, or 404. Without: a \
@@ -284,7 +284,7 @@ pub async fn accounts(
 }
 
 pub static SHOW: Operation = Operation {
-    id: "show_account",
+    id: "admin_account",
     tag: Tag::AdminAccounts,
     summary: "One account",
     description: "Its status, dates, latest email delivery and open sessions.",
@@ -300,7 +300,7 @@ pub async fn show(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiE
 }
 
 pub static HISTORY: Operation = Operation {
-    id: "account_history",
+    id: "admin_account_events",
     tag: Tag::AdminAccounts,
     summary: "An account's events",
     description: "Every event of the account's stream, decoded and upcast, password hashes \
@@ -328,7 +328,7 @@ pub async fn history(state: &AppState, raw_id: &str) -> Result<Response<Body>, A
 }
 
 pub static BLOCK: Operation = Operation {
-    id: "block_account",
+    id: "admin_block",
     tag: Tag::AdminAccounts,
     summary: "Block an account",
     description: "Ends its sessions and open links; signing in is refused until it is \
@@ -374,7 +374,7 @@ pub async fn block(
 }
 
 pub static UNBLOCK: Operation = Operation {
-    id: "unblock_account",
+    id: "admin_unblock",
     tag: Tag::AdminAccounts,
     summary: "Unblock an account",
     description: "It may sign in again.",
@@ -397,7 +397,7 @@ pub async fn unblock(
 }
 
 pub static ACTIVATE: Operation = Operation {
-    id: "admin_activate_account",
+    id: "admin_activate",
     tag: Tag::AdminAccounts,
     summary: "Activate a pending account without its link",
     description: "For an owner who cannot receive the email.",

@@ -22,7 +22,7 @@ use crate::mail::{DevMailbox, DevMessage};
 const NOT_DEV: Answer = Answer::error(404, "Not `porter dev`, or no such message");
 
 pub static INDEX: Operation = Operation {
-    id: "dev_mailbox",
+    id: "dev_mail",
     tag: Tag::Dev,
     summary: "The emails `porter dev` sent, newest first",
     description: "Served only by `porter dev`.",

@@ -18,7 +18,7 @@ const DEFAULT_EVENTS: usize = 100;
 const MAX_EVENTS: usize = 1000;
 
 pub static EVENTS: Operation = Operation {
-    id: "list_events",
+    id: "admin_events",
     tag: Tag::AdminEvents,
     summary: "The public events after a cursor, in log order",
     description: "Each event once, in commit order; `next_cursor` is where the next page starts \

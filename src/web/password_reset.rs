@@ -59,7 +59,7 @@ pub static PAGE: Operation = Operation {
 };
 
 pub static RESET: Operation = Operation {
-    id: "reset_password",
+    id: "password_reset",
     tag: Tag::PasswordReset,
     summary: "Set a new password with the emailed key",
     description: "Every session of the account ends and its owner is emailed. A JSON request \

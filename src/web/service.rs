@@ -14,7 +14,7 @@ use super::{
 };
 
 pub static HEALTH: Operation = Operation {
-    id: "health",
+    id: "healthz",
     tag: Tag::Service,
     summary: "Alive",
     description: "The process answers; nothing else is checked.",
@@ -29,7 +29,7 @@ pub fn health() -> Response<Body> {
 }
 
 pub static READINESS: Operation = Operation {
-    id: "readiness",
+    id: "readyz",
     tag: Tag::Service,
     summary: "Ready: Postgres and Redis answer",
     description: "Never says which dependency failed (that is in the log).",

@@ -93,7 +93,7 @@ const NOT_FOUND: Answer = Answer::error(404, "There is no webhook subscription w
 const SHOWN: Answer = Answer::json::<SubscriptionView>(200, "The subscription as it stands");
 
 pub static LIST: Operation = Operation {
-    id: "list_webhooks",
+    id: "admin_list_webhooks",
     tag: Tag::AdminWebhooks,
     summary: "Every webhook subscription",
     description: "Each with its state and how far behind the log it is.",
@@ -120,7 +120,7 @@ pub async fn list(state: &AppState) -> Result<Response<Body>, ApiError> {
 }
 
 pub static SHOW: Operation = Operation {
-    id: "show_webhook",
+    id: "admin_webhook",
     tag: Tag::AdminWebhooks,
     summary: "One webhook subscription",
     description: "Its state and how far behind the log it is.",
@@ -159,7 +159,7 @@ async fn respond(
 }
 
 pub static ADD: Operation = Operation {
-    id: "add_webhook",
+    id: "admin_add_webhook",
     tag: Tag::AdminWebhooks,
     summary: "Subscribe a receiver",
     description: "Public events from now on are delivered to `url`. The answer holds the \
@@ -188,7 +188,7 @@ pub async fn add(state: &AppState, request: Request<Incoming>) -> Result<Respons
 }
 
 pub static REMOVE: Operation = Operation {
-    id: "remove_webhook",
+    id: "admin_remove_webhook",
     tag: Tag::AdminWebhooks,
     summary: "Remove a paused or disabled subscription",
     description: "Pause an active subscription first.",
@@ -203,7 +203,7 @@ pub static REMOVE: Operation = Operation {
 };
 
 pub static PAUSE: Operation = Operation {
-    id: "pause_webhook",
+    id: "admin_webhook_pause",
     tag: Tag::AdminWebhooks,
     summary: "Pause deliveries",
     description: "Events keep their place in the log and are delivered on resume.",
@@ -218,7 +218,7 @@ pub static PAUSE: Operation = Operation {
 };
 
 pub static RESUME: Operation = Operation {
-    id: "resume_webhook",
+    id: "admin_webhook_resume",
     tag: Tag::AdminWebhooks,
     summary: "Resume a paused or disabled subscription",
     description: "Deliveries go on from where they stopped.",
@@ -249,7 +249,7 @@ pub async fn change(
 }
 
 pub static ROTATE_SECRET: Operation = Operation {
-    id: "rotate_webhook_secret",
+    id: "admin_webhook_rotate_secret",
     tag: Tag::AdminWebhooks,
     summary: "A new signing secret",
     description: "Shown once, in the answer; the old secret signs beside it for \
@@ -280,7 +280,7 @@ pub async fn rotate_secret(
 }
 
 pub static REPLAY: Operation = Operation {
-    id: "replay_webhook",
+    id: "admin_webhook_replay",
     tag: Tag::AdminWebhooks,
     summary: "Deliver again from a point of the log",
     description: "From `start`, a feed cursor or an event id, with the same event ids.",

@@ -177,15 +177,20 @@ fn request_body(body: RequestBody, schemas: &mut Schemas) -> Option<Value> {
         }
         _ => true,
     };
-    let schema = schemas.refer(body);
-    let mut content = json!({ "application/json": { "schema": schema } });
-    let mut description = "A JSON object; unknown and repeated fields are refused (400)";
-    if form {
-        content["application/x-www-form-urlencoded"] = json!({ "schema": schema });
-        description = "A JSON object, answered with JSON; or the same fields as the page's \
-            form post, answered with a page. Unknown and repeated fields are refused (400)";
-    }
-    Some(json!({ "required": required, "description": description, "content": content }))
+    // The page's form post is the page's own: a client of the API has one
+    // media type, and JSON gets JSON.
+    let description = if form {
+        "A JSON object, answered with JSON; unknown and repeated fields are refused (400). \
+         The page's form post (the same fields, application/x-www-form-urlencoded) is \
+         answered with a page"
+    } else {
+        "A JSON object; unknown and repeated fields are refused (400)"
+    };
+    Some(json!({
+        "required": required,
+        "description": description,
+        "content": { "application/json": { "schema": schemas.refer(body) } },
+    }))
 }
 
 /// What every operation of its kind may answer besides its own outcomes.

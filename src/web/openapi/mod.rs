@@ -109,7 +109,8 @@ pub enum RequestBody {
     /// A JSON object of the type's fields.
     Json(BodyType),
     /// A JSON object, or the same fields as the page's form post, which is
-    /// answered with a page.
+    /// answered with a page. The document shows the JSON alone: the form is
+    /// the page's, and a client has one media type per purpose.
     JsonOrForm(BodyType),
 }
 
