@@ -122,8 +122,8 @@ pub async fn activate(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let headers = request.headers().clone();
-    let wants_html = request::wants_html(&headers);
-    let [password] = request::optional_fields(request, ["password"]).await?;
+    let ([password], format) = request::optional_fields_sent_as(request, ["password"]).await?;
+    let wants_html = request::answers_with_page(&headers, format);
     let Some(link) = resolve(state, raw_key).await? else {
         return refuse_unusable_link(state, context, &headers, wants_html).await;
     };
@@ -220,8 +220,8 @@ pub async fn cancel(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let headers = request.headers().clone();
-    let wants_html = request::wants_html(&headers);
-    let [] = request::optional_fields(request, []).await?;
+    let ([], format) = request::optional_fields_sent_as(request, []).await?;
+    let wants_html = request::answers_with_page(&headers, format);
     let Some(link) = resolve(state, raw_key).await? else {
         return refuse_unusable_link(state, context, &headers, wants_html).await;
     };

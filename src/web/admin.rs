@@ -161,12 +161,13 @@ pub async fn accounts(
         (None, None) => None,
     };
     if let Some(found) = lookup {
-        if ["status", "after", "limit"]
-            .iter()
-            .any(|name| param(name).is_some())
+        // Blame the listing parameter that was given, not a fixed one.
+        if let Some(listing) = ["status", "after", "limit"]
+            .into_iter()
+            .find(|name| param(name).is_some())
         {
             return Err(ApiError::field(
-                "status",
+                listing,
                 "a lookup by email or username takes no listing parameters",
             ));
         }

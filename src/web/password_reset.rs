@@ -30,8 +30,7 @@ use uuid::Uuid;
 use super::{
     AppState,
     context::RequestContext,
-    locale,
-    request::{self, BodyFormat},
+    locale, request,
     response::{ApiError, Body, html_response, json_response},
 };
 use crate::{
@@ -79,9 +78,8 @@ pub async fn reset(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let headers = request.headers().clone();
-    let wants_html = request::wants_html(&headers);
     let ([password], format) = request::json_or_form_fields(request, ["password"]).await?;
-    let html = wants_html || format == BodyFormat::Form;
+    let html = request::answers_with_page(&headers, Some(format));
     // The key is looked up first: a live key is never refused because
     // others on the same address failed. Only a failure spends the client's
     // budget, and one over it gets `429` instead of `410`.

@@ -74,16 +74,25 @@ pub async fn optional_fields<const N: usize>(
     request: Request<Incoming>,
     expected: [&'static str; N],
 ) -> Result<[Option<String>; N], ApiError> {
+    Ok(optional_fields_sent_as(request, expected).await?.0)
+}
+
+/// [`optional_fields`], and how the body was sent (`None` when it is empty),
+/// for a handler whose answer follows the body ([`answers_with_page`]).
+pub async fn optional_fields_sent_as<const N: usize>(
+    request: Request<Incoming>,
+    expected: [&'static str; N],
+) -> Result<([Option<String>; N], Option<BodyFormat>), ApiError> {
     let is_form = has_media_type(request.headers(), "application/x-www-form-urlencoded");
     let is_json = is_json(request.headers());
     let body = read_body(request).await?;
     if body.is_empty() {
-        return Ok([(); N].map(|()| None));
+        return Ok(([(); N].map(|()| None), None));
     }
-    let members = if is_form {
-        form_members(&body)
+    let (members, format) = if is_form {
+        (form_members(&body), BodyFormat::Form)
     } else if is_json {
-        json_members(&body)?
+        (json_members(&body)?, BodyFormat::Json)
     } else {
         return Err(ApiError::UnsupportedMediaType);
     };
@@ -92,9 +101,22 @@ pub async fn optional_fields<const N: usize>(
     report_unknown(&object, expected.iter(), &mut errors);
     let values = expected.map(|name| string_field(&object, name, &mut errors));
     if errors.is_empty() {
-        Ok(values)
+        Ok((values, Some(format)))
     } else {
         Err(ApiError::Validation(errors))
+    }
+}
+
+/// Whether a handler that serves both a page's form and JSON clients
+/// answers with a page: the body's media type decides (a form post gets a
+/// page, a JSON request JSON, whatever `Accept` says, so a generated client
+/// always gets what its document promises); without a body,
+/// `Accept: text/html` (a browser) does.
+pub fn answers_with_page(headers: &HeaderMap, body: Option<BodyFormat>) -> bool {
+    match body {
+        Some(BodyFormat::Form) => true,
+        Some(BodyFormat::Json) => false,
+        None => wants_html(headers),
     }
 }
 
@@ -323,7 +345,7 @@ fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case(expected))
 }
 
-/// Whether the client prefers an HTML page (a browser form post) to JSON.
+/// Whether the client prefers an HTML page (a browser) to JSON.
 pub fn wants_html(headers: &HeaderMap) -> bool {
     let accept = headers
         .get(header::ACCEPT)
