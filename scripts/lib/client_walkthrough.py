@@ -8,28 +8,14 @@ status and the parsed model's fields. The only other input is the mailbox
 (the keys the emails carry), read as the address's owner would.
 """
 
+import importlib
+import pkgutil
 import secrets
 import sys
 import time
 
+import porter_client.api
 from porter_client import AuthenticatedClient, Client
-from porter_client.api.default import (
-    activate,
-    admin_accounts,
-    admin_add_webhook,
-    admin_block,
-    admin_events,
-    admin_list_webhooks,
-    admin_remove_webhook,
-    admin_unblock,
-    admin_webhook_rotate_secret,
-    change_password,
-    me,
-    password_reset,
-    password_reset_request,
-    sign_in,
-    sign_up,
-)
 from porter_client.models import (
     Accepted,
     Account,
@@ -52,6 +38,26 @@ from porter_client.models import (
 )
 
 from porter_mail import link_key
+
+
+def operation(operation_id):
+    """The generated module of an operation, whichever tag's folder holds it."""
+    for tag in pkgutil.iter_modules(porter_client.api.__path__):
+        name = f"porter_client.api.{tag.name}.{operation_id}"
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+    raise SystemExit(f"the generated client has no operation {operation_id}")
+
+
+(activate, admin_accounts, admin_add_webhook, admin_block, admin_events, admin_list_webhooks,
+ admin_remove_webhook, admin_unblock, admin_webhook_rotate_secret, change_password, me,
+ password_reset, password_reset_request, sign_in, sign_up) = map(operation, [
+    "activate", "admin_accounts", "admin_add_webhook", "admin_block", "admin_events",
+    "admin_list_webhooks", "admin_remove_webhook", "admin_unblock", "admin_webhook_rotate_secret",
+    "change_password", "me", "password_reset", "password_reset_request", "sign_in", "sign_up"])
 
 base_url, mailbox, admin_key = sys.argv[1:4]
 public = Client(base_url=base_url, raise_on_unexpected_status=True)

@@ -5,8 +5,9 @@
 # start_porter builds target/debug/porter and runs `porter web` and
 # `porter worker` on a fresh porter_test_* database (on DATABASE_URL's
 # server) and their own Redis namespace, mailing into a file:// mailbox
-# ($PORTER_MAILBOX); rate limits are lifted so a tool's bursts are not
-# refused. Everything is stopped and removed when the script exits.
+# ($PORTER_MAILBOX); rate limits and the spacing of one address's emails
+# (EMAIL_MIN_INTERVAL) are lifted so a tool's bursts are not refused and
+# its emails are not held back. Everything is stopped and removed when the script exits.
 # The caller sets REPO and TOOL (its name, for messages) and may export
 # extra settings for the porter before start_porter.
 
@@ -62,24 +63,30 @@ start_porter() {
         RATE_LIMIT_FAILED_SIGN_IN_PER_LOGIN=1000000/1m RATE_LIMIT_FAILED_SIGN_IN_PER_IP=1000000/1m \
         RATE_LIMIT_SIGN_IN_PER_ACCOUNT=1000000/1m RATE_LIMIT_SIGN_IN_PER_IP=1000000/1m \
         RATE_LIMIT_RESET_PER_IP=1000000/1m RATE_LIMIT_RESET_PER_EMAIL=1000000/1m \
-        RATE_LIMIT_FAILED_ADMIN_AUTH_PER_IP=1000000/1m EMAIL_PER_ADDRESS=1000000/1m
+        RATE_LIMIT_FAILED_ADMIN_AUTH_PER_IP=1000000/1m EMAIL_PER_ADDRESS=1000000/1m \
+        EMAIL_MIN_INTERVAL=1ms
     target/debug/porter migrate 2>"$PORTER_MAILBOX/migrate.log" || { cat "$PORTER_MAILBOX/migrate.log" >&2; exit 1; }
     target/debug/porter web 2>"$PORTER_MAILBOX/web.log" &
     porter_pids+=($!)
     target/debug/porter worker 2>"$PORTER_MAILBOX/worker.log" &
     porter_pids+=($!)
-    python3 - "$PORTER_URL/healthz" <<'PYTHON' || { tail -n 20 "$PORTER_MAILBOX/web.log" >&2; exit 1; }
-import sys, time, urllib.request
+    python3 - "$PORTER_URL/healthz" "${porter_pids[@]}" <<'PYTHON' ||
+import pathlib, sys, time, urllib.request
 deadline = time.monotonic() + 60
 while True:
     try:
         urllib.request.urlopen(sys.argv[1], timeout=5)
         break
     except OSError:
+        for pid in sys.argv[2:]:
+            stat = pathlib.Path(f"/proc/{pid}/stat")
+            if not stat.exists() or stat.read_text().split(") ", 1)[1].startswith("Z"):
+                sys.exit(f"porter (pid {pid}) stopped")
         if time.monotonic() > deadline:
             sys.exit("porter web did not answer within 60 s")
         time.sleep(0.2)
 PYTHON
+        { tail -n 20 "$PORTER_MAILBOX/web.log" "$PORTER_MAILBOX/worker.log" >&2; exit 1; }
 }
 
 # admin_api_key NAME: prints a new admin API key, made with the real CLI.
