@@ -240,8 +240,8 @@ pub async fn activate(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let headers = request.headers().clone();
-    let wants_html = request::wants_html(&headers);
-    let ConfirmBody { password } = request::optional_body(request).await?;
+    let (ConfirmBody { password }, format) = request::optional_body(request).await?;
+    let wants_html = request::answers_with_page(&headers, format);
     let Some(link) = resolve(state, raw_key).await? else {
         return refuse_unusable_link(state, context, &headers, wants_html).await;
     };
@@ -342,8 +342,8 @@ pub async fn cancel(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let headers = request.headers().clone();
-    let wants_html = request::wants_html(&headers);
-    let NoFields {} = request::optional_body(request).await?;
+    let (NoFields {}, format) = request::optional_body(request).await?;
+    let wants_html = request::answers_with_page(&headers, format);
     let Some(link) = resolve(state, raw_key).await? else {
         return refuse_unusable_link(state, context, &headers, wants_html).await;
     };

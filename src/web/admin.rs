@@ -137,7 +137,11 @@ pub struct AccountHistory {
 pub struct Block {
     /// Shown to operators as it is: control characters (ESC, BEL, CR, line
     /// breaks, …) and bidirectional overrides are refused with 400
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r#"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]([^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069])?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"#
+    )]
     reason: String,
 }
 
@@ -150,53 +154,64 @@ const CONFLICT: Answer = Answer::error(
     "The action does not apply to the account as it stands; `error.code` says why",
 );
 
-pub static ACCOUNTS: Operation =
-    Operation {
-        id: "admin_accounts",
-        tag: Tag::AdminAccounts,
-        summary: "Look an account up by email or username, or list accounts",
-        description: "With `email` or `username` (not both): that account, or 404. Without: a \
+pub static ACCOUNTS: Operation = Operation {
+    id: "admin_accounts",
+    tag: Tag::AdminAccounts,
+    summary: "Look an account up by email or username, or list accounts",
+    description: "With `email` or `username` (not both): that account, or 404. Without: a \
         page of accounts in registration order, filtered by `status`, after the cursor \
         `after`; a lookup takes none of the listing's parameters.",
-        auth: Auth::ApiKey,
-        parameters: &[
-            Parameter::query("email", "Look the account holding this address up", || {
-                openapi::string().max_length(Some(254)).into()
-            }),
-            Parameter::query("username", "Look the account with this username up", || {
-                openapi::string()
-                    .min_length(Some(3))
-                    .max_length(Some(32))
-                    .into()
-            }),
-            Parameter::query("status", "Listing only: accounts with this status", || {
-                match status_schema() {
-                    utoipa::openapi::RefOr::T(schema) => schema,
-                    utoipa::openapi::RefOr::Ref(_) => unreachable!("an inline enum"),
-                }
-            }),
-            Parameter::query(
-                "after",
-                "Listing only: a `next_cursor` from the page before",
-                || openapi::string().into(),
-            ),
-            Parameter::query(
-                "limit",
-                "Listing only: most accounts on the page (50 when absent)",
-                || openapi::integer(1, admin::MAX_PAGE as u64),
-            ),
-        ],
-        body: RequestBody::None,
-        answers: &[
-            Answer::json::<Found>(200, "The account looked up, or a listing page"),
-            Answer::error(
-                400,
-                "A parameter is unknown, repeated or invalid, or a lookup was given a listing \
+    auth: Auth::ApiKey,
+    parameters: &[
+        Parameter::query("email", "Look the account holding this address up", || {
+            openapi::string()
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Email,
+                )))
+                .min_length(Some(3))
+                .max_length(Some(254))
+                .into()
+        }),
+        Parameter::query("username", "Look the account with this username up", || {
+            openapi::string()
+                .min_length(Some(3))
+                .max_length(Some(32))
+                .into()
+        }),
+        Parameter::query(
+            "status",
+            "Listing only: accounts with this status",
+            || match status_schema() {
+                utoipa::openapi::RefOr::T(schema) => schema,
+                utoipa::openapi::RefOr::Ref(_) => unreachable!("an inline enum"),
+            },
+        ),
+        Parameter::query(
+            "after",
+            "Listing only: a `next_cursor` from the page before",
+            || {
+                openapi::pattern(
+                    r#"^[0-9]{1,16}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"#,
+                )
+            },
+        ),
+        Parameter::query(
+            "limit",
+            "Listing only: most accounts on the page (50 when absent)",
+            || openapi::integer(1, admin::MAX_PAGE as u64),
+        ),
+    ],
+    body: RequestBody::None,
+    answers: &[
+        Answer::json::<Found>(200, "The account looked up, or a listing page"),
+        Answer::error(
+            400,
+            "A parameter is unknown, repeated or invalid, or a lookup was given a listing \
              parameter (`error.fields`)",
-            ),
-            Answer::error(404, "No account holds this email or username"),
-        ],
-    };
+        ),
+        Answer::error(404, "No account holds this email or username"),
+    ],
+};
 
 /// `GET /api/admin/accounts`: a lookup by `email` or `username`, or a page
 /// of the listing (`status`, `after`, `limit`).
@@ -458,7 +473,7 @@ async fn bodiless_action(
     request: Request<Incoming>,
 ) -> Result<Uuid, ApiError> {
     let id = parse_id(raw_id)?;
-    let NoFields {} = request::optional_body(request).await?;
+    let (NoFields {}, _) = request::optional_body(request).await?;
     context.commit_begins();
     Ok(id)
 }

@@ -28,7 +28,7 @@ pub static EVENTS: Operation = Operation {
         Parameter::query(
             "after",
             "A `next_cursor` from an earlier page; the start of the log when absent",
-            || openapi::string().into(),
+            || openapi::pattern(r#"^[0-9]{1,18}\.[0-9]{1,18}$"#),
         ),
         Parameter::query("limit", "Most events on the page (100 when absent)", || {
             openapi::integer(1, MAX_EVENTS as u64)
@@ -36,7 +36,7 @@ pub static EVENTS: Operation = Operation {
         Parameter::query(
             "types",
             "Comma-separated public types; every type when absent",
-            types_schema,
+            openapi::public_types,
         ),
         Parameter::query(
             "wait",
@@ -53,12 +53,6 @@ pub static EVENTS: Operation = Operation {
         ),
     ],
 };
-
-/// A comma-separated list of public types.
-fn types_schema() -> utoipa::openapi::Schema {
-    let one = format!("({})", public_events::TYPES.join("|").replace('.', "\\."));
-    openapi::pattern(&format!("^{one}(,{one})*$"))
-}
 
 /// `GET /api/admin/events`: the public events after `after`, in log order.
 pub async fn events(

@@ -34,7 +34,7 @@ use super::{
     context::RequestContext,
     locale,
     openapi::{self, Answer, Auth, BodyType, Content, Operation, Parameter, RequestBody, Tag},
-    request::{self, BodyFormat},
+    request,
     response::{ApiError, Body, PasswordChanged, html_response, json_response},
 };
 
@@ -137,9 +137,8 @@ pub async fn reset(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let headers = request.headers().clone();
-    let wants_html = request::wants_html(&headers);
     let (ResetBody { password }, format) = request::json_or_form_body(request).await?;
-    let html = wants_html || format == BodyFormat::Form;
+    let html = request::answers_with_page(&headers, Some(format));
     // The key is looked up first: a live key is never refused because
     // others on the same address failed. Only a failure spends the client's
     // budget, and one over it gets `429` instead of `410`.

@@ -53,19 +53,35 @@ pub async fn json_body<T: Fields>(request: Request<Incoming>) -> Result<T, ApiEr
 /// form post (`application/x-www-form-urlencoded`); an empty body has none
 /// of them. Unknown, repeated and non-string fields are refused as in
 /// [`json_body`].
-pub async fn optional_body<T: Fields>(request: Request<Incoming>) -> Result<T, ApiError> {
+pub async fn optional_body<T: Fields>(
+    request: Request<Incoming>,
+) -> Result<(T, Option<BodyFormat>), ApiError> {
     let is_form = has_media_type(request.headers(), "application/x-www-form-urlencoded");
     let is_json = is_json(request.headers());
     let body = read_body(request).await?;
     if body.is_empty() {
-        return typed(Vec::new());
+        return Ok((typed(Vec::new())?, None));
     }
-    if is_form {
-        typed(form_members(&body))
+    let (members, format) = if is_form {
+        (form_members(&body), BodyFormat::Form)
     } else if is_json {
-        typed(json_members(&body)?)
+        (json_members(&body)?, BodyFormat::Json)
     } else {
-        Err(ApiError::UnsupportedMediaType)
+        return Err(ApiError::UnsupportedMediaType);
+    };
+    Ok((typed(members)?, Some(format)))
+}
+
+/// Whether a handler that serves both a page's form and JSON clients
+/// answers with a page: the body's media type decides (a form post gets a
+/// page, a JSON request JSON, whatever `Accept` says, so a generated client
+/// always gets what its document promises); without a body,
+/// `Accept: text/html` (a browser) does.
+pub fn answers_with_page(headers: &HeaderMap, body: Option<BodyFormat>) -> bool {
+    match body {
+        Some(BodyFormat::Form) => true,
+        Some(BodyFormat::Json) => false,
+        None => wants_html(headers),
     }
 }
 
@@ -329,7 +345,7 @@ fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case(expected))
 }
 
-/// Whether the client prefers an HTML page (a browser form post) to JSON.
+/// Whether the client prefers an HTML page (a browser) to JSON.
 pub fn wants_html(headers: &HeaderMap) -> bool {
     let accept = headers
         .get(header::ACCEPT)

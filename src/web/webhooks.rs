@@ -51,10 +51,14 @@ pub struct NewSubscription {
     /// http or https, no user or password, no control characters; a host
     /// that is or resolves to a non-public address is refused unless
     /// WEBHOOK_ALLOW_PRIVATE_NETWORKS
+    #[schema(
+        pattern = r#"^[Hh][Tt][Tt][Pp][Ss]?://[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]+$"#
+    )]
     url: String,
     /// Comma-separated public types to deliver (as the feed's `types`); all
     /// when absent
     #[serde(default)]
+    #[schema(schema_with = openapi::public_types)]
     types: Option<String>,
 }
 
@@ -64,6 +68,7 @@ pub struct NewSubscription {
 #[schema(as = ReplayWebhook)]
 pub struct Replay {
     /// `start`, a feed cursor, or an event id (`evt_…`)
+    #[schema(pattern = r#"^(start|[0-9]{1,18}\.[0-9]{1,18}|evt_[0-9a-f]{32})$"#)]
     from: String,
 }
 
@@ -240,7 +245,7 @@ pub async fn change(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let id = parse_id(raw_id)?;
-    let NoFields {} = request::optional_body(request).await?;
+    let (NoFields {}, _) = request::optional_body(request).await?;
     manage::change(&state.pool, id, change).await?;
     match change {
         Change::Remove => Ok(no_content()),
@@ -271,7 +276,7 @@ pub async fn rotate_secret(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let id = parse_id(raw_id)?;
-    let NoFields {} = request::optional_body(request).await?;
+    let (NoFields {}, _) = request::optional_body(request).await?;
     let secret =
         subscriptions::rotate_secret(&state.pool, id, state.config.webhooks.secret_overlap)
             .await?

@@ -93,6 +93,18 @@ async fn a_browser_form_post_gets_html_pages() {
     let invalid = post("A".repeat(32)).await;
     assert_eq!(invalid.status(), 410);
     assert!(invalid.content_type().starts_with("text/html"));
+
+    // A JSON request is answered in JSON whatever Accept says.
+    let json = app
+        .send(
+            app.client
+                .post(app.url(&format!("/api/activate-account/{key}")))
+                .header("accept", "text/html")
+                .json(&json!({})),
+        )
+        .await;
+    assert_eq!(json.status(), 200);
+    assert_eq!(json.json()["already_active"], true);
 }
 
 #[tokio::test]

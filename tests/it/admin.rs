@@ -293,6 +293,20 @@ async fn lookups_show_state_and_history_without_password_hashes() {
     let fields = &refused.json()["error"]["fields"];
     let named: Vec<&String> = fields.as_object().expect("fields").keys().collect();
     assert_eq!(named, ["after", "limit"], "{fields}");
+    // A listing parameter beside a lookup is blamed by its own name.
+    for listing in ["status", "after", "limit"] {
+        let refused = app
+            .admin_get(&format!("accounts?username=ada&{listing}=5"), &key)
+            .await;
+        assert_eq!(refused.status(), 400, "{listing}");
+        let fields = &refused.json()["error"]["fields"];
+        assert_eq!(
+            fields.as_object().map(|fields| fields.len()),
+            Some(1),
+            "{fields}"
+        );
+        assert!(fields[listing].is_array(), "{fields}");
+    }
 }
 
 #[tokio::test]

@@ -221,6 +221,19 @@ async fn the_reset_form_posts_and_answers_in_html() {
     let weak = app.send(post("short")).await;
     assert_eq!(weak.status(), 400);
     assert!(weak.content_type().starts_with("text/html"));
+    // A JSON request is answered in JSON whatever Accept says, as the
+    // document promises a generated client.
+    let json = app
+        .send(
+            app.client
+                .post(app.url(&format!("/api/password-reset/{key}")))
+                .header("accept", "text/html")
+                .json(&serde_json::json!({ "password": "short" })),
+        )
+        .await;
+    assert_eq!(json.status(), 400);
+    assert!(json.content_type().starts_with("application/json"));
+    assert!(json.json()["error"]["fields"]["password"].is_array());
     assert!(
         weak.text().contains("at least 12 characters"),
         "{}",

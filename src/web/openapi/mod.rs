@@ -187,6 +187,15 @@ pub fn pattern(pattern: &str) -> Schema {
     string().pattern(Some(pattern)).into()
 }
 
+/// A comma-separated list of public types.
+pub fn public_types() -> utoipa::openapi::Schema {
+    let one = format!(
+        "({})",
+        crate::public_events::TYPES.join("|").replace('.', "\\.")
+    );
+    pattern(&format!("^{one}(,{one})*$"))
+}
+
 /// A UUID.
 pub fn uuid() -> Schema {
     string()
