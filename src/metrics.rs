@@ -252,7 +252,7 @@ pub fn metrics() -> &'static Metrics {
 }
 
 /// Records one HTTP request; `route` is the router's route name, never the
-/// path (paths carry activation keys).
+/// path (paths carry link keys).
 pub fn record_request(route: &'static str, status: StatusCode, elapsed: Duration) {
     metrics()
         .http_requests

@@ -32,9 +32,7 @@ use super::{
 };
 use crate::{
     commands::CommandError,
-    domain::{
-        Account, AccountCommand, AccountStatus, ActivationKey, DomainError, Locale, Password,
-    },
+    domain::{Account, AccountCommand, AccountStatus, DomainError, LinkKey, Locale, Password},
     keys::KeyGrant,
     mail::Page,
     rate_limit::Budget,
@@ -42,7 +40,7 @@ use crate::{
 
 /// A live key and the pending or active registration it belongs to.
 struct Link {
-    key: ActivationKey,
+    key: LinkKey,
     grant: KeyGrant,
     account: Account,
 }
@@ -50,7 +48,7 @@ struct Link {
 /// Resolves `raw_key` to a usable link, or `None` for every kind of
 /// unusable one.
 async fn resolve(state: &AppState, raw_key: &str) -> Result<Option<Link>, ApiError> {
-    let Ok(key) = ActivationKey::parse(raw_key) else {
+    let Ok(key) = LinkKey::parse(raw_key) else {
         return Ok(None);
     };
     let grant = state

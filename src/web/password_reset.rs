@@ -36,7 +36,7 @@ use super::{
 };
 use crate::{
     commands::CommandError,
-    domain::{AccountCommand, ActivationKey, DomainError, Locale, Password, Username},
+    domain::{AccountCommand, DomainError, LinkKey, Locale, Password, Username},
     mail::Page,
     rate_limit::Budget,
 };
@@ -49,7 +49,7 @@ pub async fn page(
     raw_key: &str,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, ApiError> {
-    let Ok(key) = ActivationKey::parse(raw_key) else {
+    let Ok(key) = LinkKey::parse(raw_key) else {
         return link_invalid(state, headers, true);
     };
     let account_locale = match state.reset_keys.lookup(&key).await {
@@ -97,7 +97,7 @@ pub async fn reset(
         tracing::info!("password reset failed: unknown, expired, used or replaced key");
         link_invalid(state, &headers, html)
     };
-    let Ok(key) = ActivationKey::parse(raw_key) else {
+    let Ok(key) = LinkKey::parse(raw_key) else {
         return invalid().await;
     };
     let grant = state

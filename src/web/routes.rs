@@ -66,7 +66,7 @@ async fn respond(
     let hsts = state.config.mail.public_base_url.scheme() == "https";
     add_standard_headers(&mut response, &context.http_request_id, hsts);
     crate::metrics::record_request(route, response.status(), started.elapsed());
-    // The route name, never the raw path: paths carry activation keys.
+    // The route name, never the raw path: paths carry link keys.
     tracing::info!(
         method = %method,
         route,

@@ -37,7 +37,7 @@ use super::{
 };
 use crate::{
     commands::CommandError,
-    domain::{Account, AccountCommand, ActivationKey, DomainError, EmailPlan, events::IssuedKey},
+    domain::{Account, AccountCommand, DomainError, EmailPlan, LinkKey, events::IssuedKey},
     keys::{KeyPurpose, LinkKeys},
     mail::{EmailKind, RenderedEmail, SendError},
     rate_limit::Budget,
@@ -265,7 +265,7 @@ fn render(
     state: &WorkerState,
     kind: EmailKind,
     account: &Account,
-    key: Option<&(KeyPurpose, ActivationKey)>,
+    key: Option<&(KeyPurpose, LinkKey)>,
 ) -> Result<RenderedEmail, AttemptError> {
     let link = key
         .map(|(purpose, key)| {

@@ -115,8 +115,8 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
         .context("projector")
 }
 
-/// Activation keys and queued jobs live in Redis; under memory pressure an
-/// evicting policy would drop keys with a TTL (every activation key) first.
+/// Link keys and queued jobs live in Redis; under memory pressure an
+/// evicting policy would drop keys with a TTL (every link key) first.
 async fn warn_about_eviction(redis: &ConnectionManager) {
     let policy: Result<Vec<String>, _> = redis::cmd("CONFIG")
         .arg("GET")

@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use porter::{
     domain::{
-        AccountEvent, ActivationKey, PasswordHash,
+        AccountEvent, LinkKey, PasswordHash,
         events::{
             AccountActivated, AccountRegistered, ActivationEmailSent, ActivationReason,
             ActivationRequested, IssuedKey,
@@ -135,7 +135,7 @@ impl Account {
                     request_id: self.request_id,
                     sent_at,
                     key: Some(IssuedKey {
-                        fingerprint: ActivationKey::generate().fingerprint(),
+                        fingerprint: LinkKey::generate().fingerprint(),
                         expires_at: sent_at + TimeDelta::minutes(15),
                     }),
                 }),
