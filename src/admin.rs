@@ -206,7 +206,7 @@ fn fold_details(
         AccountEvent::RegistrationSuperseded(e) => view.ended_at = Some(e.at),
         AccountEvent::RegistrationCancelled(e) => view.ended_at = Some(e.at),
         AccountEvent::RegistrationExpired(e) => view.ended_at = Some(e.at),
-        AccountEvent::ActivationEmailSent(e) => {
+        AccountEvent::EmailSent(e) => {
             view.emails_sent += 1;
             view.last_delivery = Some(Delivery {
                 outcome: "sent",
@@ -214,7 +214,7 @@ fn fold_details(
                 reason: None,
             });
         }
-        AccountEvent::ActivationEmailFailed(e) => {
+        AccountEvent::EmailFailed(e) => {
             view.last_delivery = Some(Delivery {
                 outcome: "failed",
                 at: recorded_at,

@@ -274,10 +274,10 @@ pub fn record_events(events: &[AccountEvent]) {
             AccountEvent::AccountActivated(_) | AccountEvent::AccountActivatedManually(_) => {
                 m.activations.inc();
             }
-            AccountEvent::ActivationEmailSent(_) => {
+            AccountEvent::EmailSent(_) => {
                 m.emails_sent.inc();
             }
-            AccountEvent::ActivationEmailFailed(failed) => {
+            AccountEvent::EmailFailed(failed) => {
                 let permanent = if failed.permanent { "true" } else { "false" };
                 m.emails_failed
                     .get_or_create(&FailureLabels { permanent })

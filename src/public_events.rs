@@ -92,8 +92,8 @@ pub fn public(recorded: &RecordedEvent, event: &AccountEvent) -> Option<PublicEv
         AccountEvent::AccountBlocked(e) => ("account.blocked", json!({ "reason": e.reason })),
         AccountEvent::AccountUnblocked(_) => ("account.unblocked", json!({})),
         AccountEvent::ActivationRequested(_)
-        | AccountEvent::ActivationEmailSent(_)
-        | AccountEvent::ActivationEmailFailed(_)
+        | AccountEvent::EmailSent(_)
+        | AccountEvent::EmailFailed(_)
         | AccountEvent::SignUpAttemptedForExistingEmail(_)
         | AccountEvent::EmailRetryRequested(_)
         | AccountEvent::EmailWithheld(_)

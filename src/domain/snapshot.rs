@@ -54,8 +54,8 @@ mod tests {
         AccountEvent, PasswordHash,
         account::replay,
         events::{
-            AccountActivated, AccountRegistered, ActivationEmailSent, ActivationReason,
-            ActivationRequested, SignUpAttemptedForExistingEmail,
+            AccountActivated, AccountRegistered, ActivationReason, ActivationRequested, EmailSent,
+            SignUpAttemptedForExistingEmail,
         },
     };
 
@@ -79,7 +79,7 @@ mod tests {
                 request_id: Uuid::from_u128(8),
                 reason: ActivationReason::SignUp,
             }),
-            AccountEvent::ActivationEmailSent(ActivationEmailSent {
+            AccountEvent::EmailSent(EmailSent {
                 request_id: Uuid::from_u128(8),
                 sent_at: at,
                 key: None,

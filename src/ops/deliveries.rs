@@ -1,7 +1,7 @@
 //! `porter deliveries`: the email queue's state, its dead letters and why
 //! they died, and `retry`, which sends a dead email again.
 //!
-//! A dead job's reason comes from the `ActivationEmailFailed` event the worker
+//! A dead job's reason comes from the `EmailFailed` event the worker
 //! recorded for its request (Postgres), falling back to apalis's stored result
 //! (Redis) when that event is missing, e.g. because Postgres was away when
 //! the job gave up.
@@ -12,7 +12,7 @@
 //! id it already holds, and even a fresh job for the same request would find
 //! it recorded as failed, for which the aggregate plans no email
 //! ([`crate::domain::Account::email_plan`]) and refuses a second
-//! `ActivationEmailFailed`. That refusal is what keeps a job that runs twice
+//! `EmailFailed`. That refusal is what keeps a job that runs twice
 //! from doing harm, so it stays. Instead a retry appends an
 //! `EmailRetryRequested` event through the normal command path
 //! (`commands::Commands::execute`, which pushes its job): a new request of
@@ -148,7 +148,7 @@ pub async fn failures(
                 position: recorded.position,
                 source,
             })?;
-        if let AccountEvent::ActivationEmailFailed(failed) = event
+        if let AccountEvent::EmailFailed(failed) = event
             && wanted.contains(&failed.request_id)
         {
             failures.insert(

@@ -21,7 +21,7 @@
 //! frees the slot, so a slow or refusing relay for one address cannot starve
 //! the others. The failed-attempt count travels in the payload; when the
 //! budget of [`super::retry`] is spent, or at once for a permanent failure,
-//! `ActivationEmailFailed` is appended and the job is aborted into the
+//! `EmailFailed` is appended and the job is aborted into the
 //! dead-letter set.
 
 use std::{sync::Arc, time::Duration};

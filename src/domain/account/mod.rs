@@ -369,14 +369,14 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
                 account.newest_key_request = version;
             }
         }
-        AccountEvent::ActivationEmailSent(e) => {
+        AccountEvent::EmailSent(e) => {
             if let Some(request) = account.requests.get_mut(&e.request_id) {
                 request.delivery = Delivery::Emailed;
             }
             account.last_email_at = Some(e.sent_at);
             account.forget_old_settled_requests();
         }
-        AccountEvent::ActivationEmailFailed(e) => {
+        AccountEvent::EmailFailed(e) => {
             if let Some(request) = account.requests.get_mut(&e.request_id)
                 && request.delivery == Delivery::Outstanding
             {
