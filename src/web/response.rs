@@ -14,7 +14,9 @@ use serde::Serialize;
 use serde_json::json;
 
 pub use crate::http_server::Body;
-use crate::{commands::CommandError, hashing::HashError, rate_limit::RateLimited};
+use crate::{
+    commands::CommandError, hashing::HashError, public_events::FeedError, rate_limit::RateLimited,
+};
 
 /// Per-field messages, ordered for stable output.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
@@ -102,6 +104,15 @@ impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         match error {
             CommandError::Database(e) => e.into(),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<FeedError> for ApiError {
+    fn from(error: FeedError) -> Self {
+        match error {
+            FeedError::Database(e) => e.into(),
             other => Self::Internal(other.into()),
         }
     }
