@@ -33,7 +33,7 @@ use super::{
 use crate::{
     commands::CommandError,
     domain::{Account, AccountCommand, AccountStatus, DomainError, LinkKey, Locale, Password},
-    keys::KeyGrant,
+    link_keys::KeyGrant,
     mail::Page,
     rate_limit::Budget,
 };
@@ -52,7 +52,7 @@ async fn resolve(state: &AppState, raw_key: &str) -> Result<Option<Link>, ApiErr
         return Ok(None);
     };
     let grant = state
-        .keys
+        .activation_keys
         .lookup(&key)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;

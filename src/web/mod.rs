@@ -1,7 +1,7 @@
 //! The HTTP API: a thin hyper router that validates, records and enqueues.
 //!
 //! Inside `web` the router (`routes`) sits above the handlers (`signup`,
-//! `address_request`, `activation`, `admin`, `dev_mail`, `sign_in`, `password_reset`),
+//! `address_request`, `activation`, `admin_api`, `dev_mail`, `sign_in`, `password_reset`),
 //! which sit above what they
 //! share (`context`, `locale`, `request`, `response`); a handler never
 //! imports the router
@@ -20,7 +20,7 @@ use crate::{
     gauges,
     hashing::PasswordHasher,
     http_server,
-    keys::LinkKeys,
+    link_keys::LinkKeys,
     mail::{DevMailbox, Templates},
     queue::EmailQueue,
     rate_limit::RateLimiter,
@@ -29,7 +29,7 @@ use crate::{
 
 mod activation;
 mod address_request;
-mod admin;
+mod admin_api;
 mod context;
 mod dev_mail;
 mod locale;
@@ -49,9 +49,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub commands: Commands,
-    /// Activation keys.
-    pub keys: LinkKeys,
-    /// Password reset keys.
+    pub activation_keys: LinkKeys,
     pub reset_keys: LinkKeys,
     pub sessions: Sessions,
     /// For address requests, which the web process pushes without a command.

@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{
-    AppState, activation, address_request, admin,
+    AppState, activation, address_request, admin_api,
     context::RequestContext,
     dev_mail, password_reset, request,
     response::{ApiError, Body, add_standard_headers, json_response, text_response},
@@ -126,7 +126,7 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let admin_context;
     let context = if segments.starts_with(&ADMIN_PREFIX) {
-        match admin::authorize(state, context, &request).await {
+        match admin_api::authorize(state, context, &request).await {
             Ok(acting) => {
                 admin_context = acting;
                 &admin_context
@@ -397,97 +397,97 @@ pub static ROUTES: &[Route] = &[
     }),
     // The admin API: the router has checked the API key (`ADMIN_PREFIX`).
     row(GET, "/api/admin/events", "admin_events", |s, _, r, _| {
-        Box::pin(async move { admin::events(s, &r).await })
+        Box::pin(async move { admin_api::events(s, &r).await })
     }),
     row(
         GET,
         "/api/admin/accounts",
         "admin_accounts",
-        |s, _, r, _| Box::pin(async move { admin::accounts(s, &r).await }),
+        |s, _, r, _| Box::pin(async move { admin_api::accounts(s, &r).await }),
     ),
     row(
         GET,
         "/api/admin/accounts/{id}",
         "admin_account",
-        |s, _, _, p| Box::pin(admin::show(s, p.get("id"))),
+        |s, _, _, p| Box::pin(admin_api::show(s, p.get("id"))),
     ),
     row(
         GET,
         "/api/admin/accounts/{id}/events",
         "admin_account_events",
-        |s, _, _, p| Box::pin(admin::history(s, p.get("id"))),
+        |s, _, _, p| Box::pin(admin_api::history(s, p.get("id"))),
     ),
     row(
         POST,
         "/api/admin/accounts/{id}/resend-activation",
         "admin_resend_activation",
-        |s, c, r, p| Box::pin(admin::resend_activation(s, c, p.get("id"), r)),
+        |s, c, r, p| Box::pin(admin_api::resend_activation(s, c, p.get("id"), r)),
     ),
     row(
         POST,
         "/api/admin/accounts/{id}/activate",
         "admin_activate",
-        |s, c, r, p| Box::pin(admin::activate(s, c, p.get("id"), r)),
+        |s, c, r, p| Box::pin(admin_api::activate(s, c, p.get("id"), r)),
     ),
     row(
         POST,
         "/api/admin/accounts/{id}/block",
         "admin_block",
-        |s, c, r, p| Box::pin(admin::block(s, c, p.get("id"), r)),
+        |s, c, r, p| Box::pin(admin_api::block(s, c, p.get("id"), r)),
     ),
     row(
         POST,
         "/api/admin/accounts/{id}/unblock",
         "admin_unblock",
-        |s, c, r, p| Box::pin(admin::unblock(s, c, p.get("id"), r)),
+        |s, c, r, p| Box::pin(admin_api::unblock(s, c, p.get("id"), r)),
     ),
     row(
         GET,
         "/api/admin/webhooks",
         "admin_webhooks",
-        |s, _, _, _| Box::pin(admin::list_webhooks(s)),
+        |s, _, _, _| Box::pin(admin_api::list_webhooks(s)),
     ),
     row(
         POST,
         "/api/admin/webhooks",
         "admin_webhooks",
-        |s, _, r, _| Box::pin(admin::add_webhook(s, r)),
+        |s, _, r, _| Box::pin(admin_api::add_webhook(s, r)),
     ),
     row(
         GET,
         "/api/admin/webhooks/{id}",
         "admin_webhook",
-        |s, _, _, p| Box::pin(admin::show_webhook(s, p.get("id"))),
+        |s, _, _, p| Box::pin(admin_api::show_webhook(s, p.get("id"))),
     ),
     row(
         DELETE,
         "/api/admin/webhooks/{id}",
         "admin_webhook",
-        |s, _, r, p| Box::pin(admin::change_webhook(s, p.get("id"), Change::Remove, r)),
+        |s, _, r, p| Box::pin(admin_api::change_webhook(s, p.get("id"), Change::Remove, r)),
     ),
     row(
         POST,
         "/api/admin/webhooks/{id}/pause",
         "admin_webhook_pause",
-        |s, _, r, p| Box::pin(admin::change_webhook(s, p.get("id"), Change::Pause, r)),
+        |s, _, r, p| Box::pin(admin_api::change_webhook(s, p.get("id"), Change::Pause, r)),
     ),
     row(
         POST,
         "/api/admin/webhooks/{id}/resume",
         "admin_webhook_resume",
-        |s, _, r, p| Box::pin(admin::change_webhook(s, p.get("id"), Change::Resume, r)),
+        |s, _, r, p| Box::pin(admin_api::change_webhook(s, p.get("id"), Change::Resume, r)),
     ),
     row(
         POST,
         "/api/admin/webhooks/{id}/rotate-secret",
         "admin_webhook_rotate_secret",
-        |s, _, r, p| Box::pin(admin::rotate_webhook_secret(s, p.get("id"), r)),
+        |s, _, r, p| Box::pin(admin_api::rotate_webhook_secret(s, p.get("id"), r)),
     ),
     row(
         POST,
         "/api/admin/webhooks/{id}/replay",
         "admin_webhook_replay",
-        |s, _, r, p| Box::pin(admin::replay_webhook(s, p.get("id"), r)),
+        |s, _, r, p| Box::pin(admin_api::replay_webhook(s, p.get("id"), r)),
     ),
     // `porter dev` only (`DEV_MAIL_PREFIX`).
     row(GET_HEAD, "/dev/mail", "dev_mail", |s, _, _, _| {

@@ -38,7 +38,7 @@ use super::{
 use crate::{
     commands::CommandError,
     domain::{Account, AccountCommand, DomainError, EmailPlan, LinkKey, events::IssuedKey},
-    keys::{KeyPurpose, LinkKeys},
+    link_keys::{KeyPurpose, LinkKeys},
     mail::{EmailKind, RenderedEmail, SendError},
     rate_limit::Budget,
     store::EventMetadata,
@@ -256,7 +256,7 @@ fn caused_by(job: &SendAccountEmail) -> EventMetadata {
 /// The keys of `purpose` and the page their links open.
 fn link_keys(state: &WorkerState, purpose: KeyPurpose) -> &LinkKeys {
     match purpose {
-        KeyPurpose::Activation => &state.keys,
+        KeyPurpose::Activation => &state.activation_keys,
         KeyPurpose::PasswordReset => &state.reset_keys,
     }
 }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     commands::Commands,
     config::Config,
-    keys::LinkKeys,
+    link_keys::LinkKeys,
     mail::{Mailer, Templates},
     queue::{
         EmailQueue,
@@ -55,9 +55,7 @@ pub struct WorkerState {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub commands: Commands,
-    /// Activation keys.
-    pub keys: LinkKeys,
-    /// Password reset keys.
+    pub activation_keys: LinkKeys,
     pub reset_keys: LinkKeys,
     pub templates: Templates,
     pub mailer: Mailer,
@@ -128,7 +126,7 @@ async fn warn_about_eviction(redis: &ConnectionManager) {
         Ok([_, policy]) => tracing::warn!(
             policy = %policy,
             "Redis maxmemory-policy is not noeviction: under memory pressure Redis will evict \
-             activation keys and queued jobs; set `maxmemory-policy noeviction`"
+             link keys and queued jobs; set `maxmemory-policy noeviction`"
         ),
         Ok(_) | Err(_) => {
             tracing::warn!("could not read Redis maxmemory-policy (CONFIG GET refused?)")

@@ -22,7 +22,7 @@ use crate::{
         Account, AccountCommand, AccountEvent, AccountStatus, DomainError, EmailAddress, Username,
         account::apply,
     },
-    keys::LinkKeys,
+    link_keys::LinkKeys,
     projection::accounts::{self, ListedAccount},
     sessions::Sessions,
     store::{self, ClaimKind, EventMetadata},

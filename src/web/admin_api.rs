@@ -6,7 +6,7 @@
 //! without a key, and failed attempts are budgeted per client address
 //! (`RATE_LIMIT_FAILED_ADMIN_AUTH_PER_IP`). The key's id is the actor in
 //! the metadata of every event an admin action appends. What the routes do
-//! is in `crate::admin`, shared with `porter accounts`, and in
+//! is in `crate::account_admin`, shared with `porter accounts`, and in
 //! `crate::webhooks::manage`, shared with `porter webhooks`.
 
 use http::{Response, StatusCode, header};
@@ -21,7 +21,7 @@ use super::{
     response::{ApiError, Body, json_response, no_content},
 };
 use crate::{
-    admin::{self, AccountDetails, AdminError},
+    account_admin::{self, AccountDetails, AdminError},
     api_keys,
     domain::{EmailAddress, Username},
     public_events,
@@ -144,14 +144,14 @@ pub async fn accounts(
             ));
         }
         (Some(email), None) => Some(
-            admin::find_by_email(
+            account_admin::find_by_email(
                 &state.commands,
                 &EmailAddress::parse(email).map_err(|e| ApiError::field("email", e.to_string()))?,
             )
             .await?,
         ),
         (None, Some(username)) => Some(
-            admin::find_by_username(
+            account_admin::find_by_username(
                 &state.commands,
                 &Username::parse(username)
                     .map_err(|e| ApiError::field("username", e.to_string()))?,
@@ -175,7 +175,7 @@ pub async fn accounts(
     }
     let status = param("status")
         .map(|name| {
-            admin::parse_status(name).ok_or_else(|| {
+            account_admin::parse_status(name).ok_or_else(|| {
                 ApiError::field(
                     "status",
                     "is not one of pending, active, blocked, superseded, cancelled, expired",
@@ -185,7 +185,7 @@ pub async fn accounts(
         .transpose()?;
     let after = param("after")
         .map(|cursor| {
-            admin::decode_cursor(cursor)
+            account_admin::decode_cursor(cursor)
                 .ok_or_else(|| ApiError::field("after", "is not a cursor this API returned"))
         })
         .transpose()?;
@@ -193,17 +193,17 @@ pub async fn accounts(
         .map(|raw| {
             raw.parse::<i64>()
                 .ok()
-                .filter(|limit| (1..=admin::MAX_PAGE).contains(limit))
+                .filter(|limit| (1..=account_admin::MAX_PAGE).contains(limit))
                 .ok_or_else(|| {
                     ApiError::field(
                         "limit",
-                        format!("is not a number from 1 to {}", admin::MAX_PAGE),
+                        format!("is not a number from 1 to {}", account_admin::MAX_PAGE),
                     )
                 })
         })
         .transpose()?
         .unwrap_or(DEFAULT_PAGE);
-    let page = admin::list(&state.pool, status, after, limit).await?;
+    let page = account_admin::list(&state.pool, status, after, limit).await?;
     Ok(json_response(StatusCode::OK, &page))
 }
 
@@ -307,13 +307,13 @@ fn query_params(
 }
 
 pub async fn show(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
-    let details = admin::details(&state.pool, parse_id(raw_id)?).await?;
+    let details = account_admin::details(&state.pool, parse_id(raw_id)?).await?;
     details_response(state, &details).await
 }
 
 pub async fn history(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
     let id = parse_id(raw_id)?;
-    let events = admin::history(&state.pool, id).await?;
+    let events = account_admin::history(&state.pool, id).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "account_id": id, "events": events }),
@@ -338,12 +338,12 @@ pub async fn block(
         ));
     }
     context.commit_begins();
-    let access = admin::Access {
+    let access = account_admin::Access {
         sessions: &state.sessions,
-        activation_keys: &state.keys,
+        activation_keys: &state.activation_keys,
         reset_keys: &state.reset_keys,
     };
-    let details = admin::block(
+    let details = account_admin::block(
         &state.commands,
         access,
         id,
@@ -362,7 +362,7 @@ pub async fn unblock(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let id = bodiless_action(context, raw_id, request).await?;
-    let details = admin::unblock(&state.commands, id, &context.event_metadata()).await?;
+    let details = account_admin::unblock(&state.commands, id, &context.event_metadata()).await?;
     details_response(state, &details).await
 }
 
@@ -375,7 +375,7 @@ pub async fn activate(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let id = bodiless_action(context, raw_id, request).await?;
-    let details = admin::activate(&state.commands, id, &context.event_metadata()).await?;
+    let details = account_admin::activate(&state.commands, id, &context.event_metadata()).await?;
     details_response(state, &details).await
 }
 
@@ -387,7 +387,7 @@ pub async fn resend_activation(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let id = bodiless_action(context, raw_id, request).await?;
-    admin::resend_activation(&state.commands, id, &context.event_metadata()).await?;
+    account_admin::resend_activation(&state.commands, id, &context.event_metadata()).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
         &json!({
