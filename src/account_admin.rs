@@ -23,7 +23,7 @@ use crate::{
         account::apply,
     },
     link_keys::LinkKeys,
-    projection::accounts::{self, ListedAccount},
+    projection::accounts_table::{self, ListedAccount},
     sessions::Sessions,
     store::{self, ClaimKind, EventMetadata},
 };
@@ -286,7 +286,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Page, AdminError> {
     let limit = limit.clamp(1, MAX_PAGE);
-    let accounts = accounts::list_page(pool, status, after, limit).await?;
+    let accounts = accounts_table::list_page(pool, status, after, limit).await?;
     let next_cursor = (accounts.len() as i64 == limit)
         .then(|| accounts.last().map(encode_cursor))
         .flatten();

@@ -287,7 +287,7 @@ pub fn serve_worker_metrics(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "worker metrics: listening");
-    tokio::spawn(worker::metrics::serve(
+    tokio::spawn(worker::metrics_endpoint::serve(
         listener,
         services.gauges.clone(),
         shutdown.clone().cancelled_owned(),

@@ -82,7 +82,7 @@ pub(super) async fn api_keys(action: ApiKeysAction, json: bool) -> anyhow::Resul
             if json {
                 print_json(&keys)
             } else {
-                print(&ops::accounts::render_keys(&keys))
+                print(&ops::admin_tables::render_keys(&keys))
             }
         }
         ApiKeysAction::Revoke { id } => {
@@ -109,7 +109,7 @@ pub(super) async fn accounts(action: AccountsAction, json: bool) -> anyhow::Resu
         reset_keys: &reset_keys,
     };
     let metadata = crate::store::EventMetadata {
-        actor: Some(ops::accounts::OPERATOR_ACTOR.into()),
+        actor: Some(ops::admin_tables::OPERATOR_ACTOR.into()),
         ..Default::default()
     };
     let details = match action {
@@ -135,7 +135,7 @@ pub(super) async fn accounts(action: AccountsAction, json: bool) -> anyhow::Resu
             return if json {
                 print_json(&events)
             } else {
-                print(&ops::accounts::render_history(&events))
+                print(&ops::admin_tables::render_history(&events))
             };
         }
         AccountsAction::Resend { id } => {
@@ -153,7 +153,7 @@ pub(super) async fn accounts(action: AccountsAction, json: bool) -> anyhow::Resu
     if json {
         print_json(&details)
     } else {
-        print(&ops::accounts::render_details(&details))
+        print(&ops::admin_tables::render_details(&details))
     }
 }
 
@@ -187,7 +187,7 @@ pub(super) async fn webhooks(action: WebhooksAction, json: bool) -> anyhow::Resu
             if json {
                 print_json(&listed)
             } else {
-                print(&ops::webhooks::render(&listed))
+                print(&ops::webhook_table::render(&listed))
             }
         }
         WebhooksAction::Remove { id } => change(id, Change::Remove).await,

@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::events::mask_addresses_in;
+use super::event_log::mask_addresses_in;
 use crate::{
     commands::{CommandError, Commands},
     domain::{

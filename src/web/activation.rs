@@ -27,7 +27,7 @@ use serde_json::json;
 use super::{
     AppState,
     context::RequestContext,
-    locale, request,
+    request, request_locale,
     response::{ApiError, Body, html_response, json_response},
 };
 use crate::{
@@ -302,7 +302,7 @@ fn link_invalid(
     if !wants_html {
         return Err(ApiError::LinkInvalid);
     }
-    let locale = locale::negotiate(&state.templates, headers);
+    let locale = request_locale::negotiate(&state.templates, headers);
     let html = state
         .templates
         .render_page(locale, Page::LinkInvalid, &json!({}))

@@ -7,7 +7,7 @@
 //! client's and the address's budgets (spent alike whether or not anyone
 //! holds the address), push one job that carries the request, answer `202`.
 //! The worker looks the address up and records what the request means for
-//! the account holding it (`worker::requests`), where the account's own
+//! the account holding it (`worker::address_lookup`), where the account's own
 //! rules still apply: a request merged into an email still on its way, and
 //! `EMAIL_PER_ADDRESS`. When Redis cannot take the job, every address gets
 //! the same `503`: a `202` always means the request is queued.

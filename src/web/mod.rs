@@ -3,7 +3,7 @@
 //! Inside `web` the router (`routes`) sits above the handlers (`signup`,
 //! `address_request`, `activation`, `admin_api`, `dev_mail`, `sign_in`, `password_reset`),
 //! which sit above what they
-//! share (`context`, `locale`, `request`, `response`); a handler never
+//! share (`context`, `request`, `request_locale`, `response`); a handler never
 //! imports the router
 //! or another handler. `tests/it/layers.rs` holds both rules.
 
@@ -32,9 +32,9 @@ mod address_request;
 mod admin_api;
 mod context;
 mod dev_mail;
-mod locale;
 mod password_reset;
 mod request;
+mod request_locale;
 pub mod response;
 mod routes;
 mod sign_in;

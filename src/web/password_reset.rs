@@ -5,7 +5,7 @@
 //! answers: it validates, spends the per-IP and per-address budgets (by a
 //! hash of the address, known or not) and pushes one address request; the
 //! worker looks the address up and records what follows (see
-//! `worker::requests`). If Redis is down at that moment the push fails and
+//! `worker::address_lookup`). If Redis is down at that moment the push fails and
 //! the answer is `503` for every address alike: nothing was recorded, and
 //! the person asks again; an answer of `202` always means the request is in
 //! the queue.
@@ -30,8 +30,8 @@ use uuid::Uuid;
 use super::{
     AppState,
     context::RequestContext,
-    locale,
     request::{self, BodyFormat},
+    request_locale,
     response::{ApiError, Body, html_response, json_response},
 };
 use crate::{
@@ -62,7 +62,8 @@ pub async fn page(
             .map(|account| state.templates.locale_for(&account.locale)),
         _ => None,
     };
-    let locale = account_locale.unwrap_or_else(|| locale::negotiate(&state.templates, headers));
+    let locale =
+        account_locale.unwrap_or_else(|| request_locale::negotiate(&state.templates, headers));
     render(
         state,
         locale,
@@ -200,7 +201,7 @@ fn link_invalid(
     if !html {
         return Err(ApiError::ResetLinkInvalid);
     }
-    let locale = locale::negotiate(&state.templates, headers);
+    let locale = request_locale::negotiate(&state.templates, headers);
     render(
         state,
         locale,

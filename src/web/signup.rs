@@ -15,7 +15,7 @@ use serde_json::json;
 use super::{
     AppState,
     context::RequestContext,
-    locale, request,
+    request, request_locale,
     response::{ApiError, Body, FieldErrors, json_response},
 };
 use crate::{
@@ -43,7 +43,7 @@ pub async fn sign_up(
         .rate_limiter
         .admit(Budget::SignUpGlobal, state.config.limits.sign_up_global, "")
         .await?;
-    let negotiated = locale::negotiate(&state.templates, request.headers()).clone();
+    let negotiated = request_locale::negotiate(&state.templates, request.headers()).clone();
     let ([username, email, password], [requested_locale]) =
         request::json_fields_and_optional(request, ["username", "email", "password"], ["locale"])
             .await?;
@@ -60,7 +60,7 @@ pub async fn sign_up(
         .map_err(|e| report("password", e.to_string()))
         .ok();
     let locale = match requested_locale {
-        Some(raw) => locale::requested(&state.templates, &raw)
+        Some(raw) => request_locale::requested(&state.templates, &raw)
             .map_err(|e| report("locale", e))
             .ok(),
         None => Some(negotiated),

@@ -32,15 +32,15 @@ use crate::{
     rate_limit::RateLimiter,
 };
 
-mod email;
+mod address_lookup;
+mod email_job;
 mod housekeeping;
-pub mod metrics;
+pub mod metrics_endpoint;
 mod projector;
 mod relay;
-mod requests;
 mod retry;
 pub mod sweeps;
-mod webhooks;
+mod webhook_deliverer;
 
 /// How often an idle worker looks for new jobs pushed by another process.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -82,7 +82,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
         shutdown.clone(),
     ));
     let sweeps = tokio::spawn(sweeps::run(state.clone(), shutdown.clone()));
-    let webhooks = tokio::spawn(webhooks::run(
+    let webhooks = tokio::spawn(webhook_deliverer::run(
         state.pool.clone(),
         state.config.webhooks,
         unique_worker_name(),
@@ -199,7 +199,7 @@ async fn run_email_worker(
         .backend(storage)
         .data(state.clone())
         .concurrency(state.config.worker.concurrency)
-        .build(email::handle);
+        .build(email_job::handle);
     worker
         .run_until(async move {
             shutdown.cancelled().await;

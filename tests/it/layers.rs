@@ -71,7 +71,7 @@ fn allowed(from: &str, a: Layer, to: &str, b: Layer) -> bool {
 
 /// Modules inside `web` that handlers share; everything else in `src/web/`
 /// but `mod.rs` and the router is a handler.
-const WEB_SHARED: &[&str] = &["context", "locale", "request", "response"];
+const WEB_SHARED: &[&str] = &["context", "request", "request_locale", "response"];
 const WEB_ROUTER: &str = "routes";
 
 fn src() -> PathBuf {

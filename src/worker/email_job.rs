@@ -1,6 +1,6 @@
 //! The email job: activation links, "you already have an account" notices,
 //! password reset links and "your password was changed" notices. The same
-//! queue carries address requests, handed to [`super::requests`].
+//! queue carries address requests, handed to [`super::address_lookup`].
 //!
 //! The job is idempotent. Each attempt reloads the account, asks the aggregate
 //! what the request still needs, and records the outcome at the account's
@@ -49,7 +49,7 @@ use crate::{
 pub async fn handle(payload: Value, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
     match serde_json::from_value::<EmailQueueJob>(payload) {
         Ok(EmailQueueJob::Email(job)) => send_account_email(job, &state).await,
-        Ok(EmailQueueJob::Address(request)) => super::requests::handle(request, &state).await,
+        Ok(EmailQueueJob::Address(request)) => super::address_lookup::handle(request, &state).await,
         Err(error) => {
             tracing::error!(%error, "unreadable email job; dead-lettered");
             Err(AbortError::new(error).into())
