@@ -16,12 +16,12 @@
 //! This module holds the address as a whole (its forms and lengths); the
 //! rules for each side of the `@` are in `local_part` and `domain`.
 
-mod domain;
+mod domain_part;
 mod local_part;
 #[cfg(test)]
 mod tests;
 
-use domain::canonical_domain;
+use domain_part::canonical_domain;
 use local_part::canonical_local_part;
 
 /// RFC 5321 limits a path to 256 octets including the angle brackets.
