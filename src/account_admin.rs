@@ -35,14 +35,18 @@ pub const MAX_PAGE: i64 = 200;
 pub enum AdminError {
     #[error("no such account")]
     NotFound,
-    /// The action does not apply to the account as it stands.
-    #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    /// The action does not apply to the account as it stands: `code`
+    /// names the refusal for clients, `source` says why.
+    #[error("the action does not apply")]
+    Conflict {
+        code: &'static str,
+        source: DomainError,
+    },
     #[error(transparent)]
     Command(#[from] CommandError),
     /// Redis could not be reached to end sessions or revoke keys.
-    #[error("redis unavailable: {0}")]
-    Unavailable(String),
+    #[error("redis unavailable")]
+    Unavailable(#[source] redis::RedisError),
 }
 
 impl From<sqlx::Error> for AdminError {
@@ -69,7 +73,7 @@ impl From<DomainError> for AdminError {
         };
         Self::Conflict {
             code,
-            message: error.to_string(),
+            source: error,
         }
     }
 }
@@ -360,22 +364,21 @@ pub async fn block(
         at: Utc::now(),
     };
     let details = act(commands, id, command, metadata).await?;
-    let unavailable = |error: redis::RedisError| AdminError::Unavailable(error.to_string());
     let ended = access
         .sessions
         .revoke_all(id, None)
         .await
-        .map_err(unavailable)?;
+        .map_err(AdminError::Unavailable)?;
     access
         .activation_keys
         .revoke_all(id)
         .await
-        .map_err(unavailable)?;
+        .map_err(AdminError::Unavailable)?;
     access
         .reset_keys
         .revoke_all(id)
         .await
-        .map_err(unavailable)?;
+        .map_err(AdminError::Unavailable)?;
     tracing::info!(account_id = %id, sessions_ended = ended, "account blocked");
     Ok(details)
 }

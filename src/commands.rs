@@ -445,12 +445,12 @@ async fn save_snapshot(connection: &mut PgConnection, account: &Account) {
             let stream_id = account_stream(account.id);
             store::save_snapshot(connection, &stream_id, SNAPSHOT_SCHEMA, &snapshot)
                 .await
-                .map_err(|error| error.to_string())
+                .map_err(anyhow::Error::from)
         }
-        Err(error) => Err(error.to_string()),
+        Err(error) => Err(error.into()),
     };
     if let Err(error) = saved {
-        tracing::warn!(account_id = %account.id, %error, "account snapshot not saved");
+        tracing::warn!(account_id = %account.id, error = %format!("{error:#}"), "account snapshot not saved");
     }
 }
 

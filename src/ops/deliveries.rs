@@ -47,7 +47,7 @@ use crate::{
         text::printable,
     },
     queue::{
-        EmailQueue,
+        EmailQueue, PushError,
         backend::{self as queue, DeadJob, QueueStats},
     },
     store::{self, EventMetadata, account_stream},
@@ -64,8 +64,8 @@ pub enum DeliveriesError {
     UnreadableJob(String),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("push: {0}")]
-    Push(String),
+    #[error(transparent)]
+    Push(#[from] PushError),
     #[error("postgres: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -257,10 +257,7 @@ async fn retry_address_request(
         failed_attempts: 0,
         ..request
     };
-    email_queue
-        .push_address_request(again, None)
-        .await
-        .map_err(|e| DeliveriesError::Push(e.to_string()))?;
+    email_queue.push_address_request(again, None).await?;
     queue::forget_dead(redis, namespace, job_id).await?;
     let outcome = RetryOutcome::Redriven { job_id: request_id };
     tracing::info!(%outcome, "dead address request retried");

@@ -55,7 +55,7 @@ async fn resolve(state: &AppState, raw_key: &str) -> Result<Option<Link>, ApiErr
         .activation_keys
         .lookup(&key)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     let Some(grant) = grant else {
         return Ok(None);
     };

@@ -117,9 +117,12 @@ impl From<AdminError> for ApiError {
     fn from(error: AdminError) -> Self {
         match error {
             AdminError::NotFound => Self::AccountNotFound,
-            AdminError::Conflict { code, message } => Self::Conflict { code, message },
+            AdminError::Conflict { code, source } => Self::Conflict {
+                code,
+                message: source.to_string(),
+            },
             AdminError::Command(error) => error.into(),
-            AdminError::Unavailable(cause) => Self::Unavailable(cause),
+            AdminError::Unavailable(cause) => Self::Unavailable(cause.into()),
         }
     }
 }
@@ -520,7 +523,7 @@ async fn details_response(
         .sessions
         .count(details.id)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     let mut body = serde_json::to_value(details).map_err(|e| ApiError::Internal(e.into()))?;
     body["open_sessions"] = json!(open_sessions);
     Ok(json_response(StatusCode::OK, &body))

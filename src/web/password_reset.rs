@@ -105,7 +105,7 @@ pub async fn reset(
         .reset_keys
         .lookup(&key)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     let Some(grant) = grant else {
         return invalid().await;
     };
@@ -158,7 +158,7 @@ pub async fn reset(
         .await
         .map_err(|e| {
             tracing::error!(%account_id, error = %e, "password reset but sessions not revoked");
-            ApiError::Unavailable(e.to_string())
+            ApiError::Unavailable(e.into())
         })?;
     tracing::info!(%account_id, ended, "password reset");
     if html {

@@ -66,8 +66,10 @@ pub enum ApiError {
     UriTooLong,
     #[error("the request took too long to arrive")]
     RequestTimeout,
-    #[error("a dependency is unavailable: {0}")]
-    Unavailable(String),
+    /// Its cause is logged with the whole chain; the client is told only
+    /// that a dependency is away.
+    #[error("a dependency is unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -93,7 +95,7 @@ impl From<sqlx::Error> for ApiError {
             _ => false,
         };
         if unavailable {
-            Self::Unavailable(error.to_string())
+            Self::Unavailable(error.into())
         } else {
             Self::Internal(error.into())
         }
@@ -122,7 +124,7 @@ impl From<HashError> for ApiError {
     fn from(error: HashError) -> Self {
         match error {
             HashError::Overloaded => Self::Overloaded,
-            HashError::Failed(cause) => Self::Internal(anyhow::anyhow!(cause)),
+            HashError::Failed(cause) => Self::Internal(cause),
         }
     }
 }

@@ -102,7 +102,7 @@ async fn dispatch(
             if !context.committing() {
                 return (
                     "deadline",
-                    Err(ApiError::Unavailable("handler deadline passed".into())),
+                    Err(ApiError::Unavailable(anyhow::anyhow!("handler deadline passed"))),
                 );
             }
             tracing::warn!("handler deadline passed while committing; letting it finish");

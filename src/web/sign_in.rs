@@ -109,13 +109,13 @@ pub async fn sign_in(
         .sessions
         .create(owner)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     if let Some(overtaken) = overtaken_while_signing_in(state, &account).await? {
         state
             .sessions
             .revoke(&token.storage_hash())
             .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            .map_err(|e| ApiError::Unavailable(e.into()))?;
         return Err(overtaken);
     }
     tracing::info!(account_id = %account.id, "signed in");
@@ -184,7 +184,7 @@ pub async fn sign_out(state: &AppState, headers: &HeaderMap) -> Result<Response<
         .sessions
         .revoke(&session.id)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     tracing::info!(account_id = %session.account_id, "signed out");
     Ok(no_content())
 }
@@ -198,7 +198,7 @@ pub async fn sign_out_everywhere(
         .sessions
         .revoke_all(session.account_id, None)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     tracing::info!(account_id = %session.account_id, ended, "signed out everywhere");
     Ok(no_content())
 }
@@ -264,7 +264,7 @@ pub async fn change_password(
         .await
         .map_err(|e| {
             tracing::error!(account_id = %session.account_id, error = %e, "password changed but other sessions not revoked");
-            ApiError::Unavailable(e.to_string())
+            ApiError::Unavailable(e.into())
         })?;
     tracing::info!(account_id = %session.account_id, ended, "password changed");
     Ok(json_response(
@@ -285,7 +285,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Session, 
         .sessions
         .authenticate(&token)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(e.into()))?
         .ok_or(ApiError::Unauthenticated)
 }
 
@@ -449,12 +449,8 @@ async fn upgrade_hash(
     raw_password: &str,
 ) {
     let upgraded = async {
-        let password = Password::for_sign_in(raw_password).map_err(|e| e.to_string())?;
-        let password_hash = state
-            .hasher
-            .hash(password)
-            .await
-            .map_err(|e| e.to_string())?;
+        let password = Password::for_sign_in(raw_password)?;
+        let password_hash = state.hasher.hash(password).await?;
         let command = AccountCommand::UpgradePasswordHash {
             replaces: account.password_hash.clone(),
             password_hash,
@@ -464,7 +460,7 @@ async fn upgrade_hash(
             .commands
             .execute_on(account.clone(), command, &context.event_metadata())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(anyhow::Error::from)
     };
     match upgraded.await {
         Ok(executed) if !executed.events.is_empty() => {
@@ -472,7 +468,7 @@ async fn upgrade_hash(
         }
         Ok(_) => {}
         Err(error) => {
-            tracing::warn!(account_id = %account.id, %error, "password hash not upgraded");
+            tracing::warn!(account_id = %account.id, error = %format!("{error:#}"), "password hash not upgraded");
         }
     }
 }

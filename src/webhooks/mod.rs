@@ -15,5 +15,5 @@ pub mod sender;
 pub mod signature;
 pub mod subscriptions;
 
-pub use sender::{Outcome, Sender};
+pub use sender::{DeliveryError, Outcome, Sender};
 pub use signature::Secret;

@@ -65,10 +65,17 @@ const LAYOUTS: &[&str] = &[
 /// values other than the check's sample data.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    /// A file is missing, unknown, unreadable, does not compile, or fails
-    /// the start-up rendering check.
+    /// A file is missing, unknown, does not compile, or fails the start-up
+    /// rendering check.
     #[error("{file}: {problem}")]
     Invalid { file: String, problem: String },
+    /// A file or folder could not be read; `doing` says which read.
+    #[error("{file}: {doing}: {source}")]
+    Unreadable {
+        file: String,
+        doing: &'static str,
+        source: std::io::Error,
+    },
     /// Rendering for a real recipient failed (it passed the check at start,
     /// so this is a context the samples do not cover).
     #[error("cannot render {template}: {problem}")]

@@ -216,3 +216,19 @@ fn a_default_locale_without_templates_stops_the_load() {
         "DEFAULT_LOCALE: fr has no templates (locales: de, en)"
     );
 }
+
+#[test]
+fn an_unreadable_templates_dir_stops_the_load_with_its_io_error_as_cause() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config();
+    config.dir = Some(dir.path().join("absent"));
+    let error = Templates::load(&config).expect_err("no such folder");
+    assert!(
+        error.to_string().contains("cannot read TEMPLATES_DIR"),
+        "{error}"
+    );
+    let cause = std::error::Error::source(&error)
+        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+        .expect("the io error is kept as the cause");
+    assert_eq!(cause.kind(), std::io::ErrorKind::NotFound);
+}
