@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::{
     domain::{
         Account, AccountCommand, AccountEvent, AddressClaim, DecodeError, DomainError,
-        EmailAddress, EncodeError, PasswordHash, Registration, Username,
+        EmailAddress, EncodeError, Locale, PasswordHash, Registration, Username,
         account::{AddressDecision, AddressSignUp, apply, decide_address},
         decide,
         snapshot::{SNAPSHOT_SCHEMA, snapshot_due},
@@ -86,7 +86,7 @@ pub struct SignUp {
     pub username: Username,
     pub email: EmailAddress,
     pub password_hash: PasswordHash,
-    pub locale: String,
+    pub locale: Locale,
 }
 
 /// What a sign-up did. The person is answered the same `202` whichever it

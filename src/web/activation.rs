@@ -103,7 +103,7 @@ fn confirmation_page(
             Page::Activate,
             &json!({
                 "key": link.key.expose(),
-                "username": link.account.username,
+                "username": link.account.username.as_str(),
                 "requested_at": link.account.registered_at,
                 "contested": link.account.is_contested(),
                 "wrong_password": wrong_password,

@@ -36,7 +36,7 @@ use super::{
 };
 use crate::{
     commands::CommandError,
-    domain::{AccountCommand, DomainError, LinkKey, Locale, Password, Username},
+    domain::{AccountCommand, DomainError, LinkKey, Locale, Password},
     mail::Page,
     rate_limit::Budget,
 };
@@ -114,8 +114,7 @@ pub async fn reset(
         _ => return invalid().await,
     };
     let locale = state.templates.locale_for(&account.locale);
-    let username = Username::parse(&account.username).ok();
-    let password = match Password::parse(&password, username.as_ref()) {
+    let password = match Password::parse(&password, Some(&account.username)) {
         Ok(password) => password,
         Err(error) if html => {
             let context = json!({ "key": key.expose(), "error": error.to_string() });

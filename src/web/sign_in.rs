@@ -102,8 +102,8 @@ pub async fn sign_in(
     successes.spend().await?;
     let owner = SessionOwner {
         account_id: account.id,
-        username: &account.username,
-        email: &account.email,
+        username: account.username.as_str(),
+        email: account.email.as_typed(),
     };
     let (token, expires_at) = state
         .sessions
@@ -125,7 +125,7 @@ pub async fn sign_in(
         &json!({
             "token": token.expose(),
             "expires_at": expires_at,
-            "account": account_json(account.id, &account.username, &account.email),
+            "account": account_json(account.id, account.username.as_str(), account.email.as_typed()),
             "device_token": device_tokens.token(account.id, device),
         }),
     ))

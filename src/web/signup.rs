@@ -76,7 +76,7 @@ pub async fn sign_up(
         username,
         email,
         password_hash,
-        locale: locale.to_string(),
+        locale,
     };
     context.commit_begins();
     match state

@@ -136,7 +136,7 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
         return Err(AttemptError::NotYet(pause));
     }
     let budget = state.config.mail.per_address;
-    let address = account.email_canonical.clone();
+    let address = account.email.canonical().to_owned();
     if state
         .rate_limiter
         .check(Budget::EmailPerAddress, budget, &address)
@@ -176,7 +176,7 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
     let sent_at = Utc::now();
     state
         .mailer
-        .send(&account.email, &email)
+        .send(account.email.as_typed(), &email)
         .await
         .map_err(|e| match e {
             SendError::Permanent(_) => AttemptError::permanent(e),
@@ -291,7 +291,7 @@ fn render(
         .and_then(|ttl| Utc::now().checked_add_signed(ttl))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let context = json!({
-        "username": account.username,
+        "username": account.username.as_str(),
         "link": link.map(String::from),
         "expires_in": ttl.as_secs(),
         "expires_at": expires_at.to_rfc3339(),

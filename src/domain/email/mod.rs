@@ -116,6 +116,17 @@ impl EmailAddress {
         })
     }
 
+    /// The address an event recorded, taken as recorded, for the reason
+    /// [`super::Username::from_record`] gives: an address that today's rules
+    /// would refuse is still its account's address, and its canonical form
+    /// stays the one its claim holds.
+    pub fn from_record(as_typed: &str, canonical: &str) -> Self {
+        Self {
+            as_typed: as_typed.to_owned(),
+            canonical: canonical.to_owned(),
+        }
+    }
+
     /// The address as the person typed it, without surrounding whitespace.
     pub fn as_typed(&self) -> &str {
         &self.as_typed

@@ -197,18 +197,18 @@ impl Templates {
         &self.default_locale
     }
 
-    /// The locale Porter writes in for a stored tag: the best match
-    /// ([`Locale::lookup`]), else the default (a tag that no longer parses or
-    /// whose templates an operator removed still gets its emails).
-    pub fn locale_for(&self, tag: &str) -> &Locale {
-        Locale::parse(tag)
-            .ok()
-            .and_then(|locale| locale.lookup(self.locales()))
+    /// The locale Porter writes in for an account's locale: the best match
+    /// ([`Locale::lookup`]), else the default (a recorded tag that no longer
+    /// parses, see [`Locale::from_record`], or whose templates an operator
+    /// removed still gets its emails).
+    pub fn locale_for(&self, locale: &Locale) -> &Locale {
+        locale
+            .lookup(self.locales())
             .unwrap_or(&self.default_locale)
     }
 
     fn set(&self, locale: &Locale) -> (&Locale, &LocaleTemplates) {
-        let locale = self.locale_for(locale.as_str());
+        let locale = self.locale_for(locale);
         match self.locales.get_key_value(locale) {
             Some(found) => found,
             // `load` made sure the default locale has templates.

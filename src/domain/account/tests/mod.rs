@@ -13,7 +13,7 @@ use super::{
     AccountCommand, AddressClaim, DomainError, Registration, decide, registration::register, replay,
 };
 use crate::domain::{
-    EmailAddress, Username,
+    EmailAddress, Locale, Username,
     events::{
         AccountActivated, AccountEvent, ActivationReason, ActivationRequested, EmailFailed,
         EmailRetryRequested, EmailSent, IssuedKey, PasswordChangeReason, PasswordChanged,
@@ -36,7 +36,7 @@ fn registration() -> Registration {
         username: Username::parse("ada").expect("valid username"),
         email: EmailAddress::parse("Ada@Example.com").expect("valid email"),
         password_hash: PasswordHash("$argon2id$hash".into()),
-        locale: "en".into(),
+        locale: Locale::english(),
         registered_at: at(0),
         address: AddressClaim::Free,
     }

@@ -138,7 +138,10 @@ fn a_complete_folder_adds_a_locale() {
         t.locales().map(Locale::as_str).collect::<Vec<_>>(),
         ["de", "en", "fr"]
     );
-    assert_eq!(t.locale_for("fr-CA").as_str(), "fr");
+    assert_eq!(
+        t.locale_for(&Locale::parse("fr-CA").expect("tag")).as_str(),
+        "fr"
+    );
 }
 
 #[test]
