@@ -14,6 +14,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
+use utoipa::{
+    ToSchema,
+    openapi::{ObjectBuilder, RefOr, Schema, Type},
+};
 use uuid::Uuid;
 
 use crate::{
@@ -79,53 +83,93 @@ impl From<DomainError> for AdminError {
 }
 
 /// What the admin API shows of one account.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AccountDetails {
     pub id: Uuid,
+    #[schema(schema_with = accounts_table::status_schema)]
     pub status: &'static str,
     pub username: String,
+    /// As typed at sign-up
     pub email: String,
     pub locale: String,
     pub registered_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub activated_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub blocked_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub block_reason: Option<String>,
-    /// When a registration that never became an account ended.
+    /// When a registration that never became an account was superseded,
+    /// cancelled or expired
+    #[schema(required = true)]
     pub ended_at: Option<DateTime<Utc>>,
     pub emails_sent: u32,
+    #[schema(required = true)]
     pub last_delivery: Option<Delivery>,
-    /// Whether confirming it needs its password (it superseded another
-    /// registration of the address).
+    /// Confirming it needs its password (it superseded another registration
+    /// of the address)
     pub contested: bool,
+    #[schema(minimum = 1)]
     pub version: i64,
 }
 
 /// The outcome of the account's latest email request that has one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Delivery {
     /// `sent`, `failed` or `withheld`.
+    #[schema(schema_with = outcome_schema)]
     pub outcome: &'static str,
     pub at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
+fn outcome_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["sent", "failed", "withheld"]))
+        .into()
+}
+
 /// One event of an account's history, decoded and upcast, secrets removed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct HistoryEntry {
     pub position: i64,
     pub version: i64,
+    /// The internal event type, e.g. AccountRegistered
     #[serde(rename = "type")]
     pub event_type: &'static str,
     pub recorded_at: DateTime<Utc>,
+    /// The payload in its current schema version, without password hashes
+    #[schema(schema_with = data_schema)]
     pub data: Value,
+    /// request_id, causation_id, client_ip_hash, actor (`api-key:<id>` for
+    /// admin actions)
+    #[schema(value_type = Object)]
     pub metadata: Value,
 }
 
+/// An object that never holds a password hash.
+fn data_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "The payload in its current schema version, without password hashes",
+        ))
+        .into()
+}
+
 /// A listing page and where the next one starts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AccountPage)]
 pub struct Page {
     pub accounts: Vec<ListedAccount>,
+    /// Pass as `after` for the next page; null on the last page
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

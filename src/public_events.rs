@@ -20,8 +20,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
 use sqlx::PgPool;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{
+        RefOr, Schema,
+        schema::{AnyOfBuilder, ObjectBuilder},
+    },
+};
 use uuid::Uuid;
 
 use crate::{
@@ -66,46 +72,180 @@ pub enum FeedError {
 }
 
 /// One public event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PublicEvent {
     /// `evt_` and the log event's id: the same however often it is read.
+    #[schema(pattern = "^evt_[0-9a-f]{32}$")]
     pub id: String,
     #[serde(rename = "type")]
+    #[schema(schema_with = type_schema)]
     pub event_type: &'static str,
     pub account_id: Uuid,
     pub occurred_at: DateTime<Utc>,
-    pub data: Value,
+    /// What the type needs; never a password hash
+    #[schema(schema_with = data_schema)]
+    pub data: EventData,
+}
+
+/// The `data` of a public event, by type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EventData {
+    Registered(Registered),
+    Activated(Activated),
+    Superseded(Superseded),
+    PasswordChanged(PasswordChanged),
+    Blocked(Blocked),
+    /// `account.registration_cancelled`, `account.registration_expired`,
+    /// `account.unblocked`.
+    Nothing {},
+}
+
+/// `account.registered`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registered {
+    username: String,
+    email: String,
+    locale: String,
+}
+
+/// `account.activated`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Activated {
+    #[schema(inline)]
+    method: ActivationMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ActivationMethod {
+    /// With the emailed link.
+    Link,
+    /// By an operator or the admin API.
+    Manual,
+}
+
+/// `account.registration_superseded`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Superseded {
+    superseded_by: Uuid,
+}
+
+/// `account.password_changed`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChanged {
+    #[schema(inline)]
+    reason: ChangeReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ChangeReason {
+    Change,
+    Reset,
+}
+
+/// `account.blocked`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Blocked {
+    reason: String,
+}
+
+fn type_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(TYPES))
+        .into()
+}
+
+/// One object schema per shape of [`EventData`], titled with its types.
+fn data_schema() -> RefOr<Schema> {
+    let titled = |title: &str, schema: RefOr<Schema>| match schema {
+        RefOr::T(Schema::Object(mut object)) => {
+            object.title = Some(title.to_owned());
+            RefOr::T(Schema::Object(object))
+        }
+        other => other,
+    };
+    let nothing = ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Object)
+        .additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+        ))
+        .max_properties(Some(0));
+    AnyOfBuilder::new()
+        .item(titled("account.registered", Registered::schema()))
+        .item(titled("account.activated", Activated::schema()))
+        .item(titled(
+            "account.registration_superseded",
+            Superseded::schema(),
+        ))
+        .item(titled(
+            "account.password_changed",
+            PasswordChanged::schema(),
+        ))
+        .item(titled("account.blocked", Blocked::schema()))
+        .item(titled(
+            "account.registration_cancelled, account.registration_expired, account.unblocked",
+            nothing.into(),
+        ))
+        .into()
 }
 
 /// The public event a log event is, if any.
 pub fn public(recorded: &RecordedEvent, event: &AccountEvent) -> Option<PublicEvent> {
+    let activated = |method| EventData::Activated(Activated { method });
+    let changed = |reason| EventData::PasswordChanged(PasswordChanged { reason });
     let (event_type, data) = match event {
         AccountEvent::AccountRegistered(e) => (
             "account.registered",
-            json!({ "username": e.username, "email": e.email, "locale": e.locale }),
+            EventData::Registered(Registered {
+                username: e.username.clone(),
+                email: e.email.clone(),
+                locale: e.locale.clone(),
+            }),
         ),
-        AccountEvent::AccountActivated(_) => ("account.activated", json!({ "method": "link" })),
+        AccountEvent::AccountActivated(_) => {
+            ("account.activated", activated(ActivationMethod::Link))
+        }
         AccountEvent::AccountActivatedManually(_) => {
-            ("account.activated", json!({ "method": "manual" }))
+            ("account.activated", activated(ActivationMethod::Manual))
         }
         AccountEvent::RegistrationSuperseded(e) => (
             "account.registration_superseded",
-            json!({ "superseded_by": e.by }),
+            EventData::Superseded(Superseded {
+                superseded_by: e.by,
+            }),
         ),
-        AccountEvent::RegistrationCancelled(_) => ("account.registration_cancelled", json!({})),
-        AccountEvent::RegistrationExpired(_) => ("account.registration_expired", json!({})),
+        AccountEvent::RegistrationCancelled(_) => {
+            ("account.registration_cancelled", EventData::Nothing {})
+        }
+        AccountEvent::RegistrationExpired(_) => {
+            ("account.registration_expired", EventData::Nothing {})
+        }
         AccountEvent::PasswordChanged(e) => match e.reason {
             PasswordChangeReason::Change => {
-                ("account.password_changed", json!({ "reason": "change" }))
+                ("account.password_changed", changed(ChangeReason::Change))
             }
             PasswordChangeReason::Reset => {
-                ("account.password_changed", json!({ "reason": "reset" }))
+                ("account.password_changed", changed(ChangeReason::Reset))
             }
             // The same password, hashed with today's cost: nothing happened.
             PasswordChangeReason::Rehash => return None,
         },
-        AccountEvent::AccountBlocked(e) => ("account.blocked", json!({ "reason": e.reason })),
-        AccountEvent::AccountUnblocked(_) => ("account.unblocked", json!({})),
+        AccountEvent::AccountBlocked(e) => (
+            "account.blocked",
+            EventData::Blocked(Blocked {
+                reason: e.reason.clone(),
+            }),
+        ),
+        AccountEvent::AccountUnblocked(_) => ("account.unblocked", EventData::Nothing {}),
         AccountEvent::ActivationRequested(_)
         | AccountEvent::EmailSent(_)
         | AccountEvent::EmailFailed(_)
@@ -139,10 +279,13 @@ pub fn decode_cursor(text: &str) -> Option<Cursor> {
 }
 
 /// A page of the feed and where the next one starts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PublicEventPage)]
 pub struct FeedPage {
     pub events: Vec<PublicEvent>,
-    /// Past every event this page looked at, shown or filtered out.
+    /// Pass as `after` for the next page (past every event this page looked
+    /// at, shown or filtered out)
     pub next_cursor: String,
 }
 

@@ -127,6 +127,9 @@ pub enum Command {
         #[arg(long)]
         reference: bool,
     },
+    /// Print the OpenAPI document the API serves at /api/openapi.json
+    /// (docs/openapi.json); reads no variable.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]

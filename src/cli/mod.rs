@@ -20,6 +20,7 @@ use crate::{
     ops,
     projection::replay,
     startup::{self, Services},
+    web,
 };
 
 mod args;
@@ -157,6 +158,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config { reference: false } => {
             print(&config::render_effective(&Config::effective_from_env()?))
         }
+        Command::Openapi => print(&web::OPENAPI_TEXT),
     }
 }
 

@@ -315,13 +315,24 @@ pub async fn outstanding_since_before(
 }
 
 /// One account in a listing page.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListedAccount {
     pub id: Uuid,
     pub username: String,
+    /// Canonical form
     pub email: String,
+    #[schema(schema_with = status_schema)]
     pub status: String,
     pub registered_at: DateTime<Utc>,
+}
+
+/// An account status, as the admin API names it.
+pub fn status_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(AccountStatus::ALL.map(AccountStatus::as_str)))
+        .into()
 }
 
 /// Up to `limit` accounts after `after` (a `(registered_at, id)` position)

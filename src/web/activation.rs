@@ -22,12 +22,16 @@
 use chrono::Utc;
 use http::{HeaderMap, Response, StatusCode};
 use hyper::{Request, body::Incoming};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::{
     AppState,
     context::RequestContext,
-    request, request_locale,
+    openapi::{self, Answer, Auth, BodyType, Content, Operation, Parameter, RequestBody, Tag},
+    request::{self, NoFields},
+    request_locale,
     response::{ApiError, Body, html_response, json_response},
 };
 use crate::{
@@ -36,6 +40,78 @@ use crate::{
     link_keys::KeyGrant,
     mail::Page,
     rate_limit::Budget,
+};
+
+const KEY: Parameter = Parameter::path(
+    "key",
+    "The 32-character activation key from the email",
+    || openapi::pattern("^[A-Za-z0-9]{32}$"),
+);
+const INVALID: &str = "Unknown, malformed, expired or revoked key, or a registration that was \
+    superseded, cancelled or expired; one uniform answer with a hint to ask for a new link";
+const TOO_MANY_FAILURES: Answer = Answer::error(429, "Too many unusable links from this client");
+
+pub static PAGE: Operation = Operation {
+    id: "activation_page",
+    tag: Tag::SignUp,
+    summary: "The page behind the emailed link",
+    description: "Names the registration the link confirms and offers to confirm or cancel \
+        it; it changes nothing, so link scanners cannot spend the key.",
+    auth: Auth::Public,
+    parameters: &[KEY],
+    body: RequestBody::None,
+    answers: &[
+        Answer::new(
+            200,
+            "The confirmation page (or: already active)",
+            Content::Page,
+        ),
+        Answer::new(410, INVALID, Content::Page),
+    ],
+};
+
+pub static ACTIVATE: Operation = Operation {
+    id: "activate",
+    tag: Tag::SignUp,
+    summary: "Confirm the address: activate the account",
+    description: "A registration that superseded another one of the same address also needs \
+        the password chosen at its sign-up. Confirming again answers `already_active`.",
+    auth: Auth::Public,
+    parameters: &[KEY],
+    body: RequestBody::JsonOrForm(BodyType::of::<ConfirmBody>()),
+    answers: &[
+        Answer::new(
+            200,
+            "Active",
+            Content::JsonOrPage(BodyType::of::<Activated>()),
+        ),
+        Answer::new(
+            403,
+            "The registration is contested and needs its password (`password_required`)",
+            Content::ErrorOrPage,
+        ),
+        Answer::new(410, INVALID, Content::ErrorOrPage),
+        TOO_MANY_FAILURES,
+    ],
+};
+
+pub static CANCEL: Operation = Operation {
+    id: "cancel_registration",
+    tag: Tag::SignUp,
+    summary: "\"This wasn't me\": cancel the pending registration",
+    description: "Releases its username and address.",
+    auth: Auth::Public,
+    parameters: &[KEY],
+    body: RequestBody::Empty,
+    answers: &[
+        Answer::new(
+            200,
+            "Cancelled",
+            Content::JsonOrPage(BodyType::of::<Cancelled>()),
+        ),
+        Answer::new(410, INVALID, Content::ErrorOrPage),
+        TOO_MANY_FAILURES,
+    ],
 };
 
 /// A live key and the pending or active registration it belongs to.
@@ -113,6 +189,48 @@ fn confirmation_page(
     Ok(html_response(status, html))
 }
 
+/// What confirming a link may need.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ConfirmActivation)]
+pub struct ConfirmBody {
+    /// The password chosen at this registration's sign-up; needed only when
+    /// the registration is contested
+    #[schema(write_only)]
+    password: Option<String>,
+}
+
+/// A confirmed link.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Activated {
+    #[schema(inline)]
+    status: ActiveStatus,
+    already_active: bool,
+    message: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ActiveStatus {
+    Active,
+}
+
+/// A cancelled sign-up.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cancelled {
+    #[schema(inline)]
+    status: CancelledStatus,
+    message: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum CancelledStatus {
+    Cancelled,
+}
+
 pub async fn activate(
     state: &AppState,
     context: &RequestContext,
@@ -121,7 +239,7 @@ pub async fn activate(
 ) -> Result<Response<Body>, ApiError> {
     let headers = request.headers().clone();
     let wants_html = request::wants_html(&headers);
-    let [password] = request::optional_fields(request, ["password"]).await?;
+    let ConfirmBody { password } = request::optional_body(request).await?;
     let Some(link) = resolve(state, raw_key).await? else {
         return refuse_unusable_link(state, context, &headers, wants_html).await;
     };
@@ -170,7 +288,11 @@ pub async fn activate(
     };
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "status": "active", "already_active": already_active, "message": message }),
+        &Activated {
+            status: ActiveStatus::Active,
+            already_active,
+            message,
+        },
     ))
 }
 
@@ -219,7 +341,7 @@ pub async fn cancel(
 ) -> Result<Response<Body>, ApiError> {
     let headers = request.headers().clone();
     let wants_html = request::wants_html(&headers);
-    let [] = request::optional_fields(request, []).await?;
+    let NoFields {} = request::optional_body(request).await?;
     let Some(link) = resolve(state, raw_key).await? else {
         return refuse_unusable_link(state, context, &headers, wants_html).await;
     };
@@ -250,10 +372,10 @@ pub async fn cancel(
     }
     Ok(json_response(
         StatusCode::OK,
-        &json!({
-            "status": "cancelled",
-            "message": "The sign-up was cancelled; its username and address are free again.",
-        }),
+        &Cancelled {
+            status: CancelledStatus::Cancelled,
+            message: "The sign-up was cancelled; its username and address are free again.",
+        },
     ))
 }
 

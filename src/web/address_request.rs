@@ -7,7 +7,7 @@
 //! client's and the address's budgets (spent alike whether or not anyone
 //! holds the address), push one job that carries the request, answer `202`.
 //! The worker looks the address up and records what the request means for
-//! the account holding it (`worker::address_lookup`), where the account's own
+//! the account holding it (`worker::requests`), where the account's own
 //! rules still apply: a request merged into an email still on its way, and
 //! `EMAIL_PER_ADDRESS`. When Redis cannot take the job, every address gets
 //! the same `503`: a `202` always means the request is queued.
@@ -15,16 +15,60 @@
 use http::{Response, StatusCode};
 use hyper::{Request, body::Incoming};
 use porter_jobs::{AddressAction, AddressRequest};
-use serde_json::json;
+use serde::Deserialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
     AppState,
     context::RequestContext,
+    openapi::{Answer, Auth, BodyType, Operation, RequestBody, Tag},
     request,
-    response::{ApiError, Body, json_response},
+    response::{Accepted, ApiError, Body, json_response},
 };
 use crate::{domain::EmailAddress, rate_limit::Budget};
+
+const ANSWERS: &[Answer] = &[
+    Answer::json::<Accepted>(202, "Queued; the same answer for every address"),
+    Answer::error(
+        429,
+        "Too many requests from this client or for this address",
+    ),
+];
+
+pub static RESEND: Operation = Operation {
+    id: "resend",
+    tag: Tag::SignUp,
+    summary: "Ask for a new activation link",
+    description: "If a registration with this address is waiting for activation, it is sent \
+        a new link; the answer is the same for every address.",
+    auth: Auth::Public,
+    parameters: &[],
+    body: RequestBody::Json(BodyType::of::<EmailBody>()),
+    answers: ANSWERS,
+};
+
+pub static PASSWORD_RESET: Operation = Operation {
+    id: "password_reset_request",
+    tag: Tag::PasswordReset,
+    summary: "Ask for a password reset link",
+    description: "If an account uses this address, it is emailed what to do next; the answer \
+        is the same for every address.",
+    auth: Auth::Public,
+    parameters: &[],
+    body: RequestBody::Json(BodyType::of::<EmailBody>()),
+    answers: ANSWERS,
+};
+
+/// A request about an email address: a new activation link, or a password
+/// reset.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = EmailRequest, examples(json!({ "email": "ada@example.com" })))]
+pub struct EmailBody {
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+}
 
 pub async fn accept(
     state: &AppState,
@@ -50,7 +94,7 @@ pub async fn accept(
         .rate_limiter
         .admit(per_ip, ip_limit, &context.client_ip.to_string())
         .await?;
-    let [email] = request::json_fields(request, ["email"]).await?;
+    let EmailBody { email } = request::json_body(request).await?;
     let email = EmailAddress::parse(&email).map_err(|e| ApiError::field("email", e.to_string()))?;
     // Spent by every address alike, known or not, so it reveals nothing.
     state
@@ -71,8 +115,5 @@ pub async fn accept(
         .push_address_request(job, None)
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?;
-    Ok(json_response(
-        StatusCode::ACCEPTED,
-        &json!({ "status": "accepted", "message": message }),
-    ))
+    Ok(json_response(StatusCode::ACCEPTED, &Accepted::new(message)))
 }

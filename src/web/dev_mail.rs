@@ -13,8 +13,50 @@
 use handlebars::html_escape;
 use http::{Response, StatusCode};
 
-use super::response::{ApiError, Body, html_response};
+use super::{
+    openapi::{self, Answer, Auth, Content, Operation, Parameter, RequestBody, Tag},
+    response::{ApiError, Body, html_response},
+};
 use crate::mail::{DevMailbox, DevMessage};
+
+const NOT_DEV: Answer = Answer::error(404, "Not `porter dev`, or no such message");
+
+pub static INDEX: Operation = Operation {
+    id: "dev_mail",
+    tag: Tag::Dev,
+    summary: "The emails `porter dev` sent, newest first",
+    description: "Served only by `porter dev`.",
+    auth: Auth::Public,
+    parameters: &[],
+    body: RequestBody::None,
+    answers: &[Answer::new(200, "The mailbox", Content::Page), NOT_DEV],
+};
+
+const ID: Parameter = Parameter::path("id", "The message's number in the dev mailbox", || {
+    openapi::integer(1, u64::MAX)
+});
+
+pub static MESSAGE: Operation = Operation {
+    id: "dev_mail_message",
+    tag: Tag::Dev,
+    summary: "One email's headers and text part",
+    description: "Served only by `porter dev`.",
+    auth: Auth::Public,
+    parameters: &[ID],
+    body: RequestBody::None,
+    answers: &[Answer::new(200, "The message", Content::Page), NOT_DEV],
+};
+
+pub static MESSAGE_HTML: Operation = Operation {
+    id: "dev_mail_message_html",
+    tag: Tag::Dev,
+    summary: "One email's HTML part",
+    description: "Served only by `porter dev`.",
+    auth: Auth::Public,
+    parameters: &[ID],
+    body: RequestBody::None,
+    answers: &[Answer::new(200, "The HTML part", Content::Page), NOT_DEV],
+};
 
 /// `/dev/mail`: the messages, newest first.
 pub fn index(mailbox: &DevMailbox) -> Result<Response<Body>, ApiError> {

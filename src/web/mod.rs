@@ -1,11 +1,12 @@
 //! The HTTP API: a thin hyper router that validates, records and enqueues.
 //!
 //! Inside `web` the router (`routes`) sits above the handlers (`signup`,
-//! `address_request`, `activation`, `admin_api`, `dev_mail`, `sign_in`, `password_reset`),
-//! which sit above what they
-//! share (`context`, `request`, `request_locale`, `response`); a handler never
-//! imports the router
-//! or another handler. `tests/it/layers.rs` holds both rules.
+//! `address_request`, `activation`, `sign_in`, `password_reset`,
+//! `admin_accounts`, `admin_webhooks`, `feed`, `service`, `dev_mail`), which
+//! sit above what they share (`context`, `openapi`, `request`,
+//! `request_locale`, `response`); a handler
+//! never imports the router or another handler. `tests/it/layers.rs` holds
+//! both rules.
 
 use std::{future::Future, net::IpAddr, sync::Arc};
 
@@ -29,18 +30,22 @@ use crate::{
 
 mod activation;
 mod address_request;
-mod admin_api;
+mod admin_accounts;
+mod admin_webhooks;
 mod context;
 mod dev_mail;
+mod feed;
+pub mod openapi;
 mod password_reset;
 mod request;
 mod request_locale;
 pub mod response;
 mod routes;
+mod service;
 mod sign_in;
 mod signup;
 
-pub use routes::{ROUTES, Route};
+pub use routes::{OPENAPI_TEXT, ROUTES, Route, openapi_document};
 
 /// Everything a request handler may use; shared by all connections.
 #[derive(Debug)]

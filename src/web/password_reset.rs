@@ -5,7 +5,7 @@
 //! answers: it validates, spends the per-IP and per-address budgets (by a
 //! hash of the address, known or not) and pushes one address request; the
 //! worker looks the address up and records what follows (see
-//! `worker::address_lookup`). If Redis is down at that moment the push fails and
+//! `worker::requests`). If Redis is down at that moment the push fails and
 //! the answer is `503` for every address alike: nothing was recorded, and
 //! the person asks again; an answer of `202` always means the request is in
 //! the queue.
@@ -24,15 +24,63 @@
 use chrono::Utc;
 use http::{HeaderMap, Response, StatusCode};
 use hyper::{Request, body::Incoming};
+use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
     AppState,
     context::RequestContext,
+    openapi::{self, Answer, Auth, BodyType, Content, Operation, Parameter, RequestBody, Tag},
     request::{self, BodyFormat},
     request_locale,
-    response::{ApiError, Body, html_response, json_response},
+    response::{ApiError, Body, PasswordChanged, html_response, json_response},
+};
+
+const KEY: Parameter = Parameter::path("key", "The 32-character reset key from the email", || {
+    openapi::pattern("^[A-Za-z0-9]{32}$")
+});
+const INVALID: &str = "Unknown, malformed, expired, used or replaced key; one uniform answer \
+    with a hint to ask for a new link";
+
+pub static PAGE: Operation = Operation {
+    id: "reset_password_page",
+    tag: Tag::PasswordReset,
+    summary: "The form behind the emailed link",
+    description: "Only looks the key up; it changes nothing.",
+    auth: Auth::Public,
+    parameters: &[KEY],
+    body: RequestBody::None,
+    answers: &[
+        Answer::new(200, "The form", Content::Page),
+        Answer::new(410, INVALID, Content::Page),
+    ],
+};
+
+pub static RESET: Operation = Operation {
+    id: "password_reset",
+    tag: Tag::PasswordReset,
+    summary: "Set a new password with the emailed key",
+    description: "Every session of the account ends and its owner is emailed. A JSON request \
+        gets JSON; the page's form post gets a page.",
+    auth: Auth::Public,
+    parameters: &[KEY],
+    body: RequestBody::JsonOrForm(BodyType::of::<ResetBody>()),
+    answers: &[
+        Answer::new(
+            200,
+            "Changed",
+            Content::JsonOrPage(BodyType::of::<PasswordChanged>()),
+        ),
+        Answer::new(
+            400,
+            "The new password breaks the policy (`error.fields`), or the body is invalid",
+            Content::ErrorOrPage,
+        ),
+        Answer::new(410, INVALID, Content::ErrorOrPage),
+        Answer::error(429, "Too many unusable keys from this client"),
+    ],
 };
 use crate::{
     commands::CommandError,
@@ -73,6 +121,16 @@ pub async fn page(
     )
 }
 
+/// The new password behind a reset link.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ResetPassword)]
+pub struct ResetBody {
+    /// The sign-up password policy applies
+    #[schema(min_length = 12, max_length = 128, write_only)]
+    password: String,
+}
+
 pub async fn reset(
     state: &AppState,
     context: &RequestContext,
@@ -81,7 +139,7 @@ pub async fn reset(
 ) -> Result<Response<Body>, ApiError> {
     let headers = request.headers().clone();
     let wants_html = request::wants_html(&headers);
-    let ([password], format) = request::json_or_form_fields(request, ["password"]).await?;
+    let (ResetBody { password }, format) = request::json_or_form_body(request).await?;
     let html = wants_html || format == BodyFormat::Form;
     // The key is looked up first: a live key is never refused because
     // others on the same address failed. Only a failure spends the client's
@@ -171,10 +229,9 @@ pub async fn reset(
     }
     Ok(json_response(
         StatusCode::OK,
-        &json!({
-            "status": "changed",
-            "message": "Your password has been changed and every session has ended. Sign in with the new password.",
-        }),
+        &PasswordChanged::new(
+            "Your password has been changed and every session has ended. Sign in with the new password.",
+        ),
     ))
 }
 

@@ -1,12 +1,17 @@
 //! Reading requests safely: bounded bodies, strict JSON, the client's address.
 
-use std::{collections::BTreeSet, net::IpAddr, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
+use utoipa::{
+    ToSchema,
+    openapi::{RefOr, Schema},
+};
 
 use super::response::{ApiError, FieldErrors};
 use crate::{config::IpRange, domain::text::has_terminal_control};
@@ -17,39 +22,50 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// cannot hold a connection and a handler.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reads a JSON object body with exactly the `expected` string fields, or
-/// explains per field what is wrong. Unknown fields are errors, not ignored:
-/// a client sending `is_admin` should learn it has no effect. A field given
-/// twice is an error too: parsers disagree on which one wins, so a proxy or
-/// a log could see another value than Porter does.
-pub async fn json_fields<const N: usize>(
-    request: Request<Incoming>,
-    expected: [&'static str; N],
-) -> Result<[String; N], ApiError> {
-    let (required, []) = json_fields_and_optional(request, expected, []).await?;
-    Ok(required)
-}
+/// A request body: a struct whose fields are strings (`Option<String>` for
+/// one that may be absent or `null`). Its schema is the contract's and the
+/// reader's both: the document shows its properties, and the reader knows
+/// no other field and requires the schema's `required` ones.
+pub trait Fields: DeserializeOwned + ToSchema {}
 
-/// Like [`json_fields`], with `optional` string fields that may be absent
-/// (or `null`) as well.
-pub async fn json_fields_and_optional<const N: usize, const M: usize>(
-    request: Request<Incoming>,
-    expected: [&'static str; N],
-    optional: [&'static str; M],
-) -> Result<([String; N], [Option<String>; M]), ApiError> {
+impl<T: DeserializeOwned + ToSchema> Fields for T {}
+
+/// The body of an action that takes no fields: empty, `{}`, or an empty
+/// form post.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
+/// Reads a JSON object body into `T`, or explains per field what is wrong.
+/// Unknown fields are errors, not ignored: a client sending `is_admin`
+/// should learn it has no effect. A field given twice is an error too:
+/// parsers disagree on which one wins, so a proxy or a log could see
+/// another value than Porter does.
+pub async fn json_body<T: Fields>(request: Request<Incoming>) -> Result<T, ApiError> {
     if !is_json(request.headers()) {
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = read_body(request).await?;
-    let mut errors = FieldErrors::new();
-    let object = unique_members(json_members(&body)?, &mut errors);
-    report_unknown(&object, expected.iter().chain(&optional), &mut errors);
-    let optional_values = optional.map(|name| string_field(&object, name, &mut errors));
-    let values = required_fields(&object, expected, &mut errors);
-    if errors.is_empty() {
-        Ok((values, optional_values))
+    typed(json_members(&body)?)
+}
+
+/// Reads a body of optional fields from a JSON object or from a browser's
+/// form post (`application/x-www-form-urlencoded`); an empty body has none
+/// of them. Unknown, repeated and non-string fields are refused as in
+/// [`json_body`].
+pub async fn optional_body<T: Fields>(request: Request<Incoming>) -> Result<T, ApiError> {
+    let is_form = has_media_type(request.headers(), "application/x-www-form-urlencoded");
+    let is_json = is_json(request.headers());
+    let body = read_body(request).await?;
+    if body.is_empty() {
+        return typed(Vec::new());
+    }
+    if is_form {
+        typed(form_members(&body))
+    } else if is_json {
+        typed(json_members(&body)?)
     } else {
-        Err(ApiError::Validation(errors))
+        Err(ApiError::UnsupportedMediaType)
     }
 }
 
@@ -66,38 +82,6 @@ pub fn free_text<'a>(field: &str, value: &'a str) -> Result<&'a str, ApiError> {
     Ok(value)
 }
 
-/// Reads the optional string fields `expected` from a JSON object or from a
-/// browser's form post (`application/x-www-form-urlencoded`); an empty body
-/// has none of them. Unknown, repeated and non-string fields are refused as
-/// in [`json_fields`].
-pub async fn optional_fields<const N: usize>(
-    request: Request<Incoming>,
-    expected: [&'static str; N],
-) -> Result<[Option<String>; N], ApiError> {
-    let is_form = has_media_type(request.headers(), "application/x-www-form-urlencoded");
-    let is_json = is_json(request.headers());
-    let body = read_body(request).await?;
-    if body.is_empty() {
-        return Ok([(); N].map(|()| None));
-    }
-    let members = if is_form {
-        form_members(&body)
-    } else if is_json {
-        json_members(&body)?
-    } else {
-        return Err(ApiError::UnsupportedMediaType);
-    };
-    let mut errors = FieldErrors::new();
-    let object = unique_members(members, &mut errors);
-    report_unknown(&object, expected.iter(), &mut errors);
-    let values = expected.map(|name| string_field(&object, name, &mut errors));
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(ApiError::Validation(errors))
-    }
-}
-
 /// How a body that may be JSON or a form post was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
@@ -106,12 +90,11 @@ pub enum BodyFormat {
     Form,
 }
 
-/// Like [`json_fields`], also accepting the same fields as an HTML form post
+/// Like [`json_body`], also accepting the same fields as an HTML form post
 /// (for pages that work without scripts).
-pub async fn json_or_form_fields<const N: usize>(
+pub async fn json_or_form_body<T: Fields>(
     request: Request<Incoming>,
-    expected: [&'static str; N],
-) -> Result<([String; N], BodyFormat), ApiError> {
+) -> Result<(T, BodyFormat), ApiError> {
     let format = if is_json(request.headers()) {
         BodyFormat::Json
     } else if has_media_type(request.headers(), "application/x-www-form-urlencoded") {
@@ -124,12 +107,78 @@ pub async fn json_or_form_fields<const N: usize>(
         BodyFormat::Json => json_members(&body)?,
         BodyFormat::Form => form_members(&body),
     };
+    Ok((typed(members)?, format))
+}
+
+/// `members` as a `T`: every field known to `T`'s schema and given once, a
+/// string (or `null` where it may be absent), its required ones present;
+/// else every problem, per field.
+fn typed<T: Fields>(members: Vec<(String, Value)>) -> Result<T, ApiError> {
+    let (known, required) = schema_fields::<T>();
     let mut errors = FieldErrors::new();
-    let object = unique_members(members, &mut errors);
-    report_unknown(&object, expected.iter(), &mut errors);
-    let values = required_fields(&object, expected, &mut errors);
+    let mut object = unique_members(members, &mut errors);
+    report_unknown(&object, &known, &mut errors);
+    object.retain(|name, _| known.contains(name));
+    for name in &known {
+        match object.get(name) {
+            Some(Value::String(_)) => {}
+            None | Some(Value::Null) if required.contains(name) => {
+                errors
+                    .entry(name.clone())
+                    .or_default()
+                    .push("is required".into());
+            }
+            None | Some(Value::Null) => {}
+            Some(_) => errors
+                .entry(name.clone())
+                .or_default()
+                .push("must be a string".into()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    serde_json::from_value(Value::Object(object))
+        .map_err(|e| ApiError::MalformedJson(describe_json_error(&e)))
+}
+
+/// The properties of `T`'s schema and the required ones among them.
+///
+/// # Panics
+/// When `T`'s schema is not an object: a body type that every test of its
+/// route would show wrong.
+fn schema_fields<T: ToSchema>() -> (Vec<String>, Vec<String>) {
+    match T::schema() {
+        RefOr::T(Schema::Object(object)) => {
+            (object.properties.keys().cloned().collect(), object.required)
+        }
+        _ => panic!("the body {} is not an object schema", T::name()),
+    }
+}
+
+/// The query's parameters, each known and given once, or `400` per field.
+pub fn query_params(
+    request: &Request<Incoming>,
+    known: &[&str],
+) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let query = request.uri().query().unwrap_or("");
+    let mut params = std::collections::BTreeMap::new();
+    let mut errors = FieldErrors::new();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()).into_owned() {
+        if !known.contains(&name.as_str()) {
+            errors
+                .entry(name.chars().take(64).collect())
+                .or_default()
+                .push("is not a known parameter".into());
+        } else if params.insert(name.clone(), value).is_some() {
+            errors
+                .entry(name)
+                .or_default()
+                .push("is given more than once".into());
+        }
+    }
     if errors.is_empty() {
-        Ok((values, format))
+        Ok(params)
     } else {
         Err(ApiError::Validation(errors))
     }
@@ -175,55 +224,12 @@ fn unique_members(members: Vec<(String, Value)>, errors: &mut FieldErrors) -> Ma
     object
 }
 
-fn report_unknown<'a>(
-    object: &Map<String, Value>,
-    known: impl Iterator<Item = &'a &'static str>,
-    errors: &mut FieldErrors,
-) {
-    let known: BTreeSet<&str> = known.copied().collect();
-    for name in object.keys().filter(|name| !known.contains(name.as_str())) {
+fn report_unknown(object: &Map<String, Value>, known: &[String], errors: &mut FieldErrors) {
+    for name in object.keys().filter(|name| !known.contains(name)) {
         errors
             .entry(truncate(name))
             .or_default()
             .push("is not a known field".into());
-    }
-}
-
-/// The `expected` string fields of `object`, each reported as required when
-/// it is absent.
-fn required_fields<const N: usize>(
-    object: &Map<String, Value>,
-    expected: [&'static str; N],
-    errors: &mut FieldErrors,
-) -> [String; N] {
-    expected.map(|name| {
-        string_field(object, name, errors).unwrap_or_else(|| {
-            errors
-                .entry(name.into())
-                .or_default()
-                .push("is required".into());
-            String::new()
-        })
-    })
-}
-
-/// A string field: absent or `null` is `None`; a mistyped one is reported
-/// and read as empty.
-fn string_field(
-    object: &Map<String, Value>,
-    name: &'static str,
-    errors: &mut FieldErrors,
-) -> Option<String> {
-    match object.get(name) {
-        Some(Value::String(value)) => Some(value.clone()),
-        None | Some(Value::Null) => None,
-        Some(_) => {
-            errors
-                .entry(name.into())
-                .or_default()
-                .push("must be a string".into());
-            Some(String::new())
-        }
     }
 }
 

@@ -11,7 +11,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde::Serialize;
-use serde_json::json;
+use utoipa::{
+    ToSchema,
+    openapi::{ObjectBuilder, RefOr, Schema, schema::SchemaType},
+};
 
 pub use crate::http_server::Body;
 use crate::{
@@ -263,14 +266,19 @@ impl ApiError {
     }
 
     pub fn into_response(self, http_request_id: &str) -> Response<Body> {
-        let mut error = json!({ "code": self.code(), "message": self.public_message() });
-        if let Self::Validation(fields) = &self {
-            error["fields"] = json!(fields);
-        }
-        let mut response = json_response(
-            self.status(),
-            &json!({ "error": error, "request_id": http_request_id }),
-        );
+        let fields = match &self {
+            Self::Validation(fields) => Some(fields),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.public_message(),
+                fields,
+            },
+            request_id: http_request_id,
+        };
+        let mut response = json_response(self.status(), &body);
         if let Some(seconds) = self.retry_after() {
             response
                 .headers_mut()
@@ -288,6 +296,119 @@ impl ApiError {
             );
         }
         response
+    }
+}
+
+/// Every error body.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+    /// The request's id, also sent as the X-Request-Id header
+    request_id: &'a str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ErrorDetail<'a> {
+    #[schema(schema_with = error_codes)]
+    code: &'static str,
+    message: String,
+    /// Per-field messages, for validation_failed
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, Vec<String>>>)]
+    fields: Option<&'a FieldErrors>,
+}
+
+/// Every `error.code` an answer may carry: [`ApiError::code`]'s, and the
+/// conflicts of admin actions (`crate::account_admin`, `crate::webhooks::manage`).
+/// The tests check every error any of them sees against this list.
+pub const ERROR_CODES: [&str; 30] = [
+    "validation_failed",
+    "malformed_json",
+    "password_required",
+    "payload_too_large",
+    "unsupported_media_type",
+    "not_found",
+    "method_not_allowed",
+    "activation_link_invalid",
+    "overloaded",
+    "rate_limited",
+    "uri_too_long",
+    "request_timeout",
+    "temporarily_unavailable",
+    "internal_error",
+    "unauthorized",
+    "account_not_found",
+    "subscription_not_found",
+    "already_active",
+    "not_active",
+    "already_blocked",
+    "not_blocked",
+    "not_pending",
+    "registration_ended",
+    "address_owned_elsewhere",
+    "not_applicable",
+    "reset_link_invalid",
+    "invalid_credentials",
+    "account_not_active",
+    "account_blocked",
+    "unauthenticated",
+];
+
+fn error_codes() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(utoipa::openapi::Type::String))
+        .enum_values(Some(ERROR_CODES))
+        .into()
+}
+
+/// What every `202` says: an email follows where one is due.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Accepted {
+    #[schema(inline)]
+    status: AcceptedStatus,
+    message: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum AcceptedStatus {
+    Accepted,
+}
+
+/// A password set anew, by its owner or through a reset link.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChanged {
+    #[schema(inline)]
+    status: ChangedStatus,
+    message: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ChangedStatus {
+    Changed,
+}
+
+impl PasswordChanged {
+    pub fn new(message: &'static str) -> Self {
+        Self {
+            status: ChangedStatus::Changed,
+            message,
+        }
+    }
+}
+
+impl Accepted {
+    pub fn new(message: &'static str) -> Self {
+        Self {
+            status: AcceptedStatus::Accepted,
+            message,
+        }
     }
 }
 

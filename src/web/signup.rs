@@ -10,13 +10,15 @@
 
 use http::{Response, StatusCode};
 use hyper::{Request, body::Incoming};
-use serde_json::json;
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::{
     AppState,
     context::RequestContext,
+    openapi::{Answer, Auth, BodyType, Operation, RequestBody, Tag},
     request, request_locale,
-    response::{ApiError, Body, FieldErrors, json_response},
+    response::{Accepted, ApiError, Body, FieldErrors, json_response},
 };
 use crate::{
     commands::{CommandError, SignUp},
@@ -24,6 +26,47 @@ use crate::{
     rate_limit::Budget,
     store::ClaimKind,
 };
+
+pub static OPERATION: Operation = Operation {
+    id: "sign_up",
+    tag: Tag::SignUp,
+    summary: "Sign up",
+    description: "Registers the username and emails the address a link to activate the \
+        account. The answer is the same whether the address is new, waiting or already has \
+        an account; only a taken username is refused.",
+    auth: Auth::Public,
+    parameters: &[],
+    body: RequestBody::Json(BodyType::of::<SignUpBody>()),
+    answers: &[
+        Answer::json::<Accepted>(202, "Registered; the activation email follows"),
+        Answer::error(429, "Too many sign-ups from this address or overall"),
+    ],
+};
+
+/// A sign-up.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SignUp, examples(json!({
+    "username": "ada", "email": "ada@example.com", "password": "correct horse battery staple"
+})))]
+pub struct SignUpBody {
+    /// 3–32 letters, digits, '_', '-', '.'; starts with a letter or digit;
+    /// unique ignoring case
+    #[schema(min_length = 3, max_length = 32)]
+    username: String,
+    #[schema(format = Email, max_length = 254)]
+    email: String,
+    /// 12–128 characters after NFKC; not a common password, not containing
+    /// the username, not a repeated or sequential pattern
+    #[schema(min_length = 12, max_length = 128, write_only)]
+    password: String,
+    /// BCP 47 language tag of the account's emails and pages, matched to the
+    /// locales Porter has (de-AT finds de); unknown or malformed → 400 on
+    /// this field. Absent: negotiated from Accept-Language, else
+    /// DEFAULT_LOCALE
+    #[schema(max_length = 35, examples("de", "en"))]
+    locale: Option<String>,
+}
 
 pub async fn sign_up(
     state: &AppState,
@@ -44,9 +87,12 @@ pub async fn sign_up(
         .admit(Budget::SignUpGlobal, state.config.limits.sign_up_global, "")
         .await?;
     let negotiated = request_locale::negotiate(&state.templates, request.headers()).clone();
-    let ([username, email, password], [requested_locale]) =
-        request::json_fields_and_optional(request, ["username", "email", "password"], ["locale"])
-            .await?;
+    let SignUpBody {
+        username,
+        email,
+        password,
+        locale: requested_locale,
+    } = request::json_body(request).await?;
     let mut errors = FieldErrors::new();
     let mut report =
         |field: &str, message: String| errors.entry(field.to_owned()).or_default().push(message);
@@ -98,9 +144,6 @@ pub async fn sign_up(
     }
     Ok(json_response(
         StatusCode::ACCEPTED,
-        &json!({
-            "status": "accepted",
-            "message": "Check your inbox: we sent a link to activate your account.",
-        }),
+        &Accepted::new("Check your inbox: we sent a link to activate your account."),
     ))
 }

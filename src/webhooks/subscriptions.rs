@@ -15,32 +15,68 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use utoipa::{
+    ToSchema,
+    openapi::{Array, ObjectBuilder, RefOr, Schema, Type},
+};
 use uuid::Uuid;
 
 use super::signature::Secret;
-use crate::store::{self, Cursor};
+use crate::{
+    public_events,
+    store::{self, Cursor},
+};
 
 /// A subscription as operators see it: never its secrets.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Subscription {
     pub id: Uuid,
     pub url: String,
-    /// The public types it receives; `None` for all.
+    /// The public types delivered; null for all
+    #[schema(schema_with = event_types_schema, required = true)]
     pub event_types: Option<Vec<String>>,
     /// `active`, `paused` or `disabled`.
+    #[schema(schema_with = state_schema)]
     pub state: String,
+    #[schema(required = true)]
     pub state_reason: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[schema(minimum = 0)]
     pub delivered: i64,
+    #[schema(required = true)]
     pub last_delivered_at: Option<DateTime<Utc>>,
-    /// Since when every attempt has failed.
+    /// Since when every attempt has failed; null while deliveries succeed
+    #[schema(required = true)]
     pub failing_since: Option<DateTime<Utc>>,
+    /// Consecutive failed attempts
+    #[schema(minimum = 0)]
     pub failed_attempts: i64,
+    #[schema(required = true)]
     pub last_error: Option<String>,
-    /// The worker process delivering it now, if any.
+    /// The worker process delivering it now
+    #[schema(required = true)]
     pub lease_owner: Option<String>,
-    /// Until when the old secret signs beside the new one.
+    /// Until when the secret before the last rotation still signs
+    #[schema(required = true)]
     pub previous_secret_until: Option<DateTime<Utc>>,
+}
+
+fn event_types_schema() -> RefOr<Schema> {
+    let mut array = Array::new_nullable(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(public_events::TYPES)),
+    );
+    array.description = Some("The public types delivered; null for all".into());
+    Schema::Array(array).into()
+}
+
+fn state_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["active", "paused", "disabled"]))
+        .into()
 }
 
 const COLUMNS: &str = "id, url, event_types, state, state_reason, created_at, delivered, \
@@ -50,11 +86,17 @@ const COLUMNS: &str = "id, url, event_types, state, state_reason, created_at, de
          AS previous_secret_until";
 
 /// A subscription and how far behind the log it is.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ListedWebhookSubscription)]
 pub struct Listed {
     #[serde(flatten)]
     pub subscription: Subscription,
+    /// Committed log events not delivered yet (internal ones included)
+    #[schema(minimum = 0)]
     pub lag_events: i64,
+    /// Age of the oldest of them
+    #[schema(minimum = 0)]
     pub lag_seconds: f64,
 }
 

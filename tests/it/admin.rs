@@ -286,6 +286,13 @@ async fn lookups_show_state_and_history_without_password_hashes() {
         assert_eq!(refused.status(), 400, "{bad}");
         assert!(refused.json()["error"]["fields"].is_object(), "{bad}");
     }
+    // A listing parameter given to a lookup is named, not blamed on `status`.
+    let refused = app
+        .admin_get("accounts?username=ada&limit=5&after=x", &key)
+        .await;
+    let fields = &refused.json()["error"]["fields"];
+    let named: Vec<&String> = fields.as_object().expect("fields").keys().collect();
+    assert_eq!(named, ["after", "limit"], "{fields}");
 }
 
 #[tokio::test]

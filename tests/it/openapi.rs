@@ -1,6 +1,8 @@
 //! Keeps the OpenAPI document true: every response a test sees through
-//! `TestApp` is checked against it when the app is dropped, and the document
-//! itself must be a well-formed OpenAPI 3.1 description.
+//! `TestApp` is checked against it when the app is dropped, the document
+//! itself must be a well-formed OpenAPI 3.1 description, it shows every row
+//! of the route table and nothing else, and the committed copy
+//! `docs/openapi.json` is what the server generates.
 
 use std::collections::BTreeSet;
 
@@ -8,9 +10,64 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestResponse, new_user, spawn_app};
 
-/// The document, as served.
+/// The document, as served: generated from the route table and the body
+/// types.
 pub fn document() -> Value {
-    serde_json::from_str(include_str!("../../src/web/openapi.json")).expect("openapi.json is JSON")
+    porter::web::openapi_document().clone()
+}
+
+/// The committed copy, so a change of the contract shows in review.
+const COMMITTED: &str = "docs/openapi.json";
+
+#[test]
+fn the_committed_document_is_the_generated_one() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED);
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == *porter::web::OPENAPI_TEXT,
+        "{COMMITTED} is not the document the server generates; regenerate it with \
+         `cargo run -q -- openapi > {COMMITTED}` and review the difference"
+    );
+}
+
+#[test]
+fn every_operation_has_a_unique_python_identifier_for_an_id_and_says_its_security() {
+    let document = document();
+    let mut ids = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            let id = operation["operationId"].as_str().expect("an operationId");
+            let identifier = id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            assert!(
+                identifier,
+                "{method} {path}: {id} is not a Python identifier"
+            );
+            assert!(ids.insert(id.to_owned()), "{id} is not unique");
+            let security = &operation["security"];
+            let expected = if path.starts_with("/api/admin/") {
+                json!([{ "apiKey": [] }])
+            } else if security == &json!([{ "session": [] }]) {
+                assert!(path.starts_with("/api/me") || path.starts_with("/api/sessions"));
+                continue;
+            } else {
+                json!([])
+            };
+            assert_eq!(security, &expected, "{method} {path}");
+        }
+    }
+    assert!(!document["servers"].as_array().expect("servers").is_empty());
+}
+
+#[test]
+fn no_parameter_has_a_default() {
+    let text = document()["paths"].to_string();
+    assert!(
+        !text.contains("\"default\""),
+        "a default an operation may refuse"
+    );
 }
 
 /// Why `response` to `method path` does not match the document, if it does not.
@@ -154,6 +211,24 @@ const OPERATIONS: [&str; 8] = [
 /// Routes the document leaves out on purpose: `/dev/mail/` is `/dev/mail`
 /// as a browser may spell it.
 const UNDOCUMENTED: [(&str, &str); 1] = [("/dev/mail/", "GET")];
+
+/// Every row of the table carries an operation, but for [`UNDOCUMENTED`].
+#[test]
+fn every_row_has_an_operation() {
+    let without: Vec<String> = porter::web::ROUTES
+        .iter()
+        .filter(|route| route.operation().is_none())
+        .flat_map(|route| {
+            route
+                .methods()
+                .iter()
+                .map(move |m| (m.as_str(), route.path()))
+        })
+        .filter(|(method, path)| *method != "HEAD" && !UNDOCUMENTED.contains(&(*path, *method)))
+        .map(|(method, path)| format!("{method} {path} has no operation"))
+        .collect();
+    assert!(without.is_empty(), "{without:#?}");
+}
 
 /// How the router's table (`porter::web::ROUTES`) and `document` disagree:
 /// each `METHOD /path` one serves and the other does not mention, but for

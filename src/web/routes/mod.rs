@@ -5,28 +5,32 @@
 //! Each route is written once, here: the table decides the handler, the
 //! `405` with its `Allow` header for a path served under other methods, the
 //! `404` for anything else, and the route name that the metrics and the log
-//! line carry. `tests/it/openapi.rs` holds the table and `openapi.json` to
-//! the same routes. Two rules stand beside the table: every path under
+//! line carry. Each row carries its operation ([`Operation`]), from which
+//! the OpenAPI document is assembled ([`openapi_document`]);
+//! `tests/it/openapi.rs` fails for a row without one. Two rules stand
+//! beside the table: every path under
 //! `/api/admin/` needs an API key before it is even looked up, and the
 //! `/dev/mail` routes are served only in `porter dev`.
 
 use std::{net::IpAddr, pin::pin, time::Instant};
 
 use futures::future::BoxFuture;
-use http::{Method, Response, StatusCode};
+use http::{Method, Response};
 use hyper::{Request, body::Incoming};
-use porter_jobs::AddressAction;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{
-    AppState, activation, address_request, admin_api,
+    AppState, admin_accounts,
     context::RequestContext,
-    dev_mail, password_reset, request,
-    response::{ApiError, Body, add_standard_headers, json_response, text_response},
-    sign_in, signup,
+    openapi::Operation,
+    request,
+    response::{ApiError, Body, add_standard_headers},
 };
-use crate::{mail::DevMailbox, webhooks::manage::Change};
+
+mod table;
+
+pub use table::{OPENAPI_TEXT, ROUTES, openapi_document};
 
 pub async fn handle(state: &AppState, peer: IpAddr, request: Request<Incoming>) -> Response<Body> {
     let context = RequestContext::new(
@@ -126,7 +130,7 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let admin_context;
     let context = if segments.starts_with(&ADMIN_PREFIX) {
-        match admin_api::authorize(state, context, &request).await {
+        match admin_accounts::authorize(state, context, &request).await {
             Ok(acting) => {
                 admin_context = acting;
                 &admin_context
@@ -255,6 +259,8 @@ pub struct Route {
     methods: &'static [Method],
     path: &'static str,
     name: &'static str,
+    /// `None` only for a path the document leaves out ([`undocumented`]).
+    operation: Option<&'static Operation>,
     handler: Handler,
 }
 
@@ -275,6 +281,11 @@ impl Route {
         self.name
     }
 
+    /// The operation the document shows for the row.
+    pub fn operation(&self) -> Option<&'static Operation> {
+        self.operation
+    }
+
     fn fits(&self, segments: &[&str]) -> bool {
         let mut parts = template_segments(self.path);
         let fits = segments.iter().all(|segment| {
@@ -290,265 +301,4 @@ impl Route {
             .filter(|part| part.starts_with('{'))
             .count()
     }
-}
-
-const GET: &[Method] = &[Method::GET];
-const GET_HEAD: &[Method] = &[Method::GET, Method::HEAD];
-const POST: &[Method] = &[Method::POST];
-const DELETE: &[Method] = &[Method::DELETE];
-
-const fn row(
-    methods: &'static [Method],
-    path: &'static str,
-    name: &'static str,
-    handler: Handler,
-) -> Route {
-    Route {
-        methods,
-        path,
-        name,
-        handler,
-    }
-}
-
-/// Every route Porter's API listener serves. The order matters only for a
-/// `405`: its route name is the first row whose path fits.
-pub static ROUTES: &[Route] = &[
-    row(POST, "/api/users", "sign_up", |s, c, r, _| {
-        Box::pin(signup::sign_up(s, c, r))
-    }),
-    row(
-        GET_HEAD,
-        "/activate/{key}",
-        "activation_page",
-        |s, _, r, p| Box::pin(async move { activation::page(s, p.get("key"), r.headers()).await }),
-    ),
-    row(
-        POST,
-        "/api/activate-account/resend",
-        "resend",
-        |s, c, r, _| Box::pin(address_request::accept(s, c, r, AddressAction::Resend)),
-    ),
-    row(
-        POST,
-        "/api/activate-account/{key}",
-        "activate",
-        |s, c, r, p| Box::pin(activation::activate(s, c, p.get("key"), r)),
-    ),
-    row(
-        POST,
-        "/api/activate-account/{key}/cancel",
-        "cancel_registration",
-        |s, c, r, p| Box::pin(activation::cancel(s, c, p.get("key"), r)),
-    ),
-    row(POST, "/api/sessions", "sign_in", |s, c, r, _| {
-        Box::pin(sign_in::sign_in(s, c, r))
-    }),
-    row(
-        DELETE,
-        "/api/sessions",
-        "sign_out_everywhere",
-        |s, _, r, _| Box::pin(async move { sign_in::sign_out_everywhere(s, r.headers()).await }),
-    ),
-    row(DELETE, "/api/sessions/current", "sign_out", |s, _, r, _| {
-        Box::pin(async move { sign_in::sign_out(s, r.headers()).await })
-    }),
-    row(GET_HEAD, "/api/me", "me", |s, _, r, _| {
-        Box::pin(async move { sign_in::me(s, r.headers()).await })
-    }),
-    row(POST, "/api/me/password", "change_password", |s, c, r, _| {
-        Box::pin(sign_in::change_password(s, c, r))
-    }),
-    row(
-        POST,
-        "/api/password-reset",
-        "password_reset_request",
-        |s, c, r, _| {
-            Box::pin(address_request::accept(
-                s,
-                c,
-                r,
-                AddressAction::PasswordReset,
-            ))
-        },
-    ),
-    row(
-        POST,
-        "/api/password-reset/{key}",
-        "password_reset",
-        |s, c, r, p| Box::pin(password_reset::reset(s, c, p.get("key"), r)),
-    ),
-    row(
-        GET_HEAD,
-        "/reset-password/{key}",
-        "reset_password_page",
-        |s, _, r, p| {
-            Box::pin(async move { password_reset::page(s, p.get("key"), r.headers()).await })
-        },
-    ),
-    row(GET_HEAD, "/api/openapi.json", "openapi", |_, _, _, _| {
-        Box::pin(async { Ok(openapi()) })
-    }),
-    row(GET_HEAD, "/healthz", "healthz", |_, _, _, _| {
-        Box::pin(async { Ok(text_response(StatusCode::OK, "ok\n")) })
-    }),
-    row(GET_HEAD, "/readyz", "readyz", |s, _, _, _| {
-        Box::pin(readiness(s))
-    }),
-    // The admin API: the router has checked the API key (`ADMIN_PREFIX`).
-    row(GET, "/api/admin/events", "admin_events", |s, _, r, _| {
-        Box::pin(async move { admin_api::events(s, &r).await })
-    }),
-    row(
-        GET,
-        "/api/admin/accounts",
-        "admin_accounts",
-        |s, _, r, _| Box::pin(async move { admin_api::accounts(s, &r).await }),
-    ),
-    row(
-        GET,
-        "/api/admin/accounts/{id}",
-        "admin_account",
-        |s, _, _, p| Box::pin(admin_api::show(s, p.get("id"))),
-    ),
-    row(
-        GET,
-        "/api/admin/accounts/{id}/events",
-        "admin_account_events",
-        |s, _, _, p| Box::pin(admin_api::history(s, p.get("id"))),
-    ),
-    row(
-        POST,
-        "/api/admin/accounts/{id}/resend-activation",
-        "admin_resend_activation",
-        |s, c, r, p| Box::pin(admin_api::resend_activation(s, c, p.get("id"), r)),
-    ),
-    row(
-        POST,
-        "/api/admin/accounts/{id}/activate",
-        "admin_activate",
-        |s, c, r, p| Box::pin(admin_api::activate(s, c, p.get("id"), r)),
-    ),
-    row(
-        POST,
-        "/api/admin/accounts/{id}/block",
-        "admin_block",
-        |s, c, r, p| Box::pin(admin_api::block(s, c, p.get("id"), r)),
-    ),
-    row(
-        POST,
-        "/api/admin/accounts/{id}/unblock",
-        "admin_unblock",
-        |s, c, r, p| Box::pin(admin_api::unblock(s, c, p.get("id"), r)),
-    ),
-    row(
-        GET,
-        "/api/admin/webhooks",
-        "admin_webhooks",
-        |s, _, _, _| Box::pin(admin_api::list_webhooks(s)),
-    ),
-    row(
-        POST,
-        "/api/admin/webhooks",
-        "admin_webhooks",
-        |s, _, r, _| Box::pin(admin_api::add_webhook(s, r)),
-    ),
-    row(
-        GET,
-        "/api/admin/webhooks/{id}",
-        "admin_webhook",
-        |s, _, _, p| Box::pin(admin_api::show_webhook(s, p.get("id"))),
-    ),
-    row(
-        DELETE,
-        "/api/admin/webhooks/{id}",
-        "admin_webhook",
-        |s, _, r, p| Box::pin(admin_api::change_webhook(s, p.get("id"), Change::Remove, r)),
-    ),
-    row(
-        POST,
-        "/api/admin/webhooks/{id}/pause",
-        "admin_webhook_pause",
-        |s, _, r, p| Box::pin(admin_api::change_webhook(s, p.get("id"), Change::Pause, r)),
-    ),
-    row(
-        POST,
-        "/api/admin/webhooks/{id}/resume",
-        "admin_webhook_resume",
-        |s, _, r, p| Box::pin(admin_api::change_webhook(s, p.get("id"), Change::Resume, r)),
-    ),
-    row(
-        POST,
-        "/api/admin/webhooks/{id}/rotate-secret",
-        "admin_webhook_rotate_secret",
-        |s, _, r, p| Box::pin(admin_api::rotate_webhook_secret(s, p.get("id"), r)),
-    ),
-    row(
-        POST,
-        "/api/admin/webhooks/{id}/replay",
-        "admin_webhook_replay",
-        |s, _, r, p| Box::pin(admin_api::replay_webhook(s, p.get("id"), r)),
-    ),
-    // `porter dev` only (`DEV_MAIL_PREFIX`).
-    row(GET_HEAD, "/dev/mail", "dev_mail", |s, _, _, _| {
-        Box::pin(async move { dev_mail::index(mailbox(s)) })
-    }),
-    row(GET_HEAD, "/dev/mail/", "dev_mail", |s, _, _, _| {
-        Box::pin(async move { dev_mail::index(mailbox(s)) })
-    }),
-    row(GET_HEAD, "/dev/mail/{id}", "dev_mail", |s, _, _, p| {
-        Box::pin(async move { dev_mail::message(mailbox(s), p.get("id")) })
-    }),
-    row(GET_HEAD, "/dev/mail/{id}/html", "dev_mail", |s, _, _, p| {
-        Box::pin(async move { dev_mail::message_html(mailbox(s), p.get("id")) })
-    }),
-];
-
-/// The dev mailbox, which the `/dev/mail` rows are matched only with.
-fn mailbox(state: &AppState) -> &DevMailbox {
-    state
-        .dev_mailbox
-        .as_ref()
-        .expect("/dev/mail routes are matched only with a dev mailbox")
-}
-
-/// The API description, embedded at build time.
-fn openapi() -> Response<Body> {
-    let mut response = text_response(StatusCode::OK, include_str!("openapi.json"));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// Ready when Postgres and Redis both answer; a load balancer stops sending
-/// traffic to a process that cannot record anything. The answer says ready
-/// or not, never which dependency failed (that is in the log).
-async fn readiness(state: &AppState) -> Result<Response<Body>, ApiError> {
-    let timeout = std::time::Duration::from_secs(2);
-    let postgres =
-        tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&state.pool)).await;
-    let redis = tokio::time::timeout(
-        timeout,
-        redis::cmd("PING").query_async::<String>(&mut state.redis.clone()),
-    )
-    .await;
-    let postgres_ok = matches!(postgres, Ok(Ok(_)));
-    let redis_ok = matches!(redis, Ok(Ok(_)));
-    if !postgres_ok {
-        tracing::warn!("not ready: Postgres does not answer");
-    }
-    if !redis_ok {
-        tracing::warn!("not ready: Redis does not answer");
-    }
-    let (status, ready) = if postgres_ok && redis_ok {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-    };
-    Ok(json_response(
-        status,
-        &serde_json::json!({ "status": ready }),
-    ))
 }

@@ -24,17 +24,89 @@
 //! Everything else here needs `Authorization: Bearer <token>`; see
 //! [`crate::sessions`] for what a token is and where it lives.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use http::{HeaderMap, Response, StatusCode};
 use hyper::{Request, body::Incoming};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
     AppState,
     context::RequestContext,
+    openapi::{Answer, Auth, BodyType, Content, Operation, RequestBody, Tag},
     request,
-    response::{ApiError, Body, json_response, no_content},
+    response::{ApiError, Body, PasswordChanged, json_response, no_content},
+};
+
+mod budgets;
+
+use budgets::{SuccessBudgets, Throttle};
+
+pub static SIGN_IN: Operation = Operation {
+    id: "sign_in",
+    tag: Tag::Sessions,
+    summary: "Sign in: a session token",
+    description: "A wrong password and a login that names no account get the same 401; only \
+        the right password learns that an account is pending or blocked (403).",
+    auth: Auth::Public,
+    parameters: &[],
+    body: RequestBody::Json(BodyType::of::<SignInBody>()),
+    answers: &[
+        Answer::json::<NewSession>(201, "Signed in"),
+        Answer::error(401, "The login or the password is wrong"),
+        Answer::error(403, "The account is not active yet, or blocked"),
+        Answer::error(429, "Too many attempts for this login, device or client"),
+    ],
+};
+
+pub static SIGN_OUT_EVERYWHERE: Operation = Operation {
+    id: "sign_out_everywhere",
+    tag: Tag::Sessions,
+    summary: "End every session of the account",
+    description: "This one included.",
+    auth: Auth::Session,
+    parameters: &[],
+    body: RequestBody::None,
+    answers: &[Answer::new(204, "Signed out everywhere", Content::Nothing)],
+};
+
+pub static SIGN_OUT: Operation = Operation {
+    id: "sign_out",
+    tag: Tag::Sessions,
+    summary: "End this session",
+    description: "The token stops working at once.",
+    auth: Auth::Session,
+    parameters: &[],
+    body: RequestBody::None,
+    answers: &[Answer::new(204, "Signed out", Content::Nothing)],
+};
+
+pub static ME: Operation = Operation {
+    id: "me",
+    tag: Tag::Sessions,
+    summary: "The signed-in account",
+    description: "Who the session token belongs to.",
+    auth: Auth::Session,
+    parameters: &[],
+    body: RequestBody::None,
+    answers: &[Answer::json::<AccountView>(200, "The account")],
+};
+
+pub static CHANGE_PASSWORD: Operation = Operation {
+    id: "change_password",
+    tag: Tag::Sessions,
+    summary: "Change the password",
+    description: "Needs the current password; every other session ends and the owner is \
+        emailed.",
+    auth: Auth::Session,
+    parameters: &[],
+    body: RequestBody::Json(BodyType::of::<ChangePasswordBody>()),
+    answers: &[
+        Answer::json::<PasswordChanged>(200, "Changed"),
+        Answer::error(403, "The account is not active"),
+        Answer::error(429, "Too many wrong current passwords"),
+    ],
 };
 use crate::{
     commands::CommandError,
@@ -42,18 +114,88 @@ use crate::{
     domain::{
         Account, AccountCommand, DomainError, EmailAddress, Password, SignInRefused, Username,
     },
-    rate_limit::{Budget, Reservation},
     sessions::{Session, SessionOwner, SessionToken},
     store::{self, ClaimKind},
 };
+
+/// A sign-in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SignIn)]
+pub struct SignInBody {
+    /// A username or an email address
+    login: String,
+    #[schema(max_length = 128, write_only)]
+    password: String,
+    /// The device_token of an earlier sign-in to this account from this
+    /// device; failures are then budgeted per device instead of per login.
+    /// Anything else (another account's, forged, malformed) counts as no
+    /// token
+    #[schema(write_only)]
+    device_token: Option<String>,
+}
+
+/// A new session.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Session)]
+pub struct NewSession {
+    /// 256 bits, 64 hex digits; send as Authorization: Bearer <token>
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    token: String,
+    /// The latest the session can live (SESSION_TTL); it ends earlier after
+    /// SESSION_IDLE without use
+    expires_at: DateTime<Utc>,
+    account: AccountView,
+    /// Opaque proof that this device signed in to this account (base64url,
+    /// 64 characters); keep it and send it with later sign-ins. The same
+    /// token comes back when one was presented
+    #[schema(pattern = "^[A-Za-z0-9_-]{64}$")]
+    device_token: String,
+}
+
+/// The signed-in account.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Account)]
+pub struct AccountView {
+    id: Uuid,
+    username: String,
+    email: String,
+}
+
+impl AccountView {
+    fn new(id: Uuid, username: &str, email: &str) -> Self {
+        Self {
+            id,
+            username: username.to_owned(),
+            email: email.to_owned(),
+        }
+    }
+}
+
+/// A password change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ChangePassword)]
+pub struct ChangePasswordBody {
+    #[schema(write_only)]
+    current_password: String,
+    /// The sign-up password policy applies
+    #[schema(min_length = 12, max_length = 128, write_only)]
+    new_password: String,
+}
 
 pub async fn sign_in(
     state: &AppState,
     context: &RequestContext,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let ([login, password], [device_token]) =
-        request::json_fields_and_optional(request, ["login", "password"], ["device_token"]).await?;
+    let SignInBody {
+        login,
+        password,
+        device_token,
+    } = request::json_body(request).await?;
     let raw_password = password;
     let password = Password::for_sign_in(&raw_password)
         .map_err(|e| ApiError::field("password", e.to_string()))?;
@@ -122,12 +264,16 @@ pub async fn sign_in(
     let device = device.unwrap_or_else(DeviceId::generate);
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({
-            "token": token.expose(),
-            "expires_at": expires_at,
-            "account": account_json(account.id, account.username.as_str(), account.email.as_typed()),
-            "device_token": device_tokens.token(account.id, device),
-        }),
+        &NewSession {
+            token: token.expose().to_owned(),
+            expires_at,
+            account: AccountView::new(
+                account.id,
+                account.username.as_str(),
+                account.email.as_typed(),
+            ),
+            device_token: device_tokens.token(account.id, device),
+        },
     ))
 }
 
@@ -174,7 +320,7 @@ pub async fn me(state: &AppState, headers: &HeaderMap) -> Result<Response<Body>,
     let session = authenticate(state, headers).await?;
     Ok(json_response(
         StatusCode::OK,
-        &account_json(session.account_id, &session.username, &session.email),
+        &AccountView::new(session.account_id, &session.username, &session.email),
     ))
 }
 
@@ -215,8 +361,10 @@ pub async fn change_password(
     // session names it): a stolen token must not become a way to test
     // passwords.
     let throttle = Throttle::new(state, context, account_subject(session.account_id));
-    let [current, new] =
-        request::json_fields(request, ["current_password", "new_password"]).await?;
+    let ChangePasswordBody {
+        current_password: current,
+        new_password: new,
+    } = request::json_body(request).await?;
     let current = Password::for_sign_in(&current)
         .map_err(|e| ApiError::field("current_password", e.to_string()))?;
     let username = Username::parse(&session.username).ok();
@@ -269,10 +417,7 @@ pub async fn change_password(
     tracing::info!(account_id = %session.account_id, ended, "password changed");
     Ok(json_response(
         StatusCode::OK,
-        &json!({
-            "status": "changed",
-            "message": "Your password has been changed and your other sessions have ended.",
-        }),
+        &PasswordChanged::new("Your password has been changed and your other sessions have ended."),
     ))
 }
 
@@ -287,10 +432,6 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Session, 
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?
         .ok_or(ApiError::Unauthenticated)
-}
-
-fn account_json(id: Uuid, username: &str, email: &str) -> serde_json::Value {
-    json!({ "id": id, "username": username, "email": email })
 }
 
 /// The account a login names (a username or an email address, compared in
@@ -321,124 +462,6 @@ fn account_subject(account_id: Uuid) -> String {
     format!("account:{account_id}")
 }
 
-/// The failed sign-in budgets of one attempt: its login (or device, or at
-/// password change its account) and its client IP.
-struct Throttle<'a> {
-    state: &'a AppState,
-    subject: String,
-    client: String,
-}
-
-impl<'a> Throttle<'a> {
-    fn new(state: &'a AppState, context: &RequestContext, subject: String) -> Self {
-        Self {
-            state,
-            subject,
-            client: context.client_ip.to_string(),
-        }
-    }
-
-    /// Spends one unit of each budget before the password is checked, or
-    /// answers `429` (spending neither) when either is spent.
-    async fn reserve(&self) -> Result<ReservedAttempt<'a>, ApiError> {
-        let limits = &self.state.config.limits;
-        let limiter = &self.state.rate_limiter;
-        let per_ip = limiter
-            .reserve(
-                Budget::FailedSignInPerIp,
-                limits.failed_sign_in_per_ip,
-                &self.client,
-            )
-            .await?;
-        match limiter
-            .reserve(
-                Budget::FailedSignInPerLogin,
-                limits.failed_sign_in_per_login,
-                &self.subject,
-            )
-            .await
-        {
-            Ok(per_login) => Ok(ReservedAttempt { per_ip, per_login }),
-            Err(refused) => {
-                per_ip.refund().await;
-                Err(refused.into())
-            }
-        }
-    }
-}
-
-/// The units one attempt holds until its password is checked.
-struct ReservedAttempt<'a> {
-    per_ip: Reservation<'a>,
-    per_login: Reservation<'a>,
-}
-
-impl ReservedAttempt<'_> {
-    /// A wrong password: both units stay spent.
-    fn keep(self) {
-        self.per_ip.keep();
-        self.per_login.keep();
-    }
-
-    /// The right password (or none was checked): both units come back.
-    async fn refund(self) {
-        futures::join!(self.per_ip.refund(), self.per_login.refund());
-    }
-}
-
-/// The budgets of successful sign-ins, per account and per client IP: each
-/// success is a session, and sessions live in shared Redis. Checked before
-/// anything is hashed, like the failure budgets; spent once the password
-/// proved right, and then atomically (admit), so sign-ins that passed the
-/// check together cannot all get a session.
-struct SuccessBudgets<'a> {
-    state: &'a AppState,
-    account: String,
-    client: String,
-}
-
-impl<'a> SuccessBudgets<'a> {
-    /// A login that names no account is checked against a subject nobody
-    /// spends: the same Redis round trip, never refused.
-    fn new(state: &'a AppState, context: &RequestContext, account_id: Option<Uuid>) -> Self {
-        Self {
-            state,
-            account: account_subject(account_id.unwrap_or_else(Uuid::new_v4)),
-            client: context.client_ip.to_string(),
-        }
-    }
-
-    /// `429` when either budget is spent; spends nothing.
-    async fn check(&self) -> Result<(), ApiError> {
-        self.run(false).await
-    }
-
-    /// Spends one sign-in of each budget, or `429` when either has none.
-    async fn spend(&self) -> Result<(), ApiError> {
-        self.run(true).await
-    }
-
-    async fn run(&self, spend: bool) -> Result<(), ApiError> {
-        let limits = &self.state.config.limits;
-        for (budget, limit, subject) in [
-            (
-                Budget::SignInPerAccount,
-                limits.sign_in_per_account,
-                &self.account,
-            ),
-            (Budget::SignInPerIp, limits.sign_in_per_ip, &self.client),
-        ] {
-            let limiter = &self.state.rate_limiter;
-            if spend {
-                limiter.admit(budget, limit, subject).await?;
-            } else {
-                limiter.check(budget, limit, subject).await?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Hashes the password again with today's parameters and records it. A
 /// failure only costs the upgrade (it is tried again at the next sign-in),
 /// never the sign-in.
@@ -449,8 +472,12 @@ async fn upgrade_hash(
     raw_password: &str,
 ) {
     let upgraded = async {
-        let password = Password::for_sign_in(raw_password)?;
-        let password_hash = state.hasher.hash(password).await?;
+        let password = Password::for_sign_in(raw_password).map_err(|e| e.to_string())?;
+        let password_hash = state
+            .hasher
+            .hash(password)
+            .await
+            .map_err(|e| e.to_string())?;
         let command = AccountCommand::UpgradePasswordHash {
             replaces: account.password_hash.clone(),
             password_hash,
@@ -460,7 +487,7 @@ async fn upgrade_hash(
             .commands
             .execute_on(account.clone(), command, &context.event_metadata())
             .await
-            .map_err(anyhow::Error::from)
+            .map_err(|e| e.to_string())
     };
     match upgraded.await {
         Ok(executed) if !executed.events.is_empty() => {
@@ -468,7 +495,7 @@ async fn upgrade_hash(
         }
         Ok(_) => {}
         Err(error) => {
-            tracing::warn!(account_id = %account.id, error = %format!("{error:#}"), "password hash not upgraded");
+            tracing::warn!(account_id = %account.id, %error, "password hash not upgraded");
         }
     }
 }
