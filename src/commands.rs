@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::{
     domain::{
         Account, AccountCommand, AccountEvent, AddressClaim, DecodeError, DomainError,
-        EmailAddress, EncodeError, PasswordHash, Registration, Username,
+        EmailAddress, EncodeError, Locale, PasswordHash, Registration, Username,
         account::{AddressDecision, AddressSignUp, apply, decide_address},
         decide,
         snapshot::{SNAPSHOT_SCHEMA, snapshot_due},
@@ -86,7 +86,7 @@ pub struct SignUp {
     pub username: Username,
     pub email: EmailAddress,
     pub password_hash: PasswordHash,
-    pub locale: String,
+    pub locale: Locale,
 }
 
 /// What a sign-up did. The person is answered the same `202` whichever it
@@ -445,12 +445,12 @@ async fn save_snapshot(connection: &mut PgConnection, account: &Account) {
             let stream_id = account_stream(account.id);
             store::save_snapshot(connection, &stream_id, SNAPSHOT_SCHEMA, &snapshot)
                 .await
-                .map_err(|error| error.to_string())
+                .map_err(anyhow::Error::from)
         }
-        Err(error) => Err(error.to_string()),
+        Err(error) => Err(error.into()),
     };
     if let Err(error) = saved {
-        tracing::warn!(account_id = %account.id, %error, "account snapshot not saved");
+        tracing::warn!(account_id = %account.id, error = %format!("{error:#}"), "account snapshot not saved");
     }
 }
 

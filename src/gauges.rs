@@ -96,7 +96,7 @@ impl Sources {
 async fn refresh(sources: &Sources) {
     let mut redis = sources.redis.clone();
     let queue = backend::stats(&mut redis, &sources.redis_namespace);
-    let lag = projection::lag(&sources.pool, projection::accounts::CHECKPOINT);
+    let lag = projection::lag(&sources.pool, projection::accounts_table::CHECKPOINT);
     let webhooks = subscriptions::list(&sources.pool);
     let (queue, lag, webhooks) = tokio::join!(
         tokio::time::timeout(REFRESH_TIMEOUT, queue),
@@ -116,7 +116,7 @@ async fn refresh(sources: &Sources) {
     }
     match lag {
         Ok(Ok(Some(lag))) => metrics::set_projector_lag(
-            projection::accounts::CHECKPOINT,
+            projection::accounts_table::CHECKPOINT,
             lag.events_behind,
             lag.seconds_behind,
         ),

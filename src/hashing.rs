@@ -57,8 +57,18 @@ const OUTPUT_BYTES: usize = 32;
 pub enum HashError {
     #[error("the password hashing queue is full")]
     Overloaded,
-    #[error("password hashing failed: {0}")]
-    Failed(String),
+    #[error("password hashing failed: {0:#}")]
+    Failed(anyhow::Error),
+}
+
+impl HashError {
+    /// A failure whose cause is `error`, kept whole, with what was being done.
+    fn failed<E>(doing: &'static str) -> impl FnOnce(E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |error| Self::Failed(anyhow::Error::new(error).context(doing))
+    }
 }
 
 /// What a hashing thread is asked to do.
@@ -157,7 +167,7 @@ impl PasswordHasher {
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || hash_loop(&queue, &computed, cost, max_wait))
-                .map_err(|e| HashError::Failed(format!("start a hashing thread: {e}")))?;
+                .map_err(HashError::failed("start a hashing thread"))?;
         }
         Ok(Self {
             jobs,
@@ -186,7 +196,9 @@ impl PasswordHasher {
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, HashError> {
         match self.run(Work::Hash(password)).await? {
             Done::Hashed(hash) => Ok(hash),
-            Done::Verified(_) => Err(HashError::Failed("a hash job was verified".into())),
+            Done::Verified(_) => Err(HashError::Failed(anyhow::anyhow!(
+                "a hash job was verified"
+            ))),
         }
     }
 
@@ -200,7 +212,9 @@ impl PasswordHasher {
     ) -> Result<Verification, HashError> {
         match self.run(Work::Verify { password, stored }).await? {
             Done::Verified(verification) => Ok(verification),
-            Done::Hashed(_) => Err(HashError::Failed("a verify job was hashed".into())),
+            Done::Hashed(_) => Err(HashError::Failed(anyhow::anyhow!(
+                "a verify job was hashed"
+            ))),
         }
     }
 
@@ -218,10 +232,10 @@ impl PasswordHasher {
         };
         self.jobs
             .send(job)
-            .map_err(|_| HashError::Failed("the hashing threads have stopped".into()))?;
+            .map_err(HashError::failed("the hashing threads have stopped"))?;
         answer
             .await
-            .map_err(|_| HashError::Failed("a hashing thread dropped the job".into()))?
+            .map_err(HashError::failed("a hashing thread dropped the job"))?
     }
 }
 
@@ -245,7 +259,7 @@ fn time_one_hash(cost: Argon2Cost) -> Result<Duration, HashError> {
     let params = params(cost)?;
     let mut memory = vec![Block::default(); params.block_count()];
     let password = Password::parse("calibration passphrase, never stored", None)
-        .map_err(|e| HashError::Failed(format!("calibration password: {e}")))?;
+        .map_err(HashError::failed("calibration password"))?;
     hash_with(&params, &password, &mut memory)?;
     let started = Instant::now();
     hash_with(&params, &password, &mut memory)?;
@@ -254,7 +268,7 @@ fn time_one_hash(cost: Argon2Cost) -> Result<Duration, HashError> {
 
 fn params(cost: Argon2Cost) -> Result<Params, HashError> {
     Params::new(cost.memory_kib, cost.iterations, LANES, Some(OUTPUT_BYTES))
-        .map_err(|e| HashError::Failed(format!("invalid Argon2 parameters: {e}")))
+        .map_err(HashError::failed("invalid Argon2 parameters"))
 }
 
 /// One hashing thread: takes jobs until the hasher is dropped, reusing one
@@ -316,19 +330,18 @@ fn hash_with(
     password: &Password,
     memory: &mut [Block],
 ) -> Result<PasswordHash, HashError> {
-    let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
     let mut salt = [0u8; SALT_BYTES];
     rand::rng().fill(&mut salt);
     let mut output = [0u8; OUTPUT_BYTES];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
         .hash_password_into_with_memory(password.expose().as_bytes(), &salt, &mut output, memory)
-        .map_err(|e| failed(&e))?;
+        .map_err(HashError::failed("hash the password"))?;
     let phc = Phc {
         algorithm: ARGON2ID_IDENT,
         version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
-        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
-        hash: Some(Output::new(&output).map_err(|e| failed(&e))?),
+        params: ParamsString::try_from(params).map_err(HashError::failed("encode the hash"))?,
+        salt: Some(Salt::new(&salt).map_err(HashError::failed("encode the hash"))?),
+        hash: Some(Output::new(&output).map_err(HashError::failed("encode the hash"))?),
     };
     Ok(PasswordHash(phc.to_string()))
 }
@@ -342,16 +355,18 @@ fn verify_with(
     stored: &PasswordHash,
     memory: &mut [Block],
 ) -> Result<Verification, HashError> {
-    let failed = |e: &dyn std::fmt::Display| HashError::Failed(format!("stored hash: {e}"));
-    let phc = Phc::new(&stored.0).map_err(|e| failed(&e))?;
-    let algorithm = Algorithm::try_from(phc.algorithm.as_str()).map_err(|e| failed(&e))?;
+    let phc = Phc::new(&stored.0).map_err(HashError::failed("stored hash"))?;
+    let algorithm =
+        Algorithm::try_from(phc.algorithm.as_str()).map_err(HashError::failed("stored hash"))?;
     let version = match phc.version {
-        Some(v) => Version::try_from(v).map_err(|e| failed(&e))?,
+        Some(v) => Version::try_from(v).map_err(HashError::failed("stored hash"))?,
         None => Version::V0x10,
     };
-    let params = Params::try_from(&phc).map_err(|e| failed(&e))?;
+    let params = Params::try_from(&phc).map_err(HashError::failed("stored hash"))?;
     let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
-        return Err(failed(&"no salt or no hash"));
+        return Err(HashError::Failed(anyhow::anyhow!(
+            "stored hash: no salt or no hash"
+        )));
     };
     let mut output = vec![0u8; expected.len()];
     let argon2 = Argon2::new(algorithm, version, params.clone());
@@ -364,9 +379,9 @@ fn verify_with(
     };
     argon2
         .hash_password_into_with_memory(password.expose().as_bytes(), &salt, &mut output, memory)
-        .map_err(|e| failed(&e))?;
+        .map_err(HashError::failed("stored hash"))?;
     // `Output`'s equality is constant-time.
-    let matches = Output::new(&output).map_err(|e| failed(&e))? == expected;
+    let matches = Output::new(&output).map_err(HashError::failed("stored hash"))? == expected;
     let outdated = algorithm != Algorithm::Argon2id
         || version != Version::V0x13
         || params.m_cost() != current.m_cost()

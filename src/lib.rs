@@ -4,7 +4,7 @@
 //! everything here is library code so integration tests can start the real web
 //! server and worker in-process. See `ARCHITECTURE.md` for the map.
 
-pub mod admin;
+pub mod account_admin;
 pub mod api_keys;
 pub mod cli;
 pub mod commands;
@@ -15,7 +15,7 @@ pub mod domain;
 pub mod gauges;
 pub mod hashing;
 pub mod http_server;
-pub mod keys;
+pub mod link_keys;
 pub mod mail;
 pub mod metrics;
 pub mod ops;

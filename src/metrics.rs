@@ -252,7 +252,7 @@ pub fn metrics() -> &'static Metrics {
 }
 
 /// Records one HTTP request; `route` is the router's route name, never the
-/// path (paths carry activation keys).
+/// path (paths carry link keys).
 pub fn record_request(route: &'static str, status: StatusCode, elapsed: Duration) {
     metrics()
         .http_requests
@@ -274,10 +274,10 @@ pub fn record_events(events: &[AccountEvent]) {
             AccountEvent::AccountActivated(_) | AccountEvent::AccountActivatedManually(_) => {
                 m.activations.inc();
             }
-            AccountEvent::ActivationEmailSent(_) => {
+            AccountEvent::EmailSent(_) => {
                 m.emails_sent.inc();
             }
-            AccountEvent::ActivationEmailFailed(failed) => {
+            AccountEvent::EmailFailed(failed) => {
                 let permanent = if failed.permanent { "true" } else { "false" };
                 m.emails_failed
                     .get_or_create(&FailureLabels { permanent })

@@ -31,8 +31,7 @@ use utoipa::{
 use uuid::Uuid;
 
 use crate::{
-    commands::CommandError,
-    domain::{AccountEvent, events::PasswordChangeReason},
+    domain::{AccountEvent, DecodeError, events::PasswordChangeReason},
     store::{self, Cursor, RecordedEvent, TxId},
 };
 
@@ -55,6 +54,22 @@ pub const TYPES: [&str; 8] = [
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// How often a waiting feed request looks at the log again.
 const POLL: Duration = Duration::from_millis(100);
+
+/// Why the feed could not be read. Reading runs no command: the log is read,
+/// never written, so its errors are its own.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// A stored event Porter cannot read; the feed stops there rather than
+    /// skip it, so no reader ever misses an event.
+    #[error("event {position} in stream {stream_id} cannot be read: {source}")]
+    Undecodable {
+        stream_id: String,
+        position: i64,
+        source: DecodeError,
+    },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
 
 /// One public event.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -232,8 +247,8 @@ pub fn public(recorded: &RecordedEvent, event: &AccountEvent) -> Option<PublicEv
         ),
         AccountEvent::AccountUnblocked(_) => ("account.unblocked", EventData::Nothing {}),
         AccountEvent::ActivationRequested(_)
-        | AccountEvent::ActivationEmailSent(_)
-        | AccountEvent::ActivationEmailFailed(_)
+        | AccountEvent::EmailSent(_)
+        | AccountEvent::EmailFailed(_)
         | AccountEvent::SignUpAttemptedForExistingEmail(_)
         | AccountEvent::EmailRetryRequested(_)
         | AccountEvent::EmailWithheld(_)
@@ -294,7 +309,7 @@ pub struct Batch {
 
 /// The public events among the next `limit` log events after `after`, with
 /// the projector's no-skip guarantee.
-pub async fn read_after(pool: &PgPool, after: Cursor, limit: i64) -> Result<Batch, CommandError> {
+pub async fn read_after(pool: &PgPool, after: Cursor, limit: i64) -> Result<Batch, FeedError> {
     let recorded = store::read_committed_after(pool, after, limit).await?;
     let exhausted = (recorded.len() as i64) < limit;
     let mut batch = Batch {
@@ -303,13 +318,11 @@ pub async fn read_after(pool: &PgPool, after: Cursor, limit: i64) -> Result<Batc
         exhausted,
     };
     for recorded in recorded {
-        let event = recorded
-            .decode()
-            .map_err(|source| CommandError::Undecodable {
-                stream_id: recorded.stream_id.clone(),
-                position: recorded.position,
-                source,
-            })?;
+        let event = recorded.decode().map_err(|source| FeedError::Undecodable {
+            stream_id: recorded.stream_id.clone(),
+            position: recorded.position,
+            source,
+        })?;
         batch.end = recorded.cursor();
         if let Some(public) = public(&recorded, &event) {
             batch.events.push(Positioned {
@@ -330,7 +343,7 @@ pub async fn feed(
     limit: usize,
     types: Option<&[String]>,
     wait: Duration,
-) -> Result<FeedPage, CommandError> {
+) -> Result<FeedPage, FeedError> {
     let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
     let mut cursor = after;
     let mut events = Vec::new();

@@ -18,7 +18,7 @@ use crate::{
     connections::{connect_postgres, connect_redis},
     gauges,
     hashing::PasswordHasher,
-    keys::{KeyPurpose, LinkKeys},
+    link_keys::{KeyPurpose, LinkKeys},
     mail::{DevMailbox, MailTransport, Mailer, Templates},
     queue::EmailQueue,
     rate_limit::RateLimiter,
@@ -178,7 +178,7 @@ pub fn web_state(services: &Services) -> anyhow::Result<AppState> {
             .context("start the password hashing threads")?,
         commands: services.commands,
         email_queue: services.email_queue,
-        keys: services.activation_keys,
+        activation_keys: services.activation_keys,
         reset_keys: services.reset_keys,
         sessions: services.sessions,
         rate_limiter: services.rate_limiter,
@@ -208,7 +208,7 @@ pub fn worker_state(
         templates,
         mailer,
         commands: services.commands,
-        keys: services.activation_keys,
+        activation_keys: services.activation_keys,
         reset_keys: services.reset_keys,
         rate_limiter: services.rate_limiter,
         queue: services.email_queue,
@@ -287,7 +287,7 @@ pub fn serve_worker_metrics(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "worker metrics: listening");
-    tokio::spawn(worker::metrics::serve(
+    tokio::spawn(worker::metrics_endpoint::serve(
         listener,
         services.gauges.clone(),
         shutdown.clone().cancelled_owned(),

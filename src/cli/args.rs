@@ -230,7 +230,7 @@ pub enum TemplatesAction {
     Preview {
         /// What to render.
         #[arg(value_enum)]
-        kind: ops::templates::PreviewKind,
+        kind: ops::template_tools::PreviewKind,
         /// Only this locale (a BCP 47 tag; `de-CH` finds `de`); all when
         /// absent.
         #[arg(long, value_parser = parse_locale)]

@@ -120,7 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             reveal,
         } => {
             let pool = connect_postgres(&DatabaseConfig::from_env()?).await?;
-            let options = ops::events::ListOptions {
+            let options = ops::event_log::ListOptions {
                 filter: crate::store::EventFilter {
                     stream: stream.map(|s| match Uuid::parse_str(&s) {
                         Ok(id) => crate::store::account_stream(id),
@@ -132,15 +132,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 limit,
                 follow,
                 format: if json {
-                    ops::events::Format::JsonLines
+                    ops::event_log::Format::JsonLines
                 } else {
-                    ops::events::Format::Table
+                    ops::event_log::Format::Table
                 },
                 reveal,
             };
             let cancel = startup::shutdown_on_signal()?;
             let mut out = std::io::stdout().lock();
-            Ok(ops::events::run(&pool, &options, &mut out, &cancel).await?)
+            Ok(ops::event_log::run(&pool, &options, &mut out, &cancel).await?)
         }
         Command::Deliveries { action, limit } => operator::deliveries(action, limit).await,
         Command::Status => {
@@ -165,9 +165,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 fn templates(action: TemplatesAction) -> anyhow::Result<()> {
     let config = TemplatesConfig::from_env()?;
     match action {
-        TemplatesAction::Check => print(&ops::templates::check(&config)?),
+        TemplatesAction::Check => print(&ops::template_tools::check(&config)?),
         TemplatesAction::Preview { kind, locale, out } => {
-            let files = ops::templates::preview(&config, kind, locale.as_ref(), &out)?;
+            let files = ops::template_tools::preview(&config, kind, locale.as_ref(), &out)?;
             let list: String = files
                 .iter()
                 .map(|path| format!("{}\n", path.display()))

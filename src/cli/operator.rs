@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use super::{AccountsAction, ApiKeysAction, DeliveriesAction, WebhooksAction, print, print_json};
 use crate::{
-    admin, api_keys,
+    account_admin, api_keys,
     config::{Config, DatabaseConfig, RedisConfig, WebhookConfig},
     connections::{connect_postgres, connect_redis},
     ops,
@@ -82,7 +82,7 @@ pub(super) async fn api_keys(action: ApiKeysAction, json: bool) -> anyhow::Resul
             if json {
                 print_json(&keys)
             } else {
-                print(&ops::accounts::render_keys(&keys))
+                print(&ops::admin_tables::render_keys(&keys))
             }
         }
         ApiKeysAction::Revoke { id } => {
@@ -92,7 +92,7 @@ pub(super) async fn api_keys(action: ApiKeysAction, json: bool) -> anyhow::Resul
     }
 }
 
-/// `porter accounts …`, through the same `admin` functions as the API.
+/// `porter accounts …`, through the same `account_admin` functions as the API.
 pub(super) async fn accounts(action: AccountsAction, json: bool) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let pool = connect_postgres(&config.database).await?;
@@ -103,13 +103,13 @@ pub(super) async fn accounts(action: AccountsAction, json: bool) -> anyhow::Resu
         reset_keys,
         ..
     } = Services::for_operator(config, pool.clone()).await?;
-    let access = admin::Access {
+    let access = account_admin::Access {
         sessions: &sessions,
         activation_keys: &activation_keys,
         reset_keys: &reset_keys,
     };
     let metadata = crate::store::EventMetadata {
-        actor: Some(ops::accounts::OPERATOR_ACTOR.into()),
+        actor: Some(ops::admin_tables::OPERATOR_ACTOR.into()),
         ..Default::default()
     };
     let details = match action {
@@ -118,40 +118,42 @@ pub(super) async fn accounts(action: AccountsAction, json: bool) -> anyhow::Resu
                 (Some(email), _) => {
                     let email = crate::domain::EmailAddress::parse(&email)
                         .map_err(|e| anyhow::anyhow!("--email: {e}"))?;
-                    admin::find_by_email(&commands, &email).await?
+                    account_admin::find_by_email(&commands, &email).await?
                 }
                 (None, username) => {
                     let username = username.context("give --email or --username")?;
                     let username = crate::domain::Username::parse(&username)
                         .map_err(|e| anyhow::anyhow!("--username: {e}"))?;
-                    admin::find_by_username(&commands, &username).await?
+                    account_admin::find_by_username(&commands, &username).await?
                 }
             };
             found.ok_or_else(|| anyhow::anyhow!("no such account"))?
         }
-        AccountsAction::Show { id } => admin::details(&pool, id).await?,
+        AccountsAction::Show { id } => account_admin::details(&pool, id).await?,
         AccountsAction::History { id } => {
-            let events = admin::history(&pool, id).await?;
+            let events = account_admin::history(&pool, id).await?;
             return if json {
                 print_json(&events)
             } else {
-                print(&ops::accounts::render_history(&events))
+                print(&ops::admin_tables::render_history(&events))
             };
         }
         AccountsAction::Resend { id } => {
-            admin::resend_activation(&commands, id, &metadata).await?;
-            admin::details(&pool, id).await?
+            account_admin::resend_activation(&commands, id, &metadata).await?;
+            account_admin::details(&pool, id).await?
         }
-        AccountsAction::Activate { id } => admin::activate(&commands, id, &metadata).await?,
+        AccountsAction::Activate { id } => {
+            account_admin::activate(&commands, id, &metadata).await?
+        }
         AccountsAction::Block { id, reason } => {
-            admin::block(&commands, access, id, reason, &metadata).await?
+            account_admin::block(&commands, access, id, reason, &metadata).await?
         }
-        AccountsAction::Unblock { id } => admin::unblock(&commands, id, &metadata).await?,
+        AccountsAction::Unblock { id } => account_admin::unblock(&commands, id, &metadata).await?,
     };
     if json {
         print_json(&details)
     } else {
-        print(&ops::accounts::render_details(&details))
+        print(&ops::admin_tables::render_details(&details))
     }
 }
 
@@ -185,7 +187,7 @@ pub(super) async fn webhooks(action: WebhooksAction, json: bool) -> anyhow::Resu
             if json {
                 print_json(&listed)
             } else {
-                print(&ops::webhooks::render(&listed))
+                print(&ops::webhook_table::render(&listed))
             }
         }
         WebhooksAction::Remove { id } => change(id, Change::Remove).await,

@@ -19,7 +19,7 @@ section! {
 section! {
     REDIS_SETTINGS = "Redis" {
         REDIS_URL: Required, UrlPassword,
-            "Redis (queues, activation keys, and rate limits unless `RATE_LIMIT_REDIS_URL` is set)";
+            "Redis (queues, link keys, and rate limits unless `RATE_LIMIT_REDIS_URL` is set)";
         REDIS_NAMESPACE: Value("porter"), Public,
             "prefix of every Redis key Porter writes, queues included";
         RATE_LIMIT_REDIS_URL: Computed("`REDIS_URL`"), UrlPassword,

@@ -78,6 +78,15 @@ impl Locale {
         Ok(Self(canonical))
     }
 
+    /// The locale an event recorded, taken as recorded (it was parsed when
+    /// it was recorded). A tag that today's rules would refuse is kept, not
+    /// refused: the log is not rewritten, and choosing templates for it
+    /// ([`Self::lookup`]) finds none, so its emails fall back to the default
+    /// locale like those of any tag Porter has no templates for.
+    pub fn from_record(tag: &str) -> Self {
+        Self(tag.to_owned())
+    }
+
     /// `en`, Porter's default locale.
     pub fn english() -> Self {
         Self("en".to_owned())

@@ -106,6 +106,19 @@ impl Username {
         Ok(Self { display, canonical })
     }
 
+    /// The username an event recorded, taken as recorded: its display and
+    /// canonical forms are what [`Self::parse`] made of it then. Nothing is
+    /// checked again, because rules judge new names, not names already
+    /// granted: a name that today's rules would refuse (say they were made
+    /// stricter) still names its account, and its canonical form stays the
+    /// one its uniqueness claim holds, even if canonicalization has changed.
+    pub fn from_record(display: &str, canonical: &str) -> Self {
+        Self {
+            display: display.to_owned(),
+            canonical: canonical.to_owned(),
+        }
+    }
+
     /// The name as the person chose it, after NFKC normalization.
     pub fn as_str(&self) -> &str {
         &self.display

@@ -124,12 +124,12 @@ fn file_url_dir(raw: &str, parsed: &url::Url) -> Result<PathBuf, TransportError>
 pub enum SendError {
     /// Retrying later may succeed: SMTP 4xx, connection, I/O, TLS or timeout
     /// errors, file transport errors.
-    #[error("transient mail error: {0}")]
-    Transient(String),
+    #[error("transient mail error: {0:#}")]
+    Transient(anyhow::Error),
     /// Retrying the same email will fail again: SMTP 5xx, invalid recipient
     /// address, message that cannot be built.
-    #[error("permanent mail error: {0}")]
-    Permanent(String),
+    #[error("permanent mail error: {0:#}")]
+    Permanent(anyhow::Error),
 }
 
 impl From<smtp::Error> for SendError {
@@ -140,13 +140,15 @@ impl From<smtp::Error> for SendError {
     /// operator can fix: the job's retry budget bounds the cost.
     fn from(err: smtp::Error) -> Self {
         if err.is_permanent() {
-            Self::Permanent(format!("SMTP server rejected the email: {err}"))
+            Self::Permanent(anyhow::Error::new(err).context("SMTP server rejected the email"))
         } else if relay_cannot_carry(&err) {
-            Self::Permanent(format!("the SMTP relay cannot carry this email: {err}"))
+            Self::Permanent(
+                anyhow::Error::new(err).context("the SMTP relay cannot carry this email"),
+            )
         } else if err.is_timeout() {
-            Self::Transient(format!("SMTP timeout: {err}"))
+            Self::Transient(anyhow::Error::new(err).context("SMTP timeout"))
         } else {
-            Self::Transient(format!("SMTP: {err}"))
+            Self::Transient(anyhow::Error::new(err).context("SMTP"))
         }
     }
 }
@@ -204,9 +206,9 @@ impl Mailer {
                 smtp.send(message).await?;
             }
             MailTransport::File(file) => {
-                file.send(message)
-                    .await
-                    .map_err(|err| SendError::Transient(format!("file transport: {err}")))?;
+                file.send(message).await.map_err(|err| {
+                    SendError::Transient(anyhow::Error::new(err).context("file transport"))
+                })?;
             }
         }
         tracing::debug!(%message_id, "email handed to transport");
@@ -223,9 +225,9 @@ impl Mailer {
 /// `Auto-Submitted: auto-generated` (RFC 3834), which tells vacation
 /// responders and mailing lists not to answer or loop it back.
 pub fn compose(from: &Mailbox, to: &str, rendered: &RenderedEmail) -> Result<Message, SendError> {
-    let to: Address = to
-        .parse()
-        .map_err(|_| SendError::Permanent("invalid recipient address".to_owned()))?;
+    let to: Address = to.parse().map_err(|err| {
+        SendError::Permanent(anyhow::Error::new(err).context("invalid recipient address"))
+    })?;
     let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), from.email.domain());
     Message::builder()
         .from(from.clone())
@@ -239,7 +241,7 @@ pub fn compose(from: &Mailbox, to: &str, rendered: &RenderedEmail) -> Result<Mes
             rendered.text.clone(),
             rendered.html.clone(),
         ))
-        .map_err(|err| SendError::Permanent(format!("cannot build email: {err}")))
+        .map_err(|err| SendError::Permanent(anyhow::Error::new(err).context("cannot build email")))
 }
 
 /// `Auto-Submitted: auto-generated`.

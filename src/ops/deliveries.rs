@@ -1,7 +1,7 @@
 //! `porter deliveries`: the email queue's state, its dead letters and why
 //! they died, and `retry`, which sends a dead email again.
 //!
-//! A dead job's reason comes from the `ActivationEmailFailed` event the worker
+//! A dead job's reason comes from the `EmailFailed` event the worker
 //! recorded for its request (Postgres), falling back to apalis's stored result
 //! (Redis) when that event is missing, e.g. because Postgres was away when
 //! the job gave up.
@@ -12,7 +12,7 @@
 //! id it already holds, and even a fresh job for the same request would find
 //! it recorded as failed, for which the aggregate plans no email
 //! ([`crate::domain::Account::email_plan`]) and refuses a second
-//! `ActivationEmailFailed`. That refusal is what keeps a job that runs twice
+//! `EmailFailed`. That refusal is what keeps a job that runs twice
 //! from doing harm, so it stays. Instead a retry appends an
 //! `EmailRetryRequested` event through the normal command path
 //! (`commands::Commands::execute`, which pushes its job): a new request of
@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::events::mask_addresses_in;
+use super::event_log::mask_addresses_in;
 use crate::{
     commands::{CommandError, Commands},
     domain::{
@@ -47,7 +47,7 @@ use crate::{
         text::printable,
     },
     queue::{
-        EmailQueue,
+        EmailQueue, PushError,
         backend::{self as queue, DeadJob, QueueStats},
     },
     store::{self, EventMetadata, account_stream},
@@ -64,8 +64,8 @@ pub enum DeliveriesError {
     UnreadableJob(String),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("push: {0}")]
-    Push(String),
+    #[error(transparent)]
+    Push(#[from] PushError),
     #[error("postgres: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -148,7 +148,7 @@ pub async fn failures(
                 position: recorded.position,
                 source,
             })?;
-        if let AccountEvent::ActivationEmailFailed(failed) = event
+        if let AccountEvent::EmailFailed(failed) = event
             && wanted.contains(&failed.request_id)
         {
             failures.insert(
@@ -257,10 +257,7 @@ async fn retry_address_request(
         failed_attempts: 0,
         ..request
     };
-    email_queue
-        .push_address_request(again, None)
-        .await
-        .map_err(|e| DeliveriesError::Push(e.to_string()))?;
+    email_queue.push_address_request(again, None).await?;
     queue::forget_dead(redis, namespace, job_id).await?;
     let outcome = RetryOutcome::Redriven { job_id: request_id };
     tracing::info!(%outcome, "dead address request retried");

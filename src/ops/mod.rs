@@ -7,12 +7,12 @@
 //! operator sees is tested as text and what it does is tested against the
 //! real Postgres and Redis.
 
-pub mod accounts;
+pub mod admin_tables;
 pub mod deliveries;
-pub mod events;
+pub mod event_log;
 pub mod status;
-pub mod templates;
-pub mod webhooks;
+pub mod template_tools;
+pub mod webhook_table;
 
 #[cfg(test)]
 pub(crate) mod test_support {

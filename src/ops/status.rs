@@ -49,7 +49,7 @@ pub async fn gather(
     redis: &mut ConnectionManager,
     namespace: &str,
 ) -> Result<Status, StatusError> {
-    let lag = projection::lag(pool, projection::accounts::CHECKPOINT).await?;
+    let lag = projection::lag(pool, projection::accounts_table::CHECKPOINT).await?;
     let queue = backend::stats(redis, namespace).await?;
     let redis = redis_settings(redis).await;
     let webhooks = subscriptions::list(pool).await?;

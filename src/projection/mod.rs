@@ -13,7 +13,7 @@ use crate::{
     store::{self, Cursor, RecordedEvent, lock_checkpoint, read_committed_after, save_checkpoint},
 };
 
-pub mod accounts;
+pub mod accounts_table;
 pub mod replay;
 
 pub use store::Lag;
@@ -41,14 +41,21 @@ pub const BATCH_SIZE: i64 = 1000;
 #[tracing::instrument(skip_all, name = "project_accounts")]
 pub async fn project_accounts(pool: &PgPool, batch_size: i64) -> Result<usize, ProjectionError> {
     let mut tx = pool.begin().await?;
-    let Some(cursor) = lock_checkpoint(&mut tx, accounts::CHECKPOINT).await? else {
+    let Some(cursor) = lock_checkpoint(&mut tx, accounts_table::CHECKPOINT).await? else {
         return Ok(0);
     };
-    let Some(round) = apply_next(&mut tx, accounts::Table::Live, cursor, None, batch_size).await?
+    let Some(round) = apply_next(
+        &mut tx,
+        accounts_table::Table::Live,
+        cursor,
+        None,
+        batch_size,
+    )
+    .await?
     else {
         return Ok(0);
     };
-    save_checkpoint(&mut tx, accounts::CHECKPOINT, round.cursor).await?;
+    save_checkpoint(&mut tx, accounts_table::CHECKPOINT, round.cursor).await?;
     tx.commit().await?;
     Ok(round.applied)
 }
@@ -70,7 +77,7 @@ pub struct Round {
 /// catch-up both run it; the caller moves the checkpoint.
 pub async fn apply_next(
     tx: &mut Transaction<'_, Postgres>,
-    table: accounts::Table,
+    table: accounts_table::Table,
     from: Cursor,
     until: Option<Cursor>,
     batch_size: i64,
@@ -83,7 +90,7 @@ pub async fn apply_next(
     let Some(cursor) = events.last().map(RecordedEvent::cursor) else {
         return Ok(None);
     };
-    accounts::apply(tx, table, &events).await?;
+    accounts_table::apply(tx, table, &events).await?;
     Ok(Some(Round {
         cursor,
         applied: events.len(),

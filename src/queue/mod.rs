@@ -41,8 +41,8 @@ impl std::fmt::Debug for EmailQueue {
 pub enum PushError {
     #[error("redis did not answer within {PUSH_TIMEOUT:?}")]
     Timeout,
-    #[error("push to the email queue failed: {0}")]
-    Redis(String),
+    #[error("push to the email queue failed: {0:#}")]
+    Redis(anyhow::Error),
 }
 
 impl EmailQueue {
@@ -106,12 +106,12 @@ impl EmailQueue {
 }
 
 /// Gives up on a push that Redis does not answer within [`PUSH_TIMEOUT`].
-async fn within_timeout<E: std::fmt::Display>(
+async fn within_timeout<E: std::error::Error + Send + Sync + 'static>(
     push: impl std::future::Future<Output = Result<(), E>>,
 ) -> Result<(), PushError> {
     match tokio::time::timeout(PUSH_TIMEOUT, push).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(PushError::Redis(e.to_string())),
+        Ok(Err(e)) => Err(PushError::Redis(e.into())),
         Err(_) => Err(PushError::Timeout),
     }
 }

@@ -60,9 +60,13 @@ impl TryFrom<String> for TxId {
     type Error = sqlx::Error;
 
     fn try_from(text: String) -> Result<Self, Self::Error> {
-        text.parse()
-            .map(TxId)
-            .map_err(|e| sqlx::Error::Decode(format!("xid8 {text:?}: {e}").into()))
+        text.parse().map(TxId).map_err(|e| {
+            sqlx::Error::Decode(
+                anyhow::Error::new(e)
+                    .context(format!("xid8 {text:?}"))
+                    .into(),
+            )
+        })
     }
 }
 

@@ -29,17 +29,15 @@ use utoipa::ToSchema;
 use super::{
     AppState,
     context::RequestContext,
-    locale,
     openapi::{self, Answer, Auth, BodyType, Content, Operation, Parameter, RequestBody, Tag},
     request::{self, NoFields},
+    request_locale,
     response::{ApiError, Body, html_response, json_response},
 };
 use crate::{
     commands::CommandError,
-    domain::{
-        Account, AccountCommand, AccountStatus, ActivationKey, DomainError, Locale, Password,
-    },
-    keys::KeyGrant,
+    domain::{Account, AccountCommand, AccountStatus, DomainError, LinkKey, Locale, Password},
+    link_keys::KeyGrant,
     mail::Page,
     rate_limit::Budget,
 };
@@ -118,7 +116,7 @@ pub static CANCEL: Operation = Operation {
 
 /// A live key and the pending or active registration it belongs to.
 struct Link {
-    key: ActivationKey,
+    key: LinkKey,
     grant: KeyGrant,
     account: Account,
 }
@@ -126,14 +124,14 @@ struct Link {
 /// Resolves `raw_key` to a usable link, or `None` for every kind of
 /// unusable one.
 async fn resolve(state: &AppState, raw_key: &str) -> Result<Option<Link>, ApiError> {
-    let Ok(key) = ActivationKey::parse(raw_key) else {
+    let Ok(key) = LinkKey::parse(raw_key) else {
         return Ok(None);
     };
     let grant = state
-        .keys
+        .activation_keys
         .lookup(&key)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     let Some(grant) = grant else {
         return Ok(None);
     };
@@ -181,7 +179,7 @@ fn confirmation_page(
             Page::Activate,
             &json!({
                 "key": link.key.expose(),
-                "username": link.account.username,
+                "username": link.account.username.as_str(),
                 "requested_at": link.account.registered_at,
                 "contested": link.account.is_contested(),
                 "wrong_password": wrong_password,
@@ -426,7 +424,7 @@ fn link_invalid(
     if !wants_html {
         return Err(ApiError::LinkInvalid);
     }
-    let locale = locale::negotiate(&state.templates, headers);
+    let locale = request_locale::negotiate(&state.templates, headers);
     let html = state
         .templates
         .render_page(locale, Page::LinkInvalid, &json!({}))

@@ -114,6 +114,6 @@ pub async fn accept(
         .email_queue
         .push_address_request(job, None)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     Ok(json_response(StatusCode::ACCEPTED, &Accepted::new(message)))
 }

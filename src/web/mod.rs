@@ -1,9 +1,10 @@
 //! The HTTP API: a thin hyper router that validates, records and enqueues.
 //!
 //! Inside `web` the router (`routes`) sits above the handlers (`signup`,
-//! `address_request`, `activation`, `sign_in`, `password_reset`, `admin`,
-//! `webhooks`, `feed`, `service`, `dev_mail`), which sit above what they
-//! share (`context`, `locale`, `openapi`, `request`, `response`); a handler
+//! `address_request`, `activation`, `sign_in`, `password_reset`,
+//! `admin_accounts`, `admin_webhooks`, `feed`, `service`, `dev_mail`), which
+//! sit above what they share (`context`, `openapi`, `request`,
+//! `request_locale`, `response`); a handler
 //! never imports the router or another handler. `tests/it/layers.rs` holds
 //! both rules.
 
@@ -20,7 +21,7 @@ use crate::{
     gauges,
     hashing::PasswordHasher,
     http_server,
-    keys::LinkKeys,
+    link_keys::LinkKeys,
     mail::{DevMailbox, Templates},
     queue::EmailQueue,
     rate_limit::RateLimiter,
@@ -29,20 +30,20 @@ use crate::{
 
 mod activation;
 mod address_request;
-mod admin;
+mod admin_accounts;
+mod admin_webhooks;
 mod context;
 mod dev_mail;
 mod feed;
-mod locale;
 pub mod openapi;
 mod password_reset;
 mod request;
+mod request_locale;
 pub mod response;
 mod routes;
 mod service;
 mod sign_in;
 mod signup;
-mod webhooks;
 
 pub use routes::{OPENAPI_TEXT, ROUTES, Route, openapi_document};
 
@@ -53,9 +54,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub commands: Commands,
-    /// Activation keys.
-    pub keys: LinkKeys,
-    /// Password reset keys.
+    pub activation_keys: LinkKeys,
     pub reset_keys: LinkKeys,
     pub sessions: Sessions,
     /// For address requests, which the web process pushes without a command.

@@ -32,9 +32,8 @@ use uuid::Uuid;
 use super::{
     AppState,
     context::RequestContext,
-    locale,
     openapi::{self, Answer, Auth, BodyType, Content, Operation, Parameter, RequestBody, Tag},
-    request,
+    request, request_locale,
     response::{ApiError, Body, PasswordChanged, html_response, json_response},
 };
 
@@ -84,7 +83,7 @@ pub static RESET: Operation = Operation {
 };
 use crate::{
     commands::CommandError,
-    domain::{AccountCommand, ActivationKey, DomainError, Locale, Password, Username},
+    domain::{AccountCommand, DomainError, LinkKey, Locale, Password},
     mail::Page,
     rate_limit::Budget,
 };
@@ -97,7 +96,7 @@ pub async fn page(
     raw_key: &str,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, ApiError> {
-    let Ok(key) = ActivationKey::parse(raw_key) else {
+    let Ok(key) = LinkKey::parse(raw_key) else {
         return link_invalid(state, headers, true);
     };
     let account_locale = match state.reset_keys.lookup(&key).await {
@@ -110,7 +109,8 @@ pub async fn page(
             .map(|account| state.templates.locale_for(&account.locale)),
         _ => None,
     };
-    let locale = account_locale.unwrap_or_else(|| locale::negotiate(&state.templates, headers));
+    let locale =
+        account_locale.unwrap_or_else(|| request_locale::negotiate(&state.templates, headers));
     render(
         state,
         locale,
@@ -154,14 +154,14 @@ pub async fn reset(
         tracing::info!("password reset failed: unknown, expired, used or replaced key");
         link_invalid(state, &headers, html)
     };
-    let Ok(key) = ActivationKey::parse(raw_key) else {
+    let Ok(key) = LinkKey::parse(raw_key) else {
         return invalid().await;
     };
     let grant = state
         .reset_keys
         .lookup(&key)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     let Some(grant) = grant else {
         return invalid().await;
     };
@@ -170,8 +170,7 @@ pub async fn reset(
         _ => return invalid().await,
     };
     let locale = state.templates.locale_for(&account.locale);
-    let username = Username::parse(&account.username).ok();
-    let password = match Password::parse(&password, username.as_ref()) {
+    let password = match Password::parse(&password, Some(&account.username)) {
         Ok(password) => password,
         Err(error) if html => {
             let context = json!({ "key": key.expose(), "error": error.to_string() });
@@ -214,7 +213,7 @@ pub async fn reset(
         .await
         .map_err(|e| {
             tracing::error!(%account_id, error = %e, "password reset but sessions not revoked");
-            ApiError::Unavailable(e.to_string())
+            ApiError::Unavailable(e.into())
         })?;
     tracing::info!(%account_id, ended, "password reset");
     if html {
@@ -256,7 +255,7 @@ fn link_invalid(
     if !html {
         return Err(ApiError::ResetLinkInvalid);
     }
-    let locale = locale::negotiate(&state.templates, headers);
+    let locale = request_locale::negotiate(&state.templates, headers);
     render(
         state,
         locale,

@@ -17,7 +17,9 @@ use utoipa::{
 };
 
 pub use crate::http_server::Body;
-use crate::{commands::CommandError, hashing::HashError, rate_limit::RateLimited};
+use crate::{
+    commands::CommandError, hashing::HashError, public_events::FeedError, rate_limit::RateLimited,
+};
 
 /// Per-field messages, ordered for stable output.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
@@ -67,8 +69,10 @@ pub enum ApiError {
     UriTooLong,
     #[error("the request took too long to arrive")]
     RequestTimeout,
-    #[error("a dependency is unavailable: {0}")]
-    Unavailable(String),
+    /// Its cause is logged with the whole chain; the client is told only
+    /// that a dependency is away.
+    #[error("a dependency is unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -94,7 +98,7 @@ impl From<sqlx::Error> for ApiError {
             _ => false,
         };
         if unavailable {
-            Self::Unavailable(error.to_string())
+            Self::Unavailable(error.into())
         } else {
             Self::Internal(error.into())
         }
@@ -110,11 +114,20 @@ impl From<CommandError> for ApiError {
     }
 }
 
+impl From<FeedError> for ApiError {
+    fn from(error: FeedError) -> Self {
+        match error {
+            FeedError::Database(e) => e.into(),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
 impl From<HashError> for ApiError {
     fn from(error: HashError) -> Self {
         match error {
             HashError::Overloaded => Self::Overloaded,
-            HashError::Failed(cause) => Self::Internal(anyhow::anyhow!(cause)),
+            HashError::Failed(cause) => Self::Internal(cause),
         }
     }
 }
@@ -309,7 +322,7 @@ struct ErrorDetail<'a> {
 }
 
 /// Every `error.code` an answer may carry: [`ApiError::code`]'s, and the
-/// conflicts of admin actions (`crate::admin`, `crate::webhooks::manage`).
+/// conflicts of admin actions (`crate::account_admin`, `crate::webhooks::manage`).
 /// The tests check every error any of them sees against this list.
 pub const ERROR_CODES: [&str; 30] = [
     "validation_failed",

@@ -16,9 +16,8 @@ use utoipa::ToSchema;
 use super::{
     AppState,
     context::RequestContext,
-    locale,
     openapi::{Answer, Auth, BodyType, Operation, RequestBody, Tag},
-    request,
+    request, request_locale,
     response::{Accepted, ApiError, Body, FieldErrors, json_response},
 };
 use crate::{
@@ -87,7 +86,7 @@ pub async fn sign_up(
         .rate_limiter
         .admit(Budget::SignUpGlobal, state.config.limits.sign_up_global, "")
         .await?;
-    let negotiated = locale::negotiate(&state.templates, request.headers()).clone();
+    let negotiated = request_locale::negotiate(&state.templates, request.headers()).clone();
     let SignUpBody {
         username,
         email,
@@ -107,7 +106,7 @@ pub async fn sign_up(
         .map_err(|e| report("password", e.to_string()))
         .ok();
     let locale = match requested_locale {
-        Some(raw) => locale::requested(&state.templates, &raw)
+        Some(raw) => request_locale::requested(&state.templates, &raw)
             .map_err(|e| report("locale", e))
             .ok(),
         None => Some(negotiated),
@@ -123,7 +122,7 @@ pub async fn sign_up(
         username,
         email,
         password_hash,
-        locale: locale.to_string(),
+        locale,
     };
     context.commit_begins();
     match state

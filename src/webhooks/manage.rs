@@ -20,7 +20,7 @@ use crate::{
 /// What was asked that cannot be done.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("{0}")]
+    #[error(transparent)]
     Refused(#[from] destination::Refused),
     #[error("unknown event type {given:?}; the types are {}", public_events::TYPES.join(", "))]
     UnknownType { given: String },

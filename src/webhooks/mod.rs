@@ -3,7 +3,7 @@
 //! subscription, at least once, never skipped.
 //!
 //! This module holds the parts the worker's deliverer
-//! (`worker::webhooks`) and the operator's `porter webhooks` share: the
+//! (`worker::webhook_deliverer`) and the operator's `porter webhooks` share: the
 //! subscriptions and their leases ([`subscriptions`]), the signature
 //! ([`signature`]), which URLs may receive ([`destination`]), one
 //! delivery attempt ([`sender`]), and what operators and the admin API may
@@ -15,5 +15,5 @@ pub mod sender;
 pub mod signature;
 pub mod subscriptions;
 
-pub use sender::{Outcome, Sender};
+pub use sender::{DeliveryError, Outcome, Sender};
 pub use signature::Secret;

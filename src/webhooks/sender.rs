@@ -24,14 +24,32 @@ use crate::{config::WebhookConfig, public_events::PublicEvent};
 const ANSWER_BYTES_READ: usize = 16 * 1024;
 
 /// What one attempt came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Outcome {
     /// A `2xx`.
     Delivered,
     /// `410 Gone`: the receiver wants no more.
     Gone,
     /// Anything else, a timeout, a refused address: try again later.
-    Failed(String),
+    Failed(DeliveryError),
+}
+
+/// Why an attempt did not deliver, with its cause. Its text is what the
+/// subscription records as its last error.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("the receiver answered {0}")]
+    Answered(StatusCode),
+    #[error("the URL does not parse: {0}")]
+    Url(#[source] url::ParseError),
+    #[error("refused: {0}")]
+    Refused(#[source] destination::Refused),
+    #[error(transparent)]
+    Body(serde_json::Error),
+    /// Shown with its causes: "error sending request" alone does not tell
+    /// an operator that the address was refused or the peer was down.
+    #[error("{0:#}")]
+    Request(anyhow::Error),
 }
 
 impl Outcome {
@@ -73,7 +91,7 @@ impl Sender {
         match self.attempt(url, secrets, event).await {
             Ok(status) if status.is_success() => Outcome::Delivered,
             Ok(StatusCode::GONE) => Outcome::Gone,
-            Ok(status) => Outcome::Failed(format!("the receiver answered {status}")),
+            Ok(status) => Outcome::Failed(DeliveryError::Answered(status)),
             Err(error) => Outcome::Failed(error),
         }
     }
@@ -83,13 +101,13 @@ impl Sender {
         url: &str,
         secrets: &[Secret],
         event: &PublicEvent,
-    ) -> Result<StatusCode, String> {
-        let url = Url::parse(url).map_err(|e| format!("the URL does not parse: {e}"))?;
+    ) -> Result<StatusCode, DeliveryError> {
+        let url = Url::parse(url).map_err(DeliveryError::Url)?;
         if !self.allow_private_networks {
             // A name is checked by the resolver; an address never reaches it.
-            destination::refuse_private_address(&url).map_err(|e| format!("refused: {e}"))?;
+            destination::refuse_private_address(&url).map_err(DeliveryError::Refused)?;
         }
-        let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(event).map_err(DeliveryError::Body)?;
         let timestamp = Utc::now().timestamp();
         let signature = signature::sign(secrets, &event.id, timestamp, &body);
         let mut response = self
@@ -105,9 +123,7 @@ impl Sender {
             .body(body)
             .send()
             .await
-            // With its causes: "error sending request" alone does not tell
-            // an operator that the address was refused or the peer was down.
-            .map_err(|error| format!("{:#}", anyhow::Error::from(error)))?;
+            .map_err(|error| DeliveryError::Request(error.into()))?;
         let status = response.status();
         let mut read = 0;
         while read < ANSWER_BYTES_READ {

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     commands::Commands,
     config::Config,
-    keys::LinkKeys,
+    link_keys::LinkKeys,
     mail::{Mailer, Templates},
     queue::{
         EmailQueue,
@@ -32,15 +32,15 @@ use crate::{
     rate_limit::RateLimiter,
 };
 
-mod email;
+mod address_lookup;
+mod email_job;
 mod housekeeping;
-pub mod metrics;
+pub mod metrics_endpoint;
 mod projector;
 mod relay;
-mod requests;
 mod retry;
 pub mod sweeps;
-mod webhooks;
+mod webhook_deliverer;
 
 /// How often an idle worker looks for new jobs pushed by another process.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -55,9 +55,7 @@ pub struct WorkerState {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub commands: Commands,
-    /// Activation keys.
-    pub keys: LinkKeys,
-    /// Password reset keys.
+    pub activation_keys: LinkKeys,
     pub reset_keys: LinkKeys,
     pub templates: Templates,
     pub mailer: Mailer,
@@ -84,7 +82,7 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
         shutdown.clone(),
     ));
     let sweeps = tokio::spawn(sweeps::run(state.clone(), shutdown.clone()));
-    let webhooks = tokio::spawn(webhooks::run(
+    let webhooks = tokio::spawn(webhook_deliverer::run(
         state.pool.clone(),
         state.config.webhooks,
         unique_worker_name(),
@@ -115,8 +113,8 @@ pub async fn run(state: Arc<WorkerState>, shutdown: CancellationToken) -> anyhow
         .context("projector")
 }
 
-/// Activation keys and queued jobs live in Redis; under memory pressure an
-/// evicting policy would drop keys with a TTL (every activation key) first.
+/// Link keys and queued jobs live in Redis; under memory pressure an
+/// evicting policy would drop keys with a TTL (every link key) first.
 async fn warn_about_eviction(redis: &ConnectionManager) {
     let policy: Result<Vec<String>, _> = redis::cmd("CONFIG")
         .arg("GET")
@@ -128,7 +126,7 @@ async fn warn_about_eviction(redis: &ConnectionManager) {
         Ok([_, policy]) => tracing::warn!(
             policy = %policy,
             "Redis maxmemory-policy is not noeviction: under memory pressure Redis will evict \
-             activation keys and queued jobs; set `maxmemory-policy noeviction`"
+             link keys and queued jobs; set `maxmemory-policy noeviction`"
         ),
         Ok(_) | Err(_) => {
             tracing::warn!("could not read Redis maxmemory-policy (CONFIG GET refused?)")
@@ -201,7 +199,7 @@ async fn run_email_worker(
         .backend(storage)
         .data(state.clone())
         .concurrency(state.config.worker.concurrency)
-        .build(email::handle);
+        .build(email_job::handle);
     worker
         .run_until(async move {
             shutdown.cancelled().await;

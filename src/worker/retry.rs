@@ -12,16 +12,20 @@ use std::time::Duration;
 
 use rand::RngExt as _;
 
-/// Whether a failed attempt is worth repeating.
+/// A failure, whole with its causes, as an attempt error holds it.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether a failed attempt is worth repeating. Either way the failure is
+/// kept whole: it reads as the error it wraps, causes included.
 #[derive(Debug, thiserror::Error)]
 pub enum AttemptError {
     /// Might succeed later: SMTP 4xx, timeouts, Redis or Postgres away.
-    #[error("{0}")]
-    Transient(String),
+    #[error(transparent)]
+    Transient(Cause),
     /// Will fail the same way every time: SMTP 5xx, a refused address, a
     /// template error, an account or request that does not exist.
-    #[error("{0}")]
-    Permanent(String),
+    #[error(transparent)]
+    Permanent(Cause),
     /// Too soon after the last email to this address; try again after the
     /// pause. Not a failure, so it spends no attempt.
     #[error("the previous email to this address went out too recently")]
@@ -29,12 +33,12 @@ pub enum AttemptError {
 }
 
 impl AttemptError {
-    pub fn transient(error: impl std::fmt::Display) -> Self {
-        Self::Transient(error.to_string())
+    pub fn transient(error: impl Into<Cause>) -> Self {
+        Self::Transient(error.into())
     }
 
-    pub fn permanent(error: impl std::fmt::Display) -> Self {
-        Self::Permanent(error.to_string())
+    pub fn permanent(error: impl Into<Cause>) -> Self {
+        Self::Permanent(error.into())
     }
 }
 

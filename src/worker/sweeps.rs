@@ -24,7 +24,7 @@ use super::WorkerState;
 use crate::{
     commands::{CommandError, Commands},
     domain::AccountCommand,
-    projection::accounts,
+    projection::accounts_table,
     store::EventMetadata,
 };
 
@@ -67,7 +67,7 @@ pub async fn expire_registrations(
         return Ok(0);
     };
     let mut expired = 0;
-    for account_id in accounts::pending_registered_before(pool, cutoff, BATCH).await? {
+    for account_id in accounts_table::pending_registered_before(pool, cutoff, BATCH).await? {
         let command = AccountCommand::Expire { at: now, ttl };
         match commands
             .execute(account_id, command, &EventMetadata::default())
@@ -95,7 +95,9 @@ pub async fn push_stranded_requests(
         return Ok(0);
     };
     let mut pushed = 0;
-    for (account_id, request_id) in accounts::outstanding_since_before(pool, cutoff, BATCH).await? {
+    for (account_id, request_id) in
+        accounts_table::outstanding_since_before(pool, cutoff, BATCH).await?
+    {
         let Some(account) = commands.load(account_id).await? else {
             continue;
         };

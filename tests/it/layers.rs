@@ -20,13 +20,13 @@ const LAYERS: &[(&str, Layer)] = &[
     ("telemetry", Layer::Leaf),
     ("store", Layer::Store),
     ("commands", Layer::Service),
-    ("admin", Layer::Service),
+    ("account_admin", Layer::Service),
     ("api_keys", Layer::Service),
     ("projection", Layer::Service),
     ("public_events", Layer::Service),
     ("queue", Layer::Service),
     ("rate_limit", Layer::Service),
-    ("keys", Layer::Service),
+    ("link_keys", Layer::Service),
     ("hashing", Layer::Service),
     ("sessions", Layer::Service),
     ("mail", Layer::Service),
@@ -71,7 +71,13 @@ fn allowed(from: &str, a: Layer, to: &str, b: Layer) -> bool {
 
 /// Modules inside `web` that handlers share; everything else in `src/web/`
 /// but `mod.rs` and the router is a handler.
-const WEB_SHARED: &[&str] = &["context", "locale", "openapi", "request", "response"];
+const WEB_SHARED: &[&str] = &[
+    "context",
+    "openapi",
+    "request",
+    "request_locale",
+    "response",
+];
 const WEB_ROUTER: &str = "routes";
 
 fn src() -> PathBuf {

@@ -8,11 +8,11 @@ use porter::{
     ops::{
         self,
         deliveries::{DeliveriesError, RetryOutcome},
-        events::{Format, ListOptions},
+        event_log::{Format, ListOptions},
     },
     projection::{
         self, ProjectionError,
-        accounts::AccountRow,
+        accounts_table::AccountRow,
         project_accounts,
         replay::{self, Progress, ReplayError, ReplayOptions, Silent},
     },
@@ -388,7 +388,7 @@ async fn events_lists_the_log_in_order_with_personal_data_masked() {
                 reveal,
             };
             let mut out = Vec::new();
-            ops::events::run(&pool, &options, &mut out, &CancellationToken::new())
+            ops::event_log::run(&pool, &options, &mut out, &CancellationToken::new())
                 .await
                 .expect("list events");
             String::from_utf8(out).expect("UTF-8")
@@ -665,7 +665,7 @@ async fn metrics_parse_as_prometheus_text_and_count_sign_ups() {
         .expect("bind");
     let address = listener.local_addr().expect("address");
     let shutdown = CancellationToken::new();
-    tokio::spawn(porter::worker::metrics::serve(
+    tokio::spawn(porter::worker::metrics_endpoint::serve(
         listener,
         porter::gauges::Sources::new(
             app.pool.clone(),

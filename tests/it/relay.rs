@@ -8,7 +8,7 @@ use porter::{
     domain::{
         AccountEvent,
         events::{
-            AccountRegistered, ActivationEmailFailed, ActivationReason, ActivationRequested,
+            AccountRegistered, ActivationReason, ActivationRequested, EmailFailed,
             EmailRetryRequested, PasswordHash,
         },
     },
@@ -44,7 +44,7 @@ async fn an_operators_retry_whose_push_was_lost_is_relayed() {
             request_id: failed,
             reason: ActivationReason::SignUp,
         }),
-        AccountEvent::ActivationEmailFailed(ActivationEmailFailed {
+        AccountEvent::EmailFailed(EmailFailed {
             request_id: failed,
             reason: "550 mailbox unavailable".into(),
             permanent: true,

@@ -4,7 +4,7 @@ use chrono::Utc;
 use porter::{
     commands::SignUp,
     config::{Argon2Cost, HashingConfig},
-    domain::{AccountCommand, EmailAddress, Password, Username},
+    domain::{AccountCommand, EmailAddress, Locale, Password, Username},
     hashing::PasswordHasher,
     store::EventMetadata,
 };
@@ -314,7 +314,7 @@ async fn a_hash_made_with_older_argon2_parameters_is_upgraded_at_sign_in() {
         username: Username::parse("old_timer").expect("username"),
         email: EmailAddress::parse("old.timer@example.com").expect("email"),
         password_hash: older,
-        locale: "en".into(),
+        locale: Locale::english(),
     };
     let commands = &app.web.commands;
     let account_id = commands

@@ -145,11 +145,11 @@ async fn an_account_with_a_long_history_is_loaded_from_its_snapshot() {
     app.alter_snapshot(
         id,
         "UPDATE account_snapshots \
-         SET state = jsonb_set(state, '{username}', '\"from-the-snapshot\"') WHERE stream_id = $1",
+         SET state = jsonb_set(state, '{username,display}', '\"from-the-snapshot\"') WHERE stream_id = $1",
     )
     .await;
     let loaded = commands.load(id).await.expect("load").expect("account");
-    assert_eq!(loaded.username, "from-the-snapshot");
+    assert_eq!(loaded.username.as_str(), "from-the-snapshot");
     assert_eq!(
         loaded.version,
         length + 3,

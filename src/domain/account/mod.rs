@@ -38,7 +38,10 @@ pub use registration::{
 use requests::{Delivery, Request, RequestKind};
 pub use requests::{EmailPlan, RetryNotNeeded, RetryPlan, SIGN_UP_NOTICE_INTERVAL};
 
-use super::events::{AccountEvent, IssuedKey, PasswordChangeReason, PasswordHash};
+use super::{
+    EmailAddress, Locale, Username,
+    events::{AccountEvent, IssuedKey, PasswordChangeReason, PasswordHash},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccountStatus {
@@ -89,13 +92,16 @@ impl AccountStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: Uuid,
-    pub username: String,
-    pub username_canonical: String,
-    pub email: String,
-    pub email_canonical: String,
+    /// Taken from the registration as recorded (see
+    /// [`Username::from_record`]), like the address and the locale.
+    #[serde(with = "super::snapshot::username")]
+    pub username: Username,
+    #[serde(with = "super::snapshot::email")]
+    pub email: EmailAddress,
     /// The current password's hash (redacted in `Debug`).
     pub password_hash: PasswordHash,
-    pub locale: String,
+    #[serde(with = "super::snapshot::locale")]
+    pub locale: Locale,
     /// `None` for registrations recorded before the time was kept.
     pub registered_at: Option<DateTime<Utc>>,
     /// The pending registration this one replaced; see [`Self::is_contested`].
@@ -335,12 +341,10 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
     if let AccountEvent::AccountRegistered(registered) = event {
         return Some(Account {
             id: registered.account_id,
-            username: registered.username.clone(),
-            username_canonical: registered.username_canonical.clone(),
-            email: registered.email.clone(),
-            email_canonical: registered.email_canonical.clone(),
+            username: Username::from_record(&registered.username, &registered.username_canonical),
+            email: EmailAddress::from_record(&registered.email, &registered.email_canonical),
             password_hash: registered.password_hash.clone(),
-            locale: registered.locale.clone(),
+            locale: Locale::from_record(&registered.locale),
             registered_at: registered.registered_at,
             supersedes: registered.supersedes,
             address_owner: registered.address_owner,
@@ -369,14 +373,14 @@ pub fn apply(state: Option<Account>, event: &AccountEvent, version: i64) -> Opti
                 account.newest_key_request = version;
             }
         }
-        AccountEvent::ActivationEmailSent(e) => {
+        AccountEvent::EmailSent(e) => {
             if let Some(request) = account.requests.get_mut(&e.request_id) {
                 request.delivery = Delivery::Emailed;
             }
             account.last_email_at = Some(e.sent_at);
             account.forget_old_settled_requests();
         }
-        AccountEvent::ActivationEmailFailed(e) => {
+        AccountEvent::EmailFailed(e) => {
             if let Some(request) = account.requests.get_mut(&e.request_id)
                 && request.delivery == Delivery::Outstanding
             {

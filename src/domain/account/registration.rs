@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{Account, AccountCommand, AccountStatus, DomainError, decide};
 use crate::domain::{
-    EmailAddress, Username,
+    EmailAddress, Locale, Username,
     events::{
         AccountActivated, AccountEvent, AccountRegistered, ActivationReason, ActivationRequested,
         PasswordHash, RegistrationCancelled, RegistrationExpired, RegistrationSuperseded,
@@ -27,7 +27,7 @@ pub struct Registration {
     pub username: Username,
     pub email: EmailAddress,
     pub password_hash: PasswordHash,
-    pub locale: String,
+    pub locale: Locale,
     pub registered_at: DateTime<Utc>,
     pub address: AddressClaim,
 }
@@ -169,7 +169,7 @@ pub(super) fn register(registration: Registration) -> Vec<AccountEvent> {
         email: email.as_typed().to_owned(),
         email_canonical: email.canonical().to_owned(),
         password_hash,
-        locale,
+        locale: locale.as_str().to_owned(),
         registered_at: Some(registered_at),
         supersedes,
         address_owner,

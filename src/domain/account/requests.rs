@@ -13,9 +13,8 @@ use uuid::Uuid;
 
 use super::{Account, AccountStatus, DomainError};
 use crate::domain::events::{
-    AccountEvent, ActivationEmailFailed, ActivationEmailSent, ActivationReason,
-    ActivationRequested, EmailRetryRequested, EmailWithheld, IssuedKey,
-    SignUpAttemptedForExistingEmail,
+    AccountEvent, ActivationReason, ActivationRequested, EmailFailed, EmailRetryRequested,
+    EmailSent, EmailWithheld, IssuedKey, SignUpAttemptedForExistingEmail,
 };
 
 /// What a request in the stream asked for.
@@ -166,7 +165,7 @@ impl Account {
         Ok(if request.delivery == Delivery::Emailed {
             vec![]
         } else {
-            vec![AccountEvent::ActivationEmailSent(ActivationEmailSent {
+            vec![AccountEvent::EmailSent(EmailSent {
                 request_id,
                 sent_at,
                 key,
@@ -187,7 +186,7 @@ impl Account {
         Ok(if request.delivery != Delivery::Outstanding {
             vec![]
         } else {
-            vec![AccountEvent::ActivationEmailFailed(ActivationEmailFailed {
+            vec![AccountEvent::EmailFailed(EmailFailed {
                 request_id,
                 reason,
                 permanent,

@@ -16,12 +16,12 @@
 //! This module holds the address as a whole (its forms and lengths); the
 //! rules for each side of the `@` are in `local_part` and `domain`.
 
-mod domain;
+mod domain_part;
 mod local_part;
 #[cfg(test)]
 mod tests;
 
-use domain::canonical_domain;
+use domain_part::canonical_domain;
 use local_part::canonical_local_part;
 
 /// RFC 5321 limits a path to 256 octets including the angle brackets.
@@ -114,6 +114,17 @@ impl EmailAddress {
             as_typed: as_typed.to_owned(),
             canonical,
         })
+    }
+
+    /// The address an event recorded, taken as recorded, for the reason
+    /// [`super::Username::from_record`] gives: an address that today's rules
+    /// would refuse is still its account's address, and its canonical form
+    /// stays the one its claim holds.
+    pub fn from_record(as_typed: &str, canonical: &str) -> Self {
+        Self {
+            as_typed: as_typed.to_owned(),
+            canonical: canonical.to_owned(),
+        }
     }
 
     /// The address as the person typed it, without surrounding whitespace.

@@ -3,11 +3,11 @@
 //! written by older versions of Porter up to the current one.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{AccountEvent, ActivationEmailSent, IssuedKey};
+use super::{AccountEvent, EmailSent, IssuedKey};
 
 /// An event in its stored shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,28 +43,38 @@ pub enum DecodeError {
     },
 }
 
+/// One step of an upcaster: how a payload of `event_type` stored at schema
+/// version `from` becomes version `from + 1`.
+struct Upcast {
+    event_type: &'static str,
+    from: i32,
+    step: fn(Value) -> Result<Value, DecodeError>,
+}
+
+/// Every payload change that old readers could not handle, oldest first.
+/// An event type's current schema version is one more than its number of
+/// steps here, so a new version is one step in this list and nothing else.
+const UPCASTS: &[Upcast] = &[Upcast {
+    event_type: "ActivationEmailSent",
+    from: 1,
+    step: activation_email_sent_v1_to_v2,
+}];
+
 /// The current schema version of each event type: what [`AccountEvent::encode`]
 /// writes and what [`AccountEvent::decode`] parses after upcasting. `None` for
 /// a type this version of Porter does not know.
 pub fn current_schema_version(event_type: &str) -> Option<i32> {
-    match event_type {
-        "ActivationEmailSent" => Some(2),
-        "AccountRegistered"
-        | "ActivationRequested"
-        | "ActivationEmailFailed"
-        | "AccountActivated"
-        | "SignUpAttemptedForExistingEmail"
-        | "EmailRetryRequested"
-        | "RegistrationSuperseded"
-        | "RegistrationCancelled"
-        | "RegistrationExpired"
-        | "EmailWithheld"
-        | "AccountActivatedManually"
-        | "AccountBlocked"
-        | "AccountUnblocked" => Some(1),
-        "PasswordResetRequested" | "PasswordChanged" => Some(1),
-        _ => None,
-    }
+    AccountEvent::TYPES
+        .contains(&event_type)
+        .then(|| schema_version_of_known(event_type))
+}
+
+/// The current schema version of a type from [`AccountEvent::TYPES`].
+pub(super) fn schema_version_of_known(event_type: &str) -> i32 {
+    UPCASTS
+        .iter()
+        .filter(|upcast| upcast.event_type == event_type)
+        .fold(1, |version, _| version + 1)
 }
 
 impl AccountEvent {
@@ -72,25 +82,7 @@ impl AccountEvent {
     /// an error for the caller to report: writing JSON `null` into an
     /// append-only log would keep a broken event there for good.
     pub fn encode(&self) -> Result<EncodedEvent, EncodeError> {
-        let payload = match self {
-            Self::AccountRegistered(e) => serde_json::to_value(e),
-            Self::ActivationRequested(e) => serde_json::to_value(e),
-            Self::ActivationEmailSent(e) => serde_json::to_value(e),
-            Self::ActivationEmailFailed(e) => serde_json::to_value(e),
-            Self::AccountActivated(e) => serde_json::to_value(e),
-            Self::SignUpAttemptedForExistingEmail(e) => serde_json::to_value(e),
-            Self::EmailRetryRequested(e) => serde_json::to_value(e),
-            Self::RegistrationSuperseded(e) => serde_json::to_value(e),
-            Self::RegistrationCancelled(e) => serde_json::to_value(e),
-            Self::RegistrationExpired(e) => serde_json::to_value(e),
-            Self::EmailWithheld(e) => serde_json::to_value(e),
-            Self::AccountActivatedManually(e) => serde_json::to_value(e),
-            Self::AccountBlocked(e) => serde_json::to_value(e),
-            Self::AccountUnblocked(e) => serde_json::to_value(e),
-            Self::PasswordResetRequested(e) => serde_json::to_value(e),
-            Self::PasswordChanged(e) => serde_json::to_value(e),
-        }
-        .map_err(|source| EncodeError {
+        let payload = self.payload_json().map_err(|source| EncodeError {
             event_type: self.event_type(),
             source,
         })?;
@@ -106,53 +98,21 @@ impl AccountEvent {
         schema_version: i32,
         payload: Value,
     ) -> Result<Self, DecodeError> {
-        fn parse<T: DeserializeOwned>(
-            event_type: &str,
-            schema_version: i32,
-            payload: Value,
-        ) -> Result<T, DecodeError> {
-            serde_json::from_value(payload).map_err(|source| DecodeError::MalformedPayload {
-                event_type: event_type.to_owned(),
-                schema_version,
-                source,
-            })
-        }
-        let Some(v) = current_schema_version(event_type) else {
+        let Some(current) = current_schema_version(event_type) else {
             return Err(DecodeError::UnknownType {
                 event_type: event_type.to_owned(),
             });
         };
         let payload = upcast(event_type, schema_version, payload)?;
-        Ok(match event_type {
-            "AccountRegistered" => Self::AccountRegistered(parse(event_type, v, payload)?),
-            "ActivationRequested" => Self::ActivationRequested(parse(event_type, v, payload)?),
-            "ActivationEmailSent" => Self::ActivationEmailSent(parse(event_type, v, payload)?),
-            "ActivationEmailFailed" => Self::ActivationEmailFailed(parse(event_type, v, payload)?),
-            "AccountActivated" => Self::AccountActivated(parse(event_type, v, payload)?),
-            "SignUpAttemptedForExistingEmail" => {
-                Self::SignUpAttemptedForExistingEmail(parse(event_type, v, payload)?)
+        let decoded = Self::from_payload_json(event_type, payload).ok_or_else(|| {
+            DecodeError::UnknownType {
+                event_type: event_type.to_owned(),
             }
-            "EmailRetryRequested" => Self::EmailRetryRequested(parse(event_type, v, payload)?),
-            "RegistrationSuperseded" => {
-                Self::RegistrationSuperseded(parse(event_type, v, payload)?)
-            }
-            "RegistrationCancelled" => Self::RegistrationCancelled(parse(event_type, v, payload)?),
-            "RegistrationExpired" => Self::RegistrationExpired(parse(event_type, v, payload)?),
-            "EmailWithheld" => Self::EmailWithheld(parse(event_type, v, payload)?),
-            "AccountActivatedManually" => {
-                Self::AccountActivatedManually(parse(event_type, v, payload)?)
-            }
-            "AccountBlocked" => Self::AccountBlocked(parse(event_type, v, payload)?),
-            "AccountUnblocked" => Self::AccountUnblocked(parse(event_type, v, payload)?),
-            "PasswordResetRequested" => {
-                Self::PasswordResetRequested(parse(event_type, v, payload)?)
-            }
-            "PasswordChanged" => Self::PasswordChanged(parse(event_type, v, payload)?),
-            other => {
-                return Err(DecodeError::UnknownType {
-                    event_type: other.to_owned(),
-                });
-            }
+        })?;
+        decoded.map_err(|source| DecodeError::MalformedPayload {
+            event_type: event_type.to_owned(),
+            schema_version: current,
+            source,
         })
     }
 }
@@ -172,10 +132,11 @@ fn upcast(event_type: &str, schema_version: i32, payload: Value) -> Result<Value
     }
     let mut payload = payload;
     for version in schema_version..current {
-        payload = match (event_type, version) {
-            ("ActivationEmailSent", 1) => activation_email_sent_v1_to_v2(payload)?,
-            _ => return Err(unknown()),
-        };
+        let upcast = UPCASTS
+            .iter()
+            .find(|upcast| upcast.event_type == event_type && upcast.from == version)
+            .ok_or_else(unknown)?;
+        payload = (upcast.step)(payload)?;
     }
     Ok(payload)
 }
@@ -210,7 +171,7 @@ fn activation_email_sent_v1_to_v2(payload: Value) -> Result<Value, DecodeError> 
             )));
         }
     };
-    let v2 = ActivationEmailSent {
+    let v2 = EmailSent {
         request_id: v1.request_id,
         sent_at: v1.sent_at,
         key,
@@ -259,7 +220,7 @@ mod tests {
         let at = |s: &str| s.parse::<DateTime<Utc>>().expect("timestamp");
         assert_eq!(
             decoded,
-            AccountEvent::ActivationEmailSent(ActivationEmailSent {
+            AccountEvent::EmailSent(EmailSent {
                 request_id: Uuid::from_u128(7),
                 sent_at: at("2027-01-15T08:00:00Z"),
                 key: Some(IssuedKey {
@@ -278,7 +239,7 @@ mod tests {
         let decoded = AccountEvent::decode("ActivationEmailSent", 1, notice).expect("v1 decodes");
         assert!(matches!(
             decoded,
-            AccountEvent::ActivationEmailSent(ActivationEmailSent { key: None, .. })
+            AccountEvent::EmailSent(EmailSent { key: None, .. })
         ));
 
         let half = serde_json::json!({
@@ -291,6 +252,44 @@ mod tests {
         assert!(
             error.to_string().contains("ActivationEmailSent v1"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn upcasters_climb_one_version_at_a_time_from_version_one() {
+        for upcast in UPCASTS {
+            assert!(
+                AccountEvent::TYPES.contains(&upcast.event_type),
+                "{}",
+                upcast.event_type
+            );
+        }
+        for event_type in AccountEvent::TYPES {
+            let mut froms: Vec<i32> = UPCASTS
+                .iter()
+                .filter(|upcast| upcast.event_type == *event_type)
+                .map(|upcast| upcast.from)
+                .collect();
+            froms.sort_unstable();
+            let current = current_schema_version(event_type).expect("a known type");
+            assert_eq!(froms, (1..current).collect::<Vec<_>>(), "{event_type}");
+        }
+    }
+
+    #[test]
+    fn every_type_is_stored_under_one_name() {
+        let mut names = AccountEvent::TYPES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), AccountEvent::TYPES.len());
+        let written: Vec<&str> = samples().iter().map(AccountEvent::event_type).collect();
+        for name in AccountEvent::TYPES {
+            assert!(written.contains(name), "no sample of {name}");
+        }
+        assert_eq!(
+            samples()[2].encode().expect("encodes").event_type,
+            "ActivationEmailSent",
+            "the stored name stays"
         );
     }
 

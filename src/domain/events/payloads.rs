@@ -113,7 +113,9 @@ pub struct ActivationRequested {
     pub reason: ActivationReason,
 }
 
-/// An activation email went out.
+/// The email of a request went out, whatever its kind (activation link,
+/// notice, reset link, "your password was changed"); the request says
+/// which. Stored as `ActivationEmailSent` (see [`super::AccountEvent`]).
 ///
 /// Schema version 2. Version 1 (stored until the first operator release) kept
 /// `key_fingerprint: Option<String>` and `expires_at: Option<DateTime>` side by
@@ -122,7 +124,7 @@ pub struct ActivationRequested {
 /// payloads stay as they are and are brought up to v2 when read (see
 /// `upcast`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActivationEmailSent {
+pub struct EmailSent {
     pub request_id: Uuid,
     pub sent_at: DateTime<Utc>,
     /// The key the email carried; `None` for a notice to an active account,
@@ -139,8 +141,10 @@ pub struct IssuedKey {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The email of a request could not be delivered, for now or for good.
+/// Stored as `ActivationEmailFailed` (see [`super::AccountEvent`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActivationEmailFailed {
+pub struct EmailFailed {
     pub request_id: Uuid,
     pub reason: String,
     pub permanent: bool,

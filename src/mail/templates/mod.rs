@@ -65,10 +65,17 @@ const LAYOUTS: &[&str] = &[
 /// values other than the check's sample data.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    /// A file is missing, unknown, unreadable, does not compile, or fails
-    /// the start-up rendering check.
+    /// A file is missing, unknown, does not compile, or fails the start-up
+    /// rendering check.
     #[error("{file}: {problem}")]
     Invalid { file: String, problem: String },
+    /// A file or folder could not be read; `doing` says which read.
+    #[error("{file}: {doing}: {source}")]
+    Unreadable {
+        file: String,
+        doing: &'static str,
+        source: std::io::Error,
+    },
     /// Rendering for a real recipient failed (it passed the check at start,
     /// so this is a context the samples do not cover).
     #[error("cannot render {template}: {problem}")]
@@ -190,18 +197,18 @@ impl Templates {
         &self.default_locale
     }
 
-    /// The locale Porter writes in for a stored tag: the best match
-    /// ([`Locale::lookup`]), else the default (a tag that no longer parses or
-    /// whose templates an operator removed still gets its emails).
-    pub fn locale_for(&self, tag: &str) -> &Locale {
-        Locale::parse(tag)
-            .ok()
-            .and_then(|locale| locale.lookup(self.locales()))
+    /// The locale Porter writes in for an account's locale: the best match
+    /// ([`Locale::lookup`]), else the default (a recorded tag that no longer
+    /// parses, see [`Locale::from_record`], or whose templates an operator
+    /// removed still gets its emails).
+    pub fn locale_for(&self, locale: &Locale) -> &Locale {
+        locale
+            .lookup(self.locales())
             .unwrap_or(&self.default_locale)
     }
 
     fn set(&self, locale: &Locale) -> (&Locale, &LocaleTemplates) {
-        let locale = self.locale_for(locale.as_str());
+        let locale = self.locale_for(locale);
         match self.locales.get_key_value(locale) {
             Some(found) => found,
             // `load` made sure the default locale has templates.

@@ -80,8 +80,11 @@ pub(super) fn add_overrides(
             .ok_or_else(|| invalid(&origin, "the path is not UTF-8"))?
             .replace('\\', "/");
         let (locale, file) = locale_and_file(&origin, &relative)?;
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| invalid(&origin, format!("cannot read it: {e}")))?;
+        let text = std::fs::read_to_string(&path).map_err(|source| TemplateError::Unreadable {
+            file: origin.clone(),
+            doing: "cannot read it",
+            source,
+        })?;
         sources
             .entry(locale)
             .or_default()
@@ -93,14 +96,16 @@ pub(super) fn add_overrides(
 /// Every file below `dir`, skipping hidden ones (`.DS_Store`, editors'
 /// swap files).
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), TemplateError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        invalid(
-            dir.display().to_string(),
-            format!("cannot read TEMPLATES_DIR: {e}"),
-        )
-    })?;
+    let unreadable = |doing| {
+        move |source| TemplateError::Unreadable {
+            file: dir.display().to_string(),
+            doing,
+            source,
+        }
+    };
+    let entries = std::fs::read_dir(dir).map_err(unreadable("cannot read TEMPLATES_DIR"))?;
     for entry in entries {
-        let entry = entry.map_err(|e| invalid(dir.display().to_string(), e.to_string()))?;
+        let entry = entry.map_err(unreadable("cannot list it"))?;
         let path = entry.path();
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;

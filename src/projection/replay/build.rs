@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Progress, ReplayError};
 use crate::{
-    projection::accounts::{self, Table},
+    projection::accounts_table::{self, Table},
     store::{Cursor, RecordedEvent, read_committed_after},
 };
 
@@ -55,7 +55,7 @@ pub(super) async fn build(
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
-        accounts::apply(&mut tx, Table::Shadow, &events).await?;
+        accounts_table::apply(&mut tx, Table::Shadow, &events).await?;
         tx.commit().await?;
         cursor = last;
         applied += events.len() as u64;

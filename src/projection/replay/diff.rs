@@ -4,7 +4,7 @@
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::projection::accounts::Table;
+use crate::projection::accounts_table::Table;
 
 /// How many differing rows a dry run lists.
 const DIFF_EXAMPLES: i64 = 10;

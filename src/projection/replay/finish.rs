@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     projection::{
-        accounts::{self, Table},
+        accounts_table::{self, Table},
         apply_next,
     },
     store::{self, Cursor, save_checkpoint},
@@ -57,7 +57,7 @@ pub(super) async fn finish(
     .await?;
     // Not SKIP LOCKED: wait for a projector round in flight to commit, then
     // hold the row so the projector's next rounds skip.
-    let live = store::lock_checkpoint_waiting(&mut tx, accounts::CHECKPOINT).await?;
+    let live = store::lock_checkpoint_waiting(&mut tx, accounts_table::CHECKPOINT).await?;
     let paused = Instant::now();
     progress.phase(Phase::CatchingUp);
     let (cursor, caught_up) = catch_up(
@@ -111,7 +111,7 @@ pub(super) async fn finish(
     }
     progress.phase(Phase::Swapping);
     swap_tables(&mut tx).await?;
-    save_checkpoint(&mut tx, accounts::CHECKPOINT, cursor).await?;
+    save_checkpoint(&mut tx, accounts_table::CHECKPOINT, cursor).await?;
     tx.commit().await?;
     Ok(Finished {
         events,

@@ -3,7 +3,7 @@
 //!
 //! The rebuild goes into a shadow table (`accounts_shadow`, created `LIKE
 //! accounts INCLUDING ALL`) through the same batched
-//! [`super::accounts::apply`] the live projector uses, reading the log with
+//! [`super::accounts_table::apply`] the live projector uses, reading the log with
 //! [`crate::store::read_committed_after`] in `(tx_id, position)` order; the
 //! catch-up before the swap is the projector's own round
 //! ([`super::apply_next`]) run against the shadow. Progress is reported to a

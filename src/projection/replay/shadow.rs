@@ -5,7 +5,7 @@
 
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::projection::accounts::Table;
+use crate::projection::accounts_table::Table;
 
 /// The shadow starts unlogged: rows rewritten batch after batch while it is
 /// built would otherwise each go to the WAL. A crash empties an unlogged

@@ -21,7 +21,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{
-    AppState, admin,
+    AppState, admin_accounts,
     context::RequestContext,
     openapi::Operation,
     request,
@@ -70,7 +70,7 @@ async fn respond(
     let hsts = state.config.mail.public_base_url.scheme() == "https";
     add_standard_headers(&mut response, &context.http_request_id, hsts);
     crate::metrics::record_request(route, response.status(), started.elapsed());
-    // The route name, never the raw path: paths carry activation keys.
+    // The route name, never the raw path: paths carry link keys.
     tracing::info!(
         method = %method,
         route,
@@ -106,7 +106,7 @@ async fn dispatch(
             if !context.committing() {
                 return (
                     "deadline",
-                    Err(ApiError::Unavailable("handler deadline passed".into())),
+                    Err(ApiError::Unavailable(anyhow::anyhow!("handler deadline passed"))),
                 );
             }
             tracing::warn!("handler deadline passed while committing; letting it finish");
@@ -130,7 +130,7 @@ async fn route(state: &AppState, context: &RequestContext, request: Request<Inco
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let admin_context;
     let context = if segments.starts_with(&ADMIN_PREFIX) {
-        match admin::authorize(state, context, &request).await {
+        match admin_accounts::authorize(state, context, &request).await {
             Ok(acting) => {
                 admin_context = acting;
                 &admin_context

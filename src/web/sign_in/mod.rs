@@ -244,20 +244,20 @@ pub async fn sign_in(
     successes.spend().await?;
     let owner = SessionOwner {
         account_id: account.id,
-        username: &account.username,
-        email: &account.email,
+        username: account.username.as_str(),
+        email: account.email.as_typed(),
     };
     let (token, expires_at) = state
         .sessions
         .create(owner)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     if let Some(overtaken) = overtaken_while_signing_in(state, &account).await? {
         state
             .sessions
             .revoke(&token.storage_hash())
             .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            .map_err(|e| ApiError::Unavailable(e.into()))?;
         return Err(overtaken);
     }
     tracing::info!(account_id = %account.id, "signed in");
@@ -267,7 +267,11 @@ pub async fn sign_in(
         &NewSession {
             token: token.expose().to_owned(),
             expires_at,
-            account: AccountView::new(account.id, &account.username, &account.email),
+            account: AccountView::new(
+                account.id,
+                account.username.as_str(),
+                account.email.as_typed(),
+            ),
             device_token: device_tokens.token(account.id, device),
         },
     ))
@@ -326,7 +330,7 @@ pub async fn sign_out(state: &AppState, headers: &HeaderMap) -> Result<Response<
         .sessions
         .revoke(&session.id)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     tracing::info!(account_id = %session.account_id, "signed out");
     Ok(no_content())
 }
@@ -340,7 +344,7 @@ pub async fn sign_out_everywhere(
         .sessions
         .revoke_all(session.account_id, None)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     tracing::info!(account_id = %session.account_id, ended, "signed out everywhere");
     Ok(no_content())
 }
@@ -408,7 +412,7 @@ pub async fn change_password(
         .await
         .map_err(|e| {
             tracing::error!(account_id = %session.account_id, error = %e, "password changed but other sessions not revoked");
-            ApiError::Unavailable(e.to_string())
+            ApiError::Unavailable(e.into())
         })?;
     tracing::info!(account_id = %session.account_id, ended, "password changed");
     Ok(json_response(
@@ -426,7 +430,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Session, 
         .sessions
         .authenticate(&token)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(|e| ApiError::Unavailable(e.into()))?
         .ok_or(ApiError::Unauthenticated)
 }
 

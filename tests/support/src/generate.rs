@@ -2,7 +2,7 @@
 //! benchmarks and tests on a scratch database.
 //!
 //! Each account gets the four events of the happy path: `AccountRegistered`,
-//! `ActivationRequested` (sign-up), `ActivationEmailSent` (with the
+//! `ActivationRequested` (sign-up), `EmailSent` (with the
 //! fingerprint of a freshly drawn key and its expiry) and `AccountActivated`,
 //! plus its two unique claims. The events are `porter::domain` values stored
 //! through `AccountEvent::encode`, so payloads and schema versions are always
@@ -25,10 +25,10 @@ use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use porter::{
     domain::{
-        AccountEvent, ActivationKey, PasswordHash,
+        AccountEvent, LinkKey, PasswordHash,
         events::{
-            AccountActivated, AccountRegistered, ActivationEmailSent, ActivationReason,
-            ActivationRequested, IssuedKey,
+            AccountActivated, AccountRegistered, ActivationReason, ActivationRequested, EmailSent,
+            IssuedKey,
         },
     },
     store::{EventMetadata, NewEvent, account_stream},
@@ -131,11 +131,11 @@ impl Account {
                 self.at,
             ),
             (
-                AccountEvent::ActivationEmailSent(ActivationEmailSent {
+                AccountEvent::EmailSent(EmailSent {
                     request_id: self.request_id,
                     sent_at,
                     key: Some(IssuedKey {
-                        fingerprint: ActivationKey::generate().fingerprint(),
+                        fingerprint: LinkKey::generate().fingerprint(),
                         expires_at: sent_at + TimeDelta::minutes(15),
                     }),
                 }),

@@ -13,11 +13,11 @@ use super::{
     AccountCommand, AddressClaim, DomainError, Registration, decide, registration::register, replay,
 };
 use crate::domain::{
-    EmailAddress, Username,
+    EmailAddress, Locale, Username,
     events::{
-        AccountActivated, AccountEvent, ActivationEmailFailed, ActivationEmailSent,
-        ActivationReason, ActivationRequested, EmailRetryRequested, IssuedKey,
-        PasswordChangeReason, PasswordChanged, PasswordHash, PasswordResetRequested,
+        AccountActivated, AccountEvent, ActivationReason, ActivationRequested, EmailFailed,
+        EmailRetryRequested, EmailSent, IssuedKey, PasswordChangeReason, PasswordChanged,
+        PasswordHash, PasswordResetRequested,
     },
 };
 
@@ -36,7 +36,7 @@ fn registration() -> Registration {
         username: Username::parse("ada").expect("valid username"),
         email: EmailAddress::parse("Ada@Example.com").expect("valid email"),
         password_hash: PasswordHash("$argon2id$hash".into()),
-        locale: "en".into(),
+        locale: Locale::english(),
         registered_at: at(0),
         address: AddressClaim::Free,
     }
@@ -47,7 +47,7 @@ fn registered() -> Vec<AccountEvent> {
 }
 
 fn sent(request: u128) -> AccountEvent {
-    AccountEvent::ActivationEmailSent(ActivationEmailSent {
+    AccountEvent::EmailSent(EmailSent {
         request_id: id(request),
         sent_at: at(1),
         key: Some(key("fp", 901)),
@@ -62,7 +62,7 @@ fn key(fingerprint: &str, expires: i64) -> IssuedKey {
 }
 
 fn failed(request: u128) -> AccountEvent {
-    AccountEvent::ActivationEmailFailed(ActivationEmailFailed {
+    AccountEvent::EmailFailed(EmailFailed {
         request_id: id(request),
         reason: "550 no such mailbox".into(),
         permanent: true,

@@ -432,3 +432,38 @@ fn a_holder_read_as_it_ended_is_read_again() {
         Ok(AddressDecision::ReadAgain)
     ));
 }
+
+/// A registration recorded under rules that have changed since: its
+/// username, address and locale no longer parse, and are kept as recorded
+/// (with the canonical forms their claims hold), because what is in the log
+/// has happened. The snapshot keeps them the same way.
+#[test]
+fn recorded_values_that_no_longer_parse_are_kept_as_recorded() {
+    let AccountEvent::AccountRegistered(mut recorded) = registered().remove(0) else {
+        panic!("first event is the registration");
+    };
+    recorded.username = "a__b".into();
+    recorded.username_canonical = "a__b".into();
+    recorded.email = "Root@Localhost".into();
+    recorded.email_canonical = "root@localhost".into();
+    recorded.locale = "not a tag".into();
+    assert!(Username::parse(&recorded.username).is_err());
+    assert!(EmailAddress::parse(&recorded.email).is_err());
+    assert!(Locale::parse(&recorded.locale).is_err());
+
+    let account = replay(&[AccountEvent::AccountRegistered(recorded)]).expect("an account");
+    assert_eq!(
+        (account.username.as_str(), account.username.canonical()),
+        ("a__b", "a__b")
+    );
+    assert_eq!(
+        (account.email.as_typed(), account.email.canonical()),
+        ("Root@Localhost", "root@localhost")
+    );
+    assert_eq!(account.locale.as_str(), "not a tag");
+    assert_eq!(account.status, AccountStatus::Pending);
+
+    let restored = crate::domain::Account::from_snapshot(account.to_snapshot().expect("stores"))
+        .expect("restores");
+    assert_eq!(restored, account);
+}

@@ -138,7 +138,10 @@ fn a_complete_folder_adds_a_locale() {
         t.locales().map(Locale::as_str).collect::<Vec<_>>(),
         ["de", "en", "fr"]
     );
-    assert_eq!(t.locale_for("fr-CA").as_str(), "fr");
+    assert_eq!(
+        t.locale_for(&Locale::parse("fr-CA").expect("tag")).as_str(),
+        "fr"
+    );
 }
 
 #[test]
@@ -215,4 +218,20 @@ fn a_default_locale_without_templates_stops_the_load() {
         error,
         "DEFAULT_LOCALE: fr has no templates (locales: de, en)"
     );
+}
+
+#[test]
+fn an_unreadable_templates_dir_stops_the_load_with_its_io_error_as_cause() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config();
+    config.dir = Some(dir.path().join("absent"));
+    let error = Templates::load(&config).expect_err("no such folder");
+    assert!(
+        error.to_string().contains("cannot read TEMPLATES_DIR"),
+        "{error}"
+    );
+    let cause = std::error::Error::source(&error)
+        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+        .expect("the io error is kept as the cause");
+    assert_eq!(cause.kind(), std::io::ErrorKind::NotFound);
 }

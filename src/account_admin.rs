@@ -26,8 +26,8 @@ use crate::{
         Account, AccountCommand, AccountEvent, AccountStatus, DomainError, EmailAddress, Username,
         account::apply,
     },
-    keys::LinkKeys,
-    projection::accounts::{self, ListedAccount},
+    link_keys::LinkKeys,
+    projection::accounts_table::{self, ListedAccount},
     sessions::Sessions,
     store::{self, ClaimKind, EventMetadata},
 };
@@ -39,14 +39,18 @@ pub const MAX_PAGE: i64 = 200;
 pub enum AdminError {
     #[error("no such account")]
     NotFound,
-    /// The action does not apply to the account as it stands.
-    #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    /// The action does not apply to the account as it stands: `code`
+    /// names the refusal for clients, `source` says why.
+    #[error("the action does not apply")]
+    Conflict {
+        code: &'static str,
+        source: DomainError,
+    },
     #[error(transparent)]
     Command(#[from] CommandError),
     /// Redis could not be reached to end sessions or revoke keys.
-    #[error("redis unavailable: {0}")]
-    Unavailable(String),
+    #[error("redis unavailable")]
+    Unavailable(#[source] redis::RedisError),
 }
 
 impl From<sqlx::Error> for AdminError {
@@ -73,7 +77,7 @@ impl From<DomainError> for AdminError {
         };
         Self::Conflict {
             code,
-            message: error.to_string(),
+            source: error,
         }
     }
 }
@@ -83,7 +87,7 @@ impl From<DomainError> for AdminError {
 #[serde(deny_unknown_fields)]
 pub struct AccountDetails {
     pub id: Uuid,
-    #[schema(schema_with = accounts::status_schema)]
+    #[schema(schema_with = accounts_table::status_schema)]
     pub status: &'static str,
     pub username: String,
     /// As typed at sign-up
@@ -250,7 +254,7 @@ fn fold_details(
         AccountEvent::RegistrationSuperseded(e) => view.ended_at = Some(e.at),
         AccountEvent::RegistrationCancelled(e) => view.ended_at = Some(e.at),
         AccountEvent::RegistrationExpired(e) => view.ended_at = Some(e.at),
-        AccountEvent::ActivationEmailSent(e) => {
+        AccountEvent::EmailSent(e) => {
             view.emails_sent += 1;
             view.last_delivery = Some(Delivery {
                 outcome: "sent",
@@ -258,7 +262,7 @@ fn fold_details(
                 reason: None,
             });
         }
-        AccountEvent::ActivationEmailFailed(e) => {
+        AccountEvent::EmailFailed(e) => {
             view.last_delivery = Some(Delivery {
                 outcome: "failed",
                 at: recorded_at,
@@ -330,7 +334,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Page, AdminError> {
     let limit = limit.clamp(1, MAX_PAGE);
-    let accounts = accounts::list_page(pool, status, after, limit).await?;
+    let accounts = accounts_table::list_page(pool, status, after, limit).await?;
     let next_cursor = (accounts.len() as i64 == limit)
         .then(|| accounts.last().map(encode_cursor))
         .flatten();
@@ -404,22 +408,21 @@ pub async fn block(
         at: Utc::now(),
     };
     let details = act(commands, id, command, metadata).await?;
-    let unavailable = |error: redis::RedisError| AdminError::Unavailable(error.to_string());
     let ended = access
         .sessions
         .revoke_all(id, None)
         .await
-        .map_err(unavailable)?;
+        .map_err(AdminError::Unavailable)?;
     access
         .activation_keys
         .revoke_all(id)
         .await
-        .map_err(unavailable)?;
+        .map_err(AdminError::Unavailable)?;
     access
         .reset_keys
         .revoke_all(id)
         .await
-        .map_err(unavailable)?;
+        .map_err(AdminError::Unavailable)?;
     tracing::info!(account_id = %id, sessions_ended = ended, "account blocked");
     Ok(details)
 }

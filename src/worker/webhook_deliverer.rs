@@ -36,7 +36,7 @@ use crate::{
     public_events::{self, Positioned},
     store::Cursor,
     webhooks::{
-        Outcome, Sender,
+        DeliveryError, Outcome, Sender,
         subscriptions::{self, AfterFailure, Held},
     },
 };
@@ -283,21 +283,21 @@ impl Deliverer {
     async fn after_failure(
         &self,
         held: &mut Held,
-        error: &str,
+        error: &DeliveryError,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<Stop>> {
         let after = subscriptions::record_failure(
             &self.pool,
             held.id,
             &self.owner,
-            error,
+            &error.to_string(),
             self.config.failure_pause,
         )
         .await?;
         let failed_attempts = match after {
             AfterFailure::Retry { failed_attempts } => failed_attempts,
             AfterFailure::Paused => {
-                tracing::error!(subscription = %held.id, error, "webhook subscription failing for longer than WEBHOOK_FAILURE_PAUSE; paused");
+                tracing::error!(subscription = %held.id, %error, "webhook subscription failing for longer than WEBHOOK_FAILURE_PAUSE; paused");
                 return Ok(Some(Stop::Done));
             }
             AfterFailure::Lost => return Ok(Some(Stop::Done)),
@@ -307,7 +307,7 @@ impl Deliverer {
             self.config.retry_cap,
             u32::try_from(failed_attempts).unwrap_or(u32::MAX),
         );
-        tracing::warn!(subscription = %held.id, failed_attempts, retry_in_ms = pause.as_millis() as u64, error, "webhook delivery failed");
+        tracing::warn!(subscription = %held.id, failed_attempts, retry_in_ms = pause.as_millis() as u64, %error, "webhook delivery failed");
         // Sleep in slices that keep the lease.
         let until = Instant::now() + pause;
         while Instant::now() < until {

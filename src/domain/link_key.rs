@@ -1,9 +1,11 @@
-//! Whoever holds an activation key can activate the account it belongs to, so
-//! the key is treated as a bearer secret: it is generated from the operating
-//! system's randomness, only its SHA-256 hash is stored (a leaked database then
-//! activates nothing), logs see a short fingerprint of that hash, and `Debug`
-//! never shows it. The raw key leaves the process only inside the activation
-//! link.
+//! The key in an emailed link, whatever the link is for (activating an
+//! account, resetting a password): `link_keys::KeyPurpose` says which, this type
+//! only what a key is. Whoever holds one can act on the account it belongs
+//! to, so the key is treated as a bearer secret: it is generated from the
+//! operating system's randomness, only its SHA-256 hash is stored (a leaked
+//! database then activates or resets nothing), logs see a short fingerprint
+//! of that hash, and `Debug` never shows it. The raw key leaves the process
+//! only inside the emailed link.
 //!
 //! 32 characters drawn uniformly from 62 give about 190 bits of entropy, far
 //! more than can be guessed online; that is also why a fast unsalted hash is
@@ -20,28 +22,28 @@ use sha2::{Digest, Sha256};
 const KEY_LEN: usize = 32;
 const FINGERPRINT_LEN: usize = 16;
 
-/// A well-formed activation key: 32 ASCII letters and digits.
-pub struct ActivationKey(String);
+/// A well-formed link key: 32 ASCII letters and digits.
+pub struct LinkKey(String);
 
-/// Why a string is not an activation key; the messages are meant for an API
+/// Why a string is not a link key; the messages are meant for an API
 /// field error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ActivationKeyError {
+pub enum LinkKeyError {
     #[error("must be exactly {KEY_LEN} characters long")]
     WrongLength,
     #[error("may only contain the letters A to Z, a to z and the digits 0 to 9")]
     InvalidCharacter,
 }
 
-impl ActivationKey {
+impl LinkKey {
     /// Checks that `raw` has the shape of a key. Whether the key belongs to an
     /// account is decided by looking up its [`storage_hash`](Self::storage_hash).
-    pub fn parse(raw: &str) -> Result<Self, ActivationKeyError> {
+    pub fn parse(raw: &str) -> Result<Self, LinkKeyError> {
         if raw.chars().count() != KEY_LEN {
-            return Err(ActivationKeyError::WrongLength);
+            return Err(LinkKeyError::WrongLength);
         }
         if !raw.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(ActivationKeyError::InvalidCharacter);
+            return Err(LinkKeyError::InvalidCharacter);
         }
         Ok(Self(raw.to_owned()))
     }
@@ -65,15 +67,15 @@ impl ActivationKey {
         hex::encode(Sha256::digest(self.0.as_bytes()))
     }
 
-    /// The raw key, for building the activation link only.
+    /// The raw key, for building the emailed link only.
     pub fn expose(&self) -> &str {
         &self.0
     }
 }
 
-impl fmt::Debug for ActivationKey {
+impl fmt::Debug for LinkKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ActivationKey(<redacted>)")
+        f.write_str("LinkKey(<redacted>)")
     }
 }
 
@@ -93,14 +95,14 @@ mod tests {
             "00000000000000000000000000000000",
             "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ",
         ] {
-            let key = ActivationKey::parse(input).unwrap();
+            let key = LinkKey::parse(input).unwrap();
             assert_eq!(key.expose(), input);
         }
     }
 
     #[test]
     fn refuses_malformed_keys() {
-        use ActivationKeyError::*;
+        use LinkKeyError::*;
         // Each case is (input, expected error, why).
         let cases = [
             ("", WrongLength, "empty"),
@@ -147,7 +149,7 @@ mod tests {
         ];
         for (input, expected, why) in cases {
             assert_eq!(
-                ActivationKey::parse(input).err(),
+                LinkKey::parse(input).err(),
                 Some(expected),
                 "{input:?} ({why})"
             );
@@ -156,7 +158,7 @@ mod tests {
 
     #[test]
     fn hashes_match_sha256() {
-        let key = ActivationKey::parse(SAMPLE).unwrap();
+        let key = LinkKey::parse(SAMPLE).unwrap();
         // Computed independently with `printf %s "$SAMPLE" | sha256sum`.
         let expected = "99ace9ac249ad4adce3e97d48cf9e52fd415e937dbe66c07e4c03f954a2d3ac1";
         assert_eq!(key.storage_hash(), expected);
@@ -167,10 +169,10 @@ mod tests {
     fn generated_keys_are_well_formed_and_distinct() {
         let mut seen = HashSet::new();
         for _ in 0..1000 {
-            let key = ActivationKey::generate();
+            let key = LinkKey::generate();
             assert_eq!(key.expose().len(), KEY_LEN);
             assert!(key.expose().bytes().all(|b| b.is_ascii_alphanumeric()));
-            assert!(ActivationKey::parse(key.expose()).is_ok());
+            assert!(LinkKey::parse(key.expose()).is_ok());
             assert!(seen.insert(key.expose().to_owned()), "duplicate key");
         }
     }
@@ -178,12 +180,7 @@ mod tests {
     #[test]
     fn generated_keys_use_the_whole_alphabet() {
         let drawn: HashSet<u8> = (0..200)
-            .flat_map(|_| {
-                ActivationKey::generate()
-                    .expose()
-                    .bytes()
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|_| LinkKey::generate().expose().bytes().collect::<Vec<_>>())
             .collect();
         // 6,400 draws from 62 symbols miss one with probability below 1e-40.
         assert_eq!(drawn.len(), 62);
@@ -191,20 +188,20 @@ mod tests {
 
     #[test]
     fn debug_output_is_redacted() {
-        let key = ActivationKey::parse(SAMPLE).unwrap();
-        assert_eq!(format!("{key:?}"), "ActivationKey(<redacted>)");
-        assert_eq!(format!("{key:#?}"), "ActivationKey(<redacted>)");
+        let key = LinkKey::parse(SAMPLE).unwrap();
+        assert_eq!(format!("{key:?}"), "LinkKey(<redacted>)");
+        assert_eq!(format!("{key:#?}"), "LinkKey(<redacted>)");
         assert!(!format!("{:?}", Some(&key)).contains(SAMPLE));
     }
 
     #[test]
     fn error_messages_read_as_field_errors() {
         assert_eq!(
-            ActivationKeyError::WrongLength.to_string(),
+            LinkKeyError::WrongLength.to_string(),
             "must be exactly 32 characters long"
         );
         assert!(
-            ActivationKeyError::InvalidCharacter
+            LinkKeyError::InvalidCharacter
                 .to_string()
                 .starts_with("may only")
         );
@@ -213,7 +210,7 @@ mod tests {
     proptest! {
         #[test]
         fn well_formed_keys_round_trip(raw in "[A-Za-z0-9]{32}") {
-            let key = ActivationKey::parse(&raw).unwrap();
+            let key = LinkKey::parse(&raw).unwrap();
             prop_assert_eq!(key.expose(), raw.as_str());
             let hash = key.storage_hash();
             prop_assert_eq!(hash.len(), 64);
@@ -225,12 +222,12 @@ mod tests {
         #[test]
         fn strings_that_are_not_32_alphanumerics_are_refused(raw in any::<String>()) {
             let well_formed = raw.len() == KEY_LEN && raw.bytes().all(|b| b.is_ascii_alphanumeric());
-            prop_assert_eq!(ActivationKey::parse(&raw).is_ok(), well_formed);
+            prop_assert_eq!(LinkKey::parse(&raw).is_ok(), well_formed);
         }
 
         #[test]
         fn debug_never_shows_the_key(raw in "[A-Za-z0-9]{32}") {
-            let key = ActivationKey::parse(&raw).unwrap();
+            let key = LinkKey::parse(&raw).unwrap();
             let debug = format!("{key:?}");
             prop_assert!(!debug.contains(&raw));
             prop_assert!(!debug.contains(&key.fingerprint()));

@@ -1,7 +1,7 @@
 //! `porter accounts` and `porter api-keys`: the admin API's operations for
 //! operators with a shell, printed as tables (or JSON with `--json`).
 //!
-//! The operations themselves are `crate::admin` and `crate::api_keys`, the
+//! The operations themselves are `crate::account_admin` and `crate::api_keys`, the
 //! same code the admin API runs; this module only renders their results.
 
 use std::fmt::Write as _;
@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    admin::{AccountDetails, HistoryEntry},
+    account_admin::{AccountDetails, HistoryEntry},
     api_keys::ApiKey,
     domain::text::printable,
 };

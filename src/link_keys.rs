@@ -14,7 +14,7 @@ use std::time::Duration;
 use redis::{AsyncCommands, Script, aio::ConnectionManager};
 use uuid::Uuid;
 
-use crate::domain::ActivationKey;
+use crate::domain::LinkKey;
 
 /// Issues a key atomically: refuses when a newer request already has a key,
 /// revokes keys of other requests, stores the new hash with its TTL. The
@@ -123,7 +123,7 @@ impl LinkKeys {
         format!("{}:{}:key:", self.namespace, self.purpose.name())
     }
 
-    fn entry(&self, key: &ActivationKey) -> String {
+    fn entry(&self, key: &LinkKey) -> String {
         format!("{}{}", self.entry_prefix(), key.storage_hash())
     }
 
@@ -144,8 +144,8 @@ impl LinkKeys {
         account_id: Uuid,
         request_id: Uuid,
         sequence: i64,
-    ) -> Result<Option<ActivationKey>, redis::RedisError> {
-        let key = ActivationKey::generate();
+    ) -> Result<Option<LinkKey>, redis::RedisError> {
+        let key = LinkKey::generate();
         let issued: i64 = self
             .issue_script
             .key(self.index(account_id))
@@ -173,7 +173,7 @@ impl LinkKeys {
     }
 
     /// What `key` grants, if it is live (known, not expired, not revoked).
-    pub async fn lookup(&self, key: &ActivationKey) -> Result<Option<KeyGrant>, redis::RedisError> {
+    pub async fn lookup(&self, key: &LinkKey) -> Result<Option<KeyGrant>, redis::RedisError> {
         let fields: std::collections::HashMap<String, String> =
             self.redis.clone().hgetall(self.entry(key)).await?;
         let parse = |name: &str| fields.get(name).and_then(|v| Uuid::parse_str(v).ok());

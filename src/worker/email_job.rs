@@ -1,6 +1,6 @@
 //! The email job: activation links, "you already have an account" notices,
 //! password reset links and "your password was changed" notices. The same
-//! queue carries address requests, handed to [`super::requests`].
+//! queue carries address requests, handed to [`super::address_lookup`].
 //!
 //! The job is idempotent. Each attempt reloads the account, asks the aggregate
 //! what the request still needs, and records the outcome at the account's
@@ -21,7 +21,7 @@
 //! frees the slot, so a slow or refusing relay for one address cannot starve
 //! the others. The failed-attempt count travels in the payload; when the
 //! budget of [`super::retry`] is spent, or at once for a permanent failure,
-//! `ActivationEmailFailed` is appended and the job is aborted into the
+//! `EmailFailed` is appended and the job is aborted into the
 //! dead-letter set.
 
 use std::{sync::Arc, time::Duration};
@@ -37,8 +37,8 @@ use super::{
 };
 use crate::{
     commands::CommandError,
-    domain::{Account, AccountCommand, ActivationKey, DomainError, EmailPlan, events::IssuedKey},
-    keys::{KeyPurpose, LinkKeys},
+    domain::{Account, AccountCommand, DomainError, EmailPlan, LinkKey, events::IssuedKey},
+    link_keys::{KeyPurpose, LinkKeys},
     mail::{EmailKind, RenderedEmail, SendError},
     rate_limit::Budget,
     store::EventMetadata,
@@ -49,7 +49,7 @@ use crate::{
 pub async fn handle(payload: Value, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
     match serde_json::from_value::<EmailQueueJob>(payload) {
         Ok(EmailQueueJob::Email(job)) => send_account_email(job, &state).await,
-        Ok(EmailQueueJob::Address(request)) => super::requests::handle(request, &state).await,
+        Ok(EmailQueueJob::Address(request)) => super::address_lookup::handle(request, &state).await,
         Err(error) => {
             tracing::error!(%error, "unreadable email job; dead-lettered");
             Err(AbortError::new(error).into())
@@ -136,7 +136,7 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
         return Err(AttemptError::NotYet(pause));
     }
     let budget = state.config.mail.per_address;
-    let address = account.email_canonical.clone();
+    let address = account.email.canonical().to_owned();
     if state
         .rate_limiter
         .check(Budget::EmailPerAddress, budget, &address)
@@ -176,7 +176,7 @@ async fn deliver(state: &WorkerState, job: &SendAccountEmail) -> Result<(), Atte
     let sent_at = Utc::now();
     state
         .mailer
-        .send(&account.email, &email)
+        .send(account.email.as_typed(), &email)
         .await
         .map_err(|e| match e {
             SendError::Permanent(_) => AttemptError::permanent(e),
@@ -256,7 +256,7 @@ fn caused_by(job: &SendAccountEmail) -> EventMetadata {
 /// The keys of `purpose` and the page their links open.
 fn link_keys(state: &WorkerState, purpose: KeyPurpose) -> &LinkKeys {
     match purpose {
-        KeyPurpose::Activation => &state.keys,
+        KeyPurpose::Activation => &state.activation_keys,
         KeyPurpose::PasswordReset => &state.reset_keys,
     }
 }
@@ -265,7 +265,7 @@ fn render(
     state: &WorkerState,
     kind: EmailKind,
     account: &Account,
-    key: Option<&(KeyPurpose, ActivationKey)>,
+    key: Option<&(KeyPurpose, LinkKey)>,
 ) -> Result<RenderedEmail, AttemptError> {
     let link = key
         .map(|(purpose, key)| {
@@ -291,7 +291,7 @@ fn render(
         .and_then(|ttl| Utc::now().checked_add_signed(ttl))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let context = json!({
-        "username": account.username,
+        "username": account.username.as_str(),
         "link": link.map(String::from),
         "expires_in": ttl.as_secs(),
         "expires_at": expires_at.to_rfc3339(),

@@ -6,8 +6,8 @@
 //! without a key, and failed attempts are budgeted per client address
 //! (`RATE_LIMIT_FAILED_ADMIN_AUTH_PER_IP`). The key's id is the actor in
 //! the metadata of every event an admin action appends. Here are the
-//! account routes; what they do is in `crate::admin`, shared with
-//! `porter accounts`. The webhook routes are `web::webhooks`, the feed
+//! account routes; what they do is in `crate::account_admin`, shared with
+//! `porter accounts`. The webhook routes are `web::admin_webhooks`, the feed
 //! `web::feed`.
 
 use http::{Response, StatusCode, header};
@@ -24,10 +24,10 @@ use super::{
     response::{Accepted, ApiError, Body, FieldErrors, json_response},
 };
 use crate::{
-    admin::{self, AccountDetails, AdminError, HistoryEntry, Page},
+    account_admin::{self, AccountDetails, AdminError, HistoryEntry, Page},
     api_keys,
     domain::{EmailAddress, Username},
-    projection::accounts::status_schema,
+    projection::accounts_table::status_schema,
     rate_limit::Budget,
 };
 
@@ -92,9 +92,12 @@ impl From<AdminError> for ApiError {
     fn from(error: AdminError) -> Self {
         match error {
             AdminError::NotFound => Self::AccountNotFound,
-            AdminError::Conflict { code, message } => Self::Conflict { code, message },
+            AdminError::Conflict { code, source } => Self::Conflict {
+                code,
+                message: source.to_string(),
+            },
             AdminError::Command(error) => error.into(),
-            AdminError::Unavailable(cause) => Self::Unavailable(cause),
+            AdminError::Unavailable(cause) => Self::Unavailable(cause.into()),
         }
     }
 }
@@ -198,7 +201,7 @@ pub static ACCOUNTS: Operation = Operation {
         Parameter::query(
             "limit",
             "Listing only: most accounts on the page (50 when absent)",
-            || openapi::integer(1, admin::MAX_PAGE as u64),
+            || openapi::integer(1, account_admin::MAX_PAGE as u64),
         ),
     ],
     body: RequestBody::None,
@@ -230,14 +233,14 @@ pub async fn accounts(
             ));
         }
         (Some(email), None) => Some(
-            admin::find_by_email(
+            account_admin::find_by_email(
                 &state.commands,
                 &EmailAddress::parse(email).map_err(|e| ApiError::field("email", e.to_string()))?,
             )
             .await?,
         ),
         (None, Some(username)) => Some(
-            admin::find_by_username(
+            account_admin::find_by_username(
                 &state.commands,
                 &Username::parse(username)
                     .map_err(|e| ApiError::field("username", e.to_string()))?,
@@ -266,7 +269,7 @@ pub async fn accounts(
     }
     let status = param("status")
         .map(|name| {
-            admin::parse_status(name).ok_or_else(|| {
+            account_admin::parse_status(name).ok_or_else(|| {
                 ApiError::field(
                     "status",
                     "is not one of pending, active, blocked, superseded, cancelled, expired",
@@ -276,7 +279,7 @@ pub async fn accounts(
         .transpose()?;
     let after = param("after")
         .map(|cursor| {
-            admin::decode_cursor(cursor)
+            account_admin::decode_cursor(cursor)
                 .ok_or_else(|| ApiError::field("after", "is not a cursor this API returned"))
         })
         .transpose()?;
@@ -284,17 +287,17 @@ pub async fn accounts(
         .map(|raw| {
             raw.parse::<i64>()
                 .ok()
-                .filter(|limit| (1..=admin::MAX_PAGE).contains(limit))
+                .filter(|limit| (1..=account_admin::MAX_PAGE).contains(limit))
                 .ok_or_else(|| {
                     ApiError::field(
                         "limit",
-                        format!("is not a number from 1 to {}", admin::MAX_PAGE),
+                        format!("is not a number from 1 to {}", account_admin::MAX_PAGE),
                     )
                 })
         })
         .transpose()?
         .unwrap_or(DEFAULT_PAGE);
-    let page = admin::list(&state.pool, status, after, limit).await?;
+    let page = account_admin::list(&state.pool, status, after, limit).await?;
     Ok(json_response(StatusCode::OK, &Found::Page(page)))
 }
 
@@ -310,7 +313,7 @@ pub static SHOW: Operation = Operation {
 };
 
 pub async fn show(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
-    let details = admin::details(&state.pool, parse_id(raw_id)?).await?;
+    let details = account_admin::details(&state.pool, parse_id(raw_id)?).await?;
     details_response(state, details).await
 }
 
@@ -332,7 +335,7 @@ pub static HISTORY: Operation = Operation {
 
 pub async fn history(state: &AppState, raw_id: &str) -> Result<Response<Body>, ApiError> {
     let id = parse_id(raw_id)?;
-    let events = admin::history(&state.pool, id).await?;
+    let events = account_admin::history(&state.pool, id).await?;
     Ok(json_response(
         StatusCode::OK,
         &AccountHistory {
@@ -372,12 +375,12 @@ pub async fn block(
         ));
     }
     context.commit_begins();
-    let access = admin::Access {
+    let access = account_admin::Access {
         sessions: &state.sessions,
-        activation_keys: &state.keys,
+        activation_keys: &state.activation_keys,
         reset_keys: &state.reset_keys,
     };
-    let details = admin::block(
+    let details = account_admin::block(
         &state.commands,
         access,
         id,
@@ -407,7 +410,7 @@ pub async fn unblock(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let id = bodiless_action(context, raw_id, request).await?;
-    let details = admin::unblock(&state.commands, id, &context.event_metadata()).await?;
+    let details = account_admin::unblock(&state.commands, id, &context.event_metadata()).await?;
     details_response(state, details).await
 }
 
@@ -431,7 +434,7 @@ pub async fn activate(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let id = bodiless_action(context, raw_id, request).await?;
-    let details = admin::activate(&state.commands, id, &context.event_metadata()).await?;
+    let details = account_admin::activate(&state.commands, id, &context.event_metadata()).await?;
     details_response(state, details).await
 }
 
@@ -458,7 +461,7 @@ pub async fn resend_activation(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let id = bodiless_action(context, raw_id, request).await?;
-    admin::resend_activation(&state.commands, id, &context.event_metadata()).await?;
+    account_admin::resend_activation(&state.commands, id, &context.event_metadata()).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
         &Accepted::new("A new activation link is on its way, within the address's email budget."),
@@ -487,7 +490,7 @@ async fn admin_account(
         .sessions
         .count(details.id)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     Ok(AdminAccount {
         details,
         open_sessions,

@@ -121,12 +121,12 @@ pub fn fold(
         AccountEvent::ActivationRequested(e) => row.wait_for(e.request_id, recorded_at),
         AccountEvent::SignUpAttemptedForExistingEmail(e) => row.wait_for(e.request_id, recorded_at),
         AccountEvent::EmailRetryRequested(e) => row.wait_for(e.request_id, recorded_at),
-        AccountEvent::ActivationEmailSent(sent) => {
+        AccountEvent::EmailSent(sent) => {
             row.emails_sent += 1;
             row.last_email_at = Some(sent.sent_at);
             row.settled(sent.request_id);
         }
-        AccountEvent::ActivationEmailFailed(e) => row.settled(e.request_id),
+        AccountEvent::EmailFailed(e) => row.settled(e.request_id),
         AccountEvent::EmailWithheld(e) => row.settled(e.request_id),
         AccountEvent::AccountActivated(activated) => {
             row.status = AccountStatus::Active.as_str().into();
