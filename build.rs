@@ -1,6 +1,6 @@
 //! Rebuilds the binary when a migration or template changes (both are
 //! embedded at compile time), and lists every file under `templates/` for
-//! `src/mail/templates/sources.rs` to embed, so adding a locale's folder
+//! `src/platform/mail/templates/sources.rs` to embed, so adding a locale's folder
 //! needs no code change.
 
 use std::{

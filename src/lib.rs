@@ -2,31 +2,17 @@
 //!
 //! The binary is thin (`main.rs` parses the command line and dispatches);
 //! everything here is library code so integration tests can start the real web
-//! server and worker in-process. See `ARCHITECTURE.md` for the map.
+//! server and worker in-process. The code lives in four rings, each using only
+//! the rings before it (`tests/it/layers.rs` holds the rule; ARCHITECTURE.md
+//! draws the map):
+//!
+//! - [`domain`]: pure values, events and the account aggregate;
+//! - [`platform`]: how Porter talks to Postgres, Redis, SMTP and HTTP;
+//! - [`features`]: one folder per capability, its use case and adapters;
+//! - [`shell`]: the processes put together: start-up, the route table, the
+//!   worker's loops, the command line.
 
-pub mod account_admin;
-pub mod api_keys;
-pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod connections;
-pub mod device_tokens;
 pub mod domain;
-pub mod gauges;
-pub mod hashing;
-pub mod http_server;
-pub mod link_keys;
-pub mod mail;
-pub mod metrics;
-pub mod ops;
-pub mod projection;
-pub mod public_events;
-pub mod queue;
-pub mod rate_limit;
-pub mod sessions;
-pub mod startup;
-pub mod store;
-pub mod telemetry;
-pub mod web;
-pub mod webhooks;
-pub mod worker;
+pub mod features;
+pub mod platform;
+pub mod shell;

@@ -1,7 +1,10 @@
 //! The `porter` binary: parse the command line, start logging, dispatch.
 
 use clap::Parser;
-use porter::{cli, config, telemetry};
+use porter::{
+    platform::config,
+    shell::{cli, telemetry},
+};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

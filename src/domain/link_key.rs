@@ -1,5 +1,5 @@
 //! The key in an emailed link, whatever the link is for (activating an
-//! account, resetting a password): `link_keys::KeyPurpose` says which, this type
+//! account, resetting a password): `platform::link_keys::KeyPurpose` says which, this type
 //! only what a key is. Whoever holds one can act on the account it belongs
 //! to, so the key is treated as a bearer secret: it is generated from the
 //! operating system's randomness, only its SHA-256 hash is stored (a leaked

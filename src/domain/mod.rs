@@ -9,6 +9,7 @@ mod email;
 pub mod events;
 mod link_key;
 mod locale;
+pub mod masking;
 mod password;
 pub mod snapshot;
 pub mod text;

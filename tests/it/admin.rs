@@ -15,7 +15,7 @@ use crate::{
 
 /// A live API key's secret and id.
 pub(crate) async fn api_key(app: &TestApp) -> (String, Uuid) {
-    let created = porter::api_keys::create(&app.pool, "tests")
+    let created = porter::features::admin::api_keys::create(&app.pool, "tests")
         .await
         .expect("create a key");
     (created.secret, created.id)
@@ -79,12 +79,12 @@ async fn every_route_refuses_a_missing_forged_or_revoked_key() {
     let id = app.registered(&new_user(), &key).await;
     let (revoked, revoked_id) = api_key(&app).await;
     assert!(
-        porter::api_keys::revoke(&app.pool, revoked_id)
+        porter::features::admin::api_keys::revoke(&app.pool, revoked_id)
             .await
             .expect("revoke")
     );
     assert!(
-        !porter::api_keys::revoke(&app.pool, revoked_id)
+        !porter::features::admin::api_keys::revoke(&app.pool, revoked_id)
             .await
             .expect("revoke")
     );
@@ -173,7 +173,9 @@ async fn every_route_refuses_a_missing_forged_or_revoked_key() {
             .status(),
         200
     );
-    let keys = porter::api_keys::list(&app.pool).await.expect("list");
+    let keys = porter::features::admin::api_keys::list(&app.pool)
+        .await
+        .expect("list");
     let used = keys.iter().find(|k| k.id == key_id).expect("the live key");
     assert!(used.last_used_at.is_some() && used.revoked_at.is_none());
     let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT key_hash FROM api_keys")

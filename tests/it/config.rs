@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use porter::config::SECTIONS;
+use porter::platform::config::SECTIONS;
 
 use crate::helpers::{DEADLINE, TestApp, TestOptions, spawn_app_with};
 

@@ -57,7 +57,7 @@ async fn transient_failures_are_retried_until_the_email_goes_out() {
 async fn a_poison_job_is_dead_lettered_without_blocking_others() {
     let app = spawn_app().await;
     let mut poison = apalis_redis::RedisStorage::<serde_json::Value>::new(app.redis.clone())
-        .with_config(porter::queue::backend::email_queue_config(
+        .with_config(porter::platform::queue::backend::email_queue_config(
             &app.config.redis.namespace,
         ));
     apalis::prelude::TaskSink::push(&mut poison, serde_json::json!({ "not": "a job" }))
@@ -102,7 +102,7 @@ async fn housekeeping_purges_finished_jobs_but_keeps_dead_ones() {
     })
     .await;
 
-    let purged = porter::queue::backend::purge_finished_jobs(
+    let purged = porter::platform::queue::backend::purge_finished_jobs(
         &app.redis,
         &app.config.redis.namespace,
         std::time::Duration::ZERO,
@@ -156,7 +156,7 @@ async fn an_email_waiting_to_retry_leaves_its_worker_slot_to_others() {
     let retry = eventually("the retry waiting in the schedule, not in a slot", || {
         let (mut redis, scheduled) = (redis.clone(), keys.scheduled());
         async move {
-            let stats = porter::queue::backend::stats(&mut redis, namespace)
+            let stats = porter::platform::queue::backend::stats(&mut redis, namespace)
                 .await
                 .expect("stats");
             let scheduled: Vec<String> = redis::cmd("ZRANGE")

@@ -253,12 +253,12 @@ async fn metrics_are_served_only_on_their_own_listener_and_read_once_per_interva
         assert_eq!(scrape().await.expect("scraped").status(), 200);
     }
     // One read, or one per interval begun if this machine is that slow.
-    let intervals =
-        started.elapsed().as_secs_f64() / porter::gauges::REFRESH_INTERVAL.as_secs_f64();
+    let intervals = started.elapsed().as_secs_f64()
+        / porter::features::operations::gauges::REFRESH_INTERVAL.as_secs_f64();
     assert!(
-        app.web.gauges.refreshes() <= 1 + intervals as u64,
+        app.gauges.refreshes() <= 1 + intervals as u64,
         "20 scrapes, {} reads of Postgres and Redis",
-        app.web.gauges.refreshes()
+        app.gauges.refreshes()
     );
     let trace = app
         .client

@@ -8,7 +8,11 @@ use std::{
     time::Duration,
 };
 
-use porter::{config::Config, queue::backend::QueueKeys, startup::Services, web::AppState};
+use porter::platform::{
+    config::Config,
+    queue::backend::QueueKeys,
+    services::{AppState, Services},
+};
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -55,14 +59,16 @@ pub async fn fresh_database_on(server_url: &str) -> (String, PgPool) {
         .expect("create test database");
     let mut url = url::Url::parse(server_url).expect("DATABASE_URL is a URL");
     url.set_path(&name);
-    let database = porter::config::DatabaseConfig {
-        url: porter::config::SecretUrl::new(url.as_str()),
+    let database = porter::platform::config::DatabaseConfig {
+        url: porter::platform::config::SecretUrl::new(url.as_str()),
         migration_url: None,
     };
-    let pool = porter::connections::connect_postgres(&database)
+    let pool = porter::platform::connections::connect_postgres(&database)
         .await
         .expect("connect to test database");
-    porter::startup::migrate(&pool).await.expect("migrate");
+    porter::shell::startup::migrate(&pool)
+        .await
+        .expect("migrate");
     (url.to_string(), pool)
 }
 
@@ -129,7 +135,7 @@ fn test_environment(
         ("MAIL_FROM", "Porter <no-reply@porter.example>".into()),
         (
             "SECRET_KEY",
-            porter::config::SecretKey::generate().expect("the OS generator works"),
+            porter::platform::config::SecretKey::generate().expect("the OS generator works"),
         ),
         ("ACTIVATION_TTL", "15m".into()),
         ("EMAIL_MIN_INTERVAL", "1ms".into()),
@@ -180,6 +186,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The web process's state, to look inside (the hasher's counters).
     pub web: Arc<AppState>,
+    /// What the web process's `/metrics` listener reads the shared gauges from.
+    pub gauges: porter::features::operations::gauges::Sources,
     /// Every response seen through [`TestApp::send`], checked against the
     /// OpenAPI document when the app drops.
     seen: Mutex<Vec<(String, String, TestResponse)>>,
@@ -245,7 +253,7 @@ impl TestResponse {
 pub fn spawn_worker(config: Config, pool: PgPool, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let services = Services::connect(config, pool).await?;
-        porter::startup::run_worker(&services, shutdown).await
+        porter::shell::startup::run_worker(&services, shutdown).await
     });
 }
 
@@ -261,11 +269,11 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         .try_init();
     let (database_url, pool) = match &options.database_url {
         Some(url) => {
-            let database = porter::config::DatabaseConfig {
-                url: porter::config::SecretUrl::new(url.as_str()),
+            let database = porter::platform::config::DatabaseConfig {
+                url: porter::platform::config::SecretUrl::new(url.as_str()),
                 migration_url: None,
             };
-            let pool = porter::connections::connect_postgres(&database)
+            let pool = porter::platform::connections::connect_postgres(&database)
                 .await
                 .expect("connect to the given database");
             (url.clone(), pool)
@@ -284,20 +292,22 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let services = Services::connect(config.clone(), pool.clone())
         .await
         .expect("services");
-    let web = Arc::new(porter::startup::web_state(&services).expect("web state"));
-    let listeners = porter::startup::WebListeners {
+    let web = Arc::new(porter::platform::services::web_state(&services).expect("web state"));
+    let listeners = porter::shell::startup::WebListeners {
         api: listener,
         metrics: Some(metrics),
     };
-    tokio::spawn(porter::startup::serve_web(
+    let gauges = porter::shell::startup::gauge_sources(&services);
+    tokio::spawn(porter::shell::startup::serve_web(
         web.clone(),
         listeners,
+        gauges.clone(),
         shutdown.clone(),
     ));
     if options.run_worker {
         spawn_worker(config.clone(), pool.clone(), shutdown.clone());
     }
-    let redis = porter::connections::connect_redis(&config.redis.url)
+    let redis = porter::platform::connections::connect_redis(&config.redis.url)
         .await
         .expect("connect to Redis");
     TestApp {
@@ -310,6 +320,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         mail,
         client: reqwest::Client::new(),
         web,
+        gauges,
         seen: Mutex::new(Vec::new()),
         shutdown,
     }

@@ -1,84 +1,28 @@
-//! The one-way layering of `src/` (ARCHITECTURE.md, "Layers"), checked by
-//! reading the source: every `crate::…` path names the module it reaches,
-//! and an edge the rule forbids fails with the file and the edge.
+//! The rings of `src/` (ARCHITECTURE.md, "Rings"), checked by reading the
+//! source: every `crate::…` path names the ring and the module it reaches,
+//! and an edge the rules forbid fails with the file and the edge.
 //!
-//! A new top-level module must be given a place in [`LAYERS`] before this
-//! passes, so nobody adds a room without deciding which floor it is on.
+//! - `domain` uses nothing of Porter but itself;
+//! - `platform` uses the domain and other platform modules, without cycles;
+//! - a feature (`features/<capability>`) uses the domain, the platform and
+//!   another feature's use case, never its adapters (`http`, `cli`, `job`),
+//!   and the features use each other without cycles;
+//! - `shell` uses anything; nothing else uses the shell.
+//!
+//! A file outside the four rings fails too, so nobody adds a room without
+//! deciding which ring it is in.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
 };
 
-/// Each top-level module of `src/` and the modules it may use.
-const LAYERS: &[(&str, Layer)] = &[
-    ("domain", Layer::Domain),
-    ("config", Layer::Leaf),
-    ("connections", Layer::Leaf),
-    ("device_tokens", Layer::Leaf),
-    ("metrics", Layer::Leaf),
-    ("telemetry", Layer::Leaf),
-    ("store", Layer::Store),
-    ("commands", Layer::Service),
-    ("account_admin", Layer::Service),
-    ("api_keys", Layer::Service),
-    ("projection", Layer::Service),
-    ("public_events", Layer::Service),
-    ("queue", Layer::Service),
-    ("rate_limit", Layer::Service),
-    ("link_keys", Layer::Service),
-    ("hashing", Layer::Service),
-    ("sessions", Layer::Service),
-    ("mail", Layer::Service),
-    ("gauges", Layer::Service),
-    ("http_server", Layer::Service),
-    ("webhooks", Layer::Service),
-    ("web", Layer::Process),
-    ("worker", Layer::Process),
-    ("ops", Layer::Process),
-    ("startup", Layer::Assembly),
-    ("cli", Layer::Assembly),
-];
+/// The rings, innermost first; a ring may use only itself and those before it.
+const RINGS: &[&str] = &["domain", "platform", "features", "shell"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Layer {
-    /// Depends on nothing else in the crate.
-    Domain,
-    /// Anyone may use it; it uses only `domain` and other leaves.
-    Leaf,
-    /// The event log: only `domain`.
-    Store,
-    /// Above the store; may use each other, without cycles.
-    Service,
-    /// `web`, `worker`, `ops`: above the services, never each other.
-    Process,
-    /// `startup`, `cli`: put everything together.
-    Assembly,
-}
-
-/// Whether `from` (in layer `a`) may use `to` (in layer `b`).
-fn allowed(from: &str, a: Layer, to: &str, b: Layer) -> bool {
-    match a {
-        Layer::Domain => false,
-        Layer::Leaf => matches!(b, Layer::Domain | Layer::Leaf),
-        Layer::Store => b == Layer::Domain,
-        Layer::Service => b <= Layer::Service,
-        Layer::Process => b < Layer::Process,
-        // The command line starts processes; startup never parses commands.
-        Layer::Assembly => b < Layer::Assembly || (from == "cli" && to == "startup"),
-    }
-}
-
-/// Modules inside `web` that handlers share; everything else in `src/web/`
-/// but `mod.rs` and the router is a handler.
-const WEB_SHARED: &[&str] = &[
-    "context",
-    "openapi",
-    "request",
-    "request_locale",
-    "response",
-];
-const WEB_ROUTER: &str = "routes";
+/// A feature's adapters: how HTTP, the command line and the worker's jobs
+/// reach its use case. Another feature may not use them.
+const ADAPTERS: &[&str] = &["http", "cli", "job"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -113,73 +57,102 @@ fn code_of(text: &str) -> String {
     code
 }
 
-/// The first path segments after every `prefix` (`crate::`, `super::`),
-/// expanding a `{a::b, c}` group into `a` and `c`.
-fn targets(code: &str, prefix: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
+/// Every path after `crate::`, as its segments, with `{a::b, c::{d, e}}`
+/// groups expanded into `a::b`, `c::d` and `c::e`.
+fn crate_paths(code: &str) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
     let mut rest = code;
-    while let Some(at) = rest.find(prefix) {
+    while let Some(at) = rest.find("crate::") {
         let preceded_by_ident = rest[..at]
             .chars()
             .last()
             .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
-        rest = &rest[at + prefix.len()..];
-        if preceded_by_ident {
-            continue;
-        }
-        if let Some(group) = rest.strip_prefix('{') {
-            let mut depth = 1;
-            let mut item = String::new();
-            let mut at_item_start = true;
-            for c in group.chars() {
-                match c {
-                    '{' => depth += 1,
-                    '}' => depth -= 1,
-                    ',' if depth == 1 => {
-                        if !item.is_empty() {
-                            found.insert(std::mem::take(&mut item));
-                        }
-                        at_item_start = true;
-                        continue;
-                    }
-                    _ => {}
-                }
-                if depth == 0 {
-                    break;
-                }
-                if depth == 1 && at_item_start {
-                    if c.is_alphanumeric() || c == '_' {
-                        item.push(c);
-                    } else if !item.is_empty() {
-                        found.insert(std::mem::take(&mut item));
-                        at_item_start = false;
-                    }
-                } else if depth > 1 && !item.is_empty() {
-                    found.insert(std::mem::take(&mut item));
-                    at_item_start = false;
-                }
-            }
-            if !item.is_empty() {
-                found.insert(item);
-            }
-        } else {
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() {
-                found.insert(name);
-            }
+        rest = &rest[at + "crate::".len()..];
+        if !preceded_by_ident {
+            tree(rest, Vec::new(), &mut found);
         }
     }
     found
 }
 
-fn top_module(file: &Path) -> Option<String> {
+/// Reads the use tree at the start of `text` under `prefix` into `found`;
+/// returns what follows it.
+fn tree<'a>(mut text: &'a str, mut prefix: Vec<String>, found: &mut Vec<Vec<String>>) -> &'a str {
+    loop {
+        text = text.trim_start();
+        if let Some(group) = text.strip_prefix('{') {
+            text = group;
+            loop {
+                text = text.trim_start().trim_start_matches(',').trim_start();
+                if let Some(after) = text.strip_prefix('}') {
+                    return after;
+                }
+                if text.is_empty() {
+                    return text;
+                }
+                text = tree(text, prefix.clone(), found);
+            }
+        }
+        let name: String = text
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        text = &text[name.len()..];
+        if !name.is_empty() && name != "self" {
+            prefix.push(name);
+        }
+        match text.strip_prefix("::") {
+            Some(after) => text = after,
+            None => {
+                if !prefix.is_empty() {
+                    found.push(prefix);
+                }
+                return text;
+            }
+        }
+    }
+}
+
+/// Where a file is: its ring and, for `platform` and `features`, the module
+/// or capability in it (`features/sign_in/http.rs` is `features`,
+/// `sign_in`).
+fn place_of(file: &Path) -> Option<(String, String)> {
     let relative = file.strip_prefix(src()).ok()?;
-    let first = relative.components().next()?.as_os_str().to_str()?;
-    let name = first.strip_suffix(".rs").unwrap_or(first);
-    (!matches!(name, "lib" | "main")).then(|| name.to_owned())
+    let mut parts = relative.components().map(|c| {
+        c.as_os_str()
+            .to_str()
+            .unwrap_or_default()
+            .trim_end_matches(".rs")
+            .to_owned()
+    });
+    let ring = parts.next()?;
+    let unit = parts.next().unwrap_or_default();
+    Some((ring, unit))
+}
+
+/// Why `from` (ring, unit) may not use `path`, if it may not.
+fn refusal(from: &(String, String), path: &[String]) -> Option<String> {
+    let ring_of = |name: &str| RINGS.iter().position(|r| *r == name);
+    let (Some(from_ring), Some(to)) = (ring_of(&from.0), path.first()) else {
+        return None;
+    };
+    let Some(to_ring) = ring_of(to) else {
+        return Some(format!("crate::{to} is in no ring"));
+    };
+    if to_ring > from_ring {
+        return Some(format!("{} may not use {to}", from.0));
+    }
+    let other_unit = path.get(1).filter(|unit| **unit != from.1);
+    if from.0 == "features"
+        && to == "features"
+        && let (Some(unit), Some(adapter)) = (other_unit, path.get(2))
+        && ADAPTERS.contains(&adapter.as_str())
+    {
+        return Some(format!(
+            "a feature may use another's use case, not its adapter features::{unit}::{adapter}"
+        ));
+    }
+    None
 }
 
 fn display(file: &Path) -> String {
@@ -190,56 +163,50 @@ fn display(file: &Path) -> String {
 }
 
 #[test]
-fn dependencies_between_modules_run_one_way() {
-    let layers: BTreeMap<&str, Layer> = LAYERS.iter().copied().collect();
+fn every_path_stays_in_its_ring_or_goes_inward() {
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
     files.sort();
     let mut violations = Vec::new();
-    let mut service_edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in &files {
-        let Some(from) = top_module(file) else {
+        let Some(from) = place_of(file) else { continue };
+        if matches!(from.0.as_str(), "lib" | "main") {
             continue;
-        };
-        let Some(&from_layer) = layers.get(from.as_str()) else {
-            violations.push(format!(
-                "{}: module `{from}` has no place in the layers (tests/it/layers.rs)",
-                display(file)
-            ));
+        }
+        if !RINGS.contains(&from.0.as_str()) {
+            violations.push(format!("{}: outside the rings {RINGS:?}", display(file)));
             continue;
-        };
+        }
         let code = code_of(&std::fs::read_to_string(file).expect("read source"));
-        for to in targets(&code, "crate::") {
-            if to == from {
-                continue;
-            }
-            let Some(&to_layer) = layers.get(to.as_str()) else {
-                // The crate root declares modules and nothing else, so a
-                // path through it cannot go around the layers.
+        for path in crate_paths(&code) {
+            if let Some(why) = refusal(&from, &path) {
                 violations.push(format!(
-                    "{}: {from} → crate::{to}, which is no module in the layers",
-                    display(file)
-                ));
-                continue;
-            };
-            if !allowed(&from, from_layer, &to, to_layer) {
-                violations.push(format!(
-                    "{}: {from} → {to} ({from_layer:?} may not use {to_layer:?})",
-                    display(file)
+                    "{}: crate::{}: {why}",
+                    display(file),
+                    path.join("::")
                 ));
             }
-            if from_layer == Layer::Service && to_layer == Layer::Service {
-                service_edges.entry(from.clone()).or_default().insert(to);
+            if let [ring, unit, ..] = path.as_slice() {
+                let within = *ring == from.0 && *unit != from.1;
+                if within && matches!(ring.as_str(), "platform" | "features") {
+                    edges
+                        .entry(format!("{ring}::{}", from.1))
+                        .or_default()
+                        .insert(format!("{ring}::{unit}"));
+                }
             }
         }
     }
-    for cycle in cycles(&service_edges) {
-        violations.push(format!("services use each other in a cycle: {cycle}"));
+    for cycle in cycles(&edges) {
+        violations.push(format!(
+            "modules of one ring use each other in a cycle: {cycle}"
+        ));
     }
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
 
-/// Each cycle among the services, as `a → b → a`.
+/// Each cycle in `edges`, as `a → b → a`.
 fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     fn visit(
         node: &str,
@@ -269,56 +236,34 @@ fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
 }
 
 #[test]
-fn web_handlers_use_only_what_they_share() {
-    let web = src().join("web");
-    let mut files = Vec::new();
-    rust_files(&web, &mut files);
-    // A file in a folder of `web` is part of the folder's module.
-    let module = |file: &Path| {
-        let in_folder = file.parent().is_some_and(|parent| parent != web);
-        let name = if in_folder {
-            file.parent().and_then(|parent| parent.file_name())
-        } else {
-            file.file_stem()
-        };
-        name.and_then(|s| s.to_str()).unwrap_or_default().to_owned()
-    };
-    let submodules: BTreeSet<String> = files.iter().map(|f| module(f)).collect();
-    let mut violations = Vec::new();
-    for file in &files {
-        let this = module(file);
-        if this == "mod" || this == WEB_ROUTER {
-            continue;
-        }
-        let code = code_of(&std::fs::read_to_string(file).expect("read source"));
-        for to in targets(&code, "super::") {
-            if !submodules.contains(&to) || WEB_SHARED.contains(&to.as_str()) {
-                continue;
-            }
-            let what = if WEB_SHARED.contains(&this.as_str()) {
-                "a shared web module"
-            } else {
-                "a handler"
-            };
-            violations.push(format!(
-                "{}: web::{this} → web::{to} ({what} may use only {WEB_SHARED:?})",
-                display(file)
-            ));
-        }
-    }
-    assert!(violations.is_empty(), "{}", violations.join("\n"));
-}
-
-#[test]
-fn the_reader_finds_edges_in_use_groups_and_paths() {
+fn the_reader_finds_paths_in_use_groups_and_the_rules_refuse_what_they_say() {
     let code = code_of(
-        "use crate::{a::b, c, d::{e, f}};\n// crate::commented\nlet x = crate::g::h();\nfoo_crate::i",
+        "use crate::{a::b, c, d::{self, e, f::{g}}};\n// crate::commented\nlet x = crate::h::i();\nfoo_crate::j",
     );
-    let found: Vec<String> = targets(&code, "crate::").into_iter().collect();
-    assert_eq!(found, ["a", "c", "d", "g"]);
-    assert!(!allowed("store", Layer::Store, "metrics", Layer::Leaf));
-    assert!(!allowed("web", Layer::Process, "worker", Layer::Process));
-    assert!(allowed("web", Layer::Process, "commands", Layer::Service));
+    let found: Vec<String> = crate_paths(&code).iter().map(|p| p.join("::")).collect();
+    assert_eq!(found, ["a::b", "c", "d", "d::e", "d::f::g", "h::i"]);
+    let at = |ring: &str, unit: &str| (ring.to_owned(), unit.to_owned());
+    let path = |p: &str| p.split("::").map(str::to_owned).collect::<Vec<_>>();
+    assert!(refusal(&at("domain", "account"), &path("platform::store")).is_some());
+    assert!(refusal(&at("platform", "store"), &path("features::admin")).is_some());
+    assert!(refusal(&at("features", "admin"), &path("shell::web::ROUTES")).is_some());
+    assert!(refusal(&at("features", "admin"), &path("webhooks::manage")).is_some());
+    assert!(
+        refusal(
+            &at("features", "admin"),
+            &path("features::webhooks::http::list")
+        )
+        .is_some()
+    );
+    assert!(
+        refusal(
+            &at("features", "admin"),
+            &path("features::webhooks::manage::Change")
+        )
+        .is_none()
+    );
+    assert!(refusal(&at("features", "admin"), &path("features::admin::http::x")).is_none());
+    assert!(refusal(&at("shell", "web"), &path("features::admin::http::x")).is_none());
     let cyclic = BTreeMap::from([
         ("a".to_owned(), BTreeSet::from(["b".to_owned()])),
         ("b".to_owned(), BTreeSet::from(["a".to_owned()])),
@@ -330,7 +275,7 @@ fn the_reader_finds_edges_in_use_groups_and_paths() {
 fn only_the_store_has_statements_on_the_log() {
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
-    let store = src().join("store");
+    let store = src().join("platform").join("store");
     let statement = ["FROM", "INTO", "UPDATE", "JOIN", "TABLE"];
     let tables = ["events", "checkpoints", "unique_claims"];
     let mut violations = Vec::new();
@@ -348,7 +293,7 @@ fn only_the_store_has_statements_on_the_log() {
     }
     assert!(
         violations.is_empty(),
-        "statements on the log outside src/store:\n{}",
+        "statements on the log outside src/platform/store:\n{}",
         violations.join("\n")
     );
 }

@@ -211,22 +211,22 @@ async fn a_broken_override_stops_the_app_at_start() {
     let file = dir.path().join("de/activation/subject.hbs");
     std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
     std::fs::write(&file, "Willkommen, {{user}}").expect("write");
-    let config = porter::config::Config::from_lookup(|name| match name {
+    let config = porter::platform::config::Config::from_lookup(|name| match name {
         "DATABASE_URL" => Some("postgres://u@127.0.0.1/p".into()),
         "REDIS_URL" => Some("redis://127.0.0.1:6379".into()),
         "PUBLIC_BASE_URL" => Some("https://porter.example".into()),
         "SMTP_URL" => Some("smtp://127.0.0.1:2525".into()),
         "MAIL_FROM" => Some("Porter <no-reply@porter.example>".into()),
-        "SECRET_KEY" => Some("k".repeat(porter::config::SecretKey::MIN_LEN)),
+        "SECRET_KEY" => Some("k".repeat(porter::platform::config::SecretKey::MIN_LEN)),
         "TEMPLATES_DIR" => Some(dir.path().display().to_string()),
         _ => None,
     })
     .expect("configuration");
     let pool = sqlx::PgPool::connect_lazy("postgres://u@127.0.0.1/p").expect("lazy pool");
-    let services = porter::startup::Services::connect(config, pool)
+    let services = porter::platform::services::Services::connect(config, pool)
         .await
         .expect("services");
-    let error = porter::startup::web_state(&services).expect_err("the check fails");
+    let error = porter::platform::services::web_state(&services).expect_err("the check fails");
     assert_eq!(
         format!("{error:#}"),
         format!(

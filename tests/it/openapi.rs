@@ -13,7 +13,7 @@ use crate::helpers::{TestResponse, new_user, spawn_app};
 /// The document, as served: generated from the route table and the body
 /// types.
 pub fn document() -> Value {
-    porter::web::openapi_document().clone()
+    porter::shell::web::openapi_document().clone()
 }
 
 /// The committed copy, so a change of the contract shows in review.
@@ -24,7 +24,7 @@ fn the_committed_document_is_the_generated_one() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(COMMITTED);
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
-        committed == *porter::web::OPENAPI_TEXT,
+        committed == *porter::shell::web::OPENAPI_TEXT,
         "{COMMITTED} is not the document the server generates; regenerate it with \
          `cargo run -q -- openapi > {COMMITTED}` and review the difference"
     );
@@ -215,7 +215,7 @@ const UNDOCUMENTED: [(&str, &str); 1] = [("/dev/mail/", "GET")];
 /// Every row of the table carries an operation, but for [`UNDOCUMENTED`].
 #[test]
 fn every_row_has_an_operation() {
-    let without: Vec<String> = porter::web::ROUTES
+    let without: Vec<String> = porter::shell::web::ROUTES
         .iter()
         .filter(|route| route.operation().is_none())
         .flat_map(|route| {
@@ -230,7 +230,7 @@ fn every_row_has_an_operation() {
     assert!(without.is_empty(), "{without:#?}");
 }
 
-/// How the router's table (`porter::web::ROUTES`) and `document` disagree:
+/// How the router's table (`porter::shell::web::ROUTES`) and `document` disagree:
 /// each `METHOD /path` one serves and the other does not mention, but for
 /// [`UNDOCUMENTED`]. `HEAD` is served beside `GET` and documented by it, so
 /// it must come with a `GET`. (`/metrics` is not in the document: it is on
@@ -247,7 +247,7 @@ fn table_and_document_differ(document: &Value) -> Vec<String> {
                 .map(|operation| (path.clone(), operation.to_uppercase()))
         })
         .collect();
-    let routed: BTreeSet<(String, String)> = porter::web::ROUTES
+    let routed: BTreeSet<(String, String)> = porter::shell::web::ROUTES
         .iter()
         .flat_map(|route| {
             route

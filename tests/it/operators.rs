@@ -5,18 +5,23 @@ use std::collections::HashMap;
 
 use porter::{
     domain::{AccountEvent, events::current_schema_version},
-    ops::{
-        self,
-        deliveries::{DeliveriesError, RetryOutcome},
-        event_log::{Format, ListOptions},
+    features::{
+        accounts::{
+            self, ProjectionError, project_accounts,
+            read_model::AccountRow,
+            replay::{self, Progress, ReplayError, ReplayOptions, Silent},
+        },
+        emails::{
+            self,
+            deliveries::{DeliveriesError, RetryOutcome},
+        },
+        operations,
+        public_events::{
+            self,
+            cli::{Format, ListOptions},
+        },
     },
-    projection::{
-        self, ProjectionError,
-        accounts_table::AccountRow,
-        project_accounts,
-        replay::{self, Progress, ReplayError, ReplayOptions, Silent},
-    },
-    store::EventFilter,
+    platform::store::EventFilter,
 };
 use porter_test_support::generate;
 use serde_json::Value;
@@ -49,7 +54,7 @@ async fn shadow_exists(pool: &PgPool) -> bool {
 async fn project_all(pool: &PgPool) {
     eventually("the projector to apply everything", || async {
         project_accounts(pool, 1000).await.expect("project");
-        let lag = projection::lag(pool, "accounts")
+        let lag = accounts::lag(pool, "accounts")
             .await
             .expect("lag")
             .expect("checkpoint");
@@ -67,7 +72,7 @@ pub(crate) async fn replay(
 
 pub(crate) async fn wait_until_projected(app: &TestApp) {
     eventually("the projector to catch up", || async {
-        let lag = projection::lag(&app.pool, "accounts")
+        let lag = accounts::lag(&app.pool, "accounts")
             .await
             .expect("lag")
             .expect("checkpoint");
@@ -76,9 +81,9 @@ pub(crate) async fn wait_until_projected(app: &TestApp) {
     .await;
 }
 
-async fn dead_jobs(app: &TestApp) -> Vec<porter::queue::backend::DeadJob> {
+async fn dead_jobs(app: &TestApp) -> Vec<porter::platform::queue::backend::DeadJob> {
     let mut redis = app.redis.clone();
-    porter::queue::backend::dead_jobs(&mut redis, &app.config.redis.namespace, 100)
+    porter::platform::queue::backend::dead_jobs(&mut redis, &app.config.redis.namespace, 100)
         .await
         .expect("read the dead set")
 }
@@ -105,9 +110,10 @@ async fn replay_rebuilds_accounts_row_for_row_without_side_effects() {
     app.wait_for_mail(3).await;
     eventually("the queue to settle", || async {
         let mut redis = app.redis.clone();
-        let stats = porter::queue::backend::stats(&mut redis, &app.config.redis.namespace)
-            .await
-            .expect("queue stats");
+        let stats =
+            porter::platform::queue::backend::stats(&mut redis, &app.config.redis.namespace)
+                .await
+                .expect("queue stats");
         (stats.dead == 1 && stats.done == 3 && stats.active == 0 && stats.running == 0)
             .then_some(())
     })
@@ -275,11 +281,11 @@ async fn an_interrupted_replay_leaves_the_live_table_intact_and_usable() {
     // behind, the live table does not change. The replay gets connections
     // of its own, closed afterwards as a dying process's would be (a
     // dropped future alone leaves its open transaction in the pool).
-    let database = porter::config::DatabaseConfig {
-        url: porter::config::SecretUrl::new(url),
+    let database = porter::platform::config::DatabaseConfig {
+        url: porter::platform::config::SecretUrl::new(url),
         migration_url: None,
     };
-    let doomed = porter::connections::connect_postgres(&database)
+    let doomed = porter::platform::connections::connect_postgres(&database)
         .await
         .expect("connect");
     let (signal, first_batch) = tokio::sync::oneshot::channel();
@@ -388,7 +394,7 @@ async fn events_lists_the_log_in_order_with_personal_data_masked() {
                 reveal,
             };
             let mut out = Vec::new();
-            ops::event_log::run(&pool, &options, &mut out, &CancellationToken::new())
+            public_events::cli::run(&pool, &options, &mut out, &CancellationToken::new())
                 .await
                 .expect("list events");
             String::from_utf8(out).expect("UTF-8")
@@ -466,7 +472,7 @@ async fn a_dead_email_is_listed_and_a_retry_sends_it_once_the_recipient_accepts(
 
     let mut redis = app.redis.clone();
     let namespace = &app.config.redis.namespace;
-    let overview = ops::deliveries::overview(&app.pool, &mut redis, namespace, 10)
+    let overview = emails::deliveries::overview(&app.pool, &mut redis, namespace, 10)
         .await
         .expect("overview");
     assert_eq!(overview.stats.dead, 1);
@@ -479,7 +485,7 @@ async fn a_dead_email_is_listed_and_a_retry_sends_it_once_the_recipient_accepts(
     assert!(failure.permanent);
     assert_eq!(failure.attempts, 1);
     assert!(failure.reason.contains("550"), "{}", failure.reason);
-    let text = ops::deliveries::render(&overview);
+    let text = emails::deliveries::render(&overview);
     assert!(text.contains(&format!("job {}", dead.job_id)), "{text}");
     assert!(
         text.contains(&format!("account {}", job.account_id)),
@@ -490,18 +496,18 @@ async fn a_dead_email_is_listed_and_a_retry_sends_it_once_the_recipient_accepts(
         "{text}"
     );
 
-    let status = ops::status::gather(&app.pool, &mut redis, namespace)
+    let status = operations::status::gather(&app.pool, &mut redis, namespace)
         .await
         .expect("status");
     assert_eq!(status.queue.dead, 1);
-    let screen = ops::status::render(&status);
+    let screen = operations::status::render(&status);
     assert!(screen.contains("dead letters: 1"), "{screen}");
     assert!(screen.contains("projector accounts:"), "{screen}");
     assert!(screen.contains("maxmemory-policy"), "{screen}");
 
     // Once the address accepts mail again, a retry sends a working link.
     app.mail.accept_recipient(email);
-    let outcome = ops::deliveries::retry(&app.web.commands, &mut redis, namespace, &dead.job_id)
+    let outcome = emails::deliveries::retry(&app.web.commands, &mut redis, namespace, &dead.job_id)
         .await
         .expect("retry");
     let RetryOutcome::Redriven { job_id } = outcome else {
@@ -526,12 +532,12 @@ async fn a_dead_email_is_listed_and_a_retry_sends_it_once_the_recipient_accepts(
 
     // A second retry of the same job finds nothing dead.
     let again =
-        ops::deliveries::retry(&app.web.commands, &mut redis, namespace, &dead.job_id).await;
+        emails::deliveries::retry(&app.web.commands, &mut redis, namespace, &dead.job_id).await;
     assert!(
         matches!(again, Err(DeliveriesError::NotDead(_))),
         "{again:?}"
     );
-    let all = ops::deliveries::retry_all(&app.web.commands, &mut redis, namespace)
+    let all = emails::deliveries::retry_all(&app.web.commands, &mut redis, namespace)
         .await
         .expect("retry all");
     assert!(all.is_empty());
@@ -665,9 +671,9 @@ async fn metrics_parse_as_prometheus_text_and_count_sign_ups() {
         .expect("bind");
     let address = listener.local_addr().expect("address");
     let shutdown = CancellationToken::new();
-    tokio::spawn(porter::worker::metrics_endpoint::serve(
+    tokio::spawn(porter::shell::worker::metrics::serve(
         listener,
-        porter::gauges::Sources::new(
+        porter::features::operations::gauges::Sources::new(
             app.pool.clone(),
             app.redis.clone(),
             &app.config.redis.namespace,

@@ -2,8 +2,8 @@
 
 use porter::{
     domain::{AccountEvent, events::ActivationReason},
-    projection::{BATCH_SIZE, project_accounts},
-    store::{EventMetadata, NewEvent, account_stream},
+    features::accounts::{BATCH_SIZE, project_accounts},
+    platform::store::{EventMetadata, NewEvent, account_stream},
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -91,7 +91,7 @@ async fn appending_at_a_stale_version_is_a_conflict() {
     let account_id = Uuid::new_v4();
     let stream = account_stream(account_id);
     let metadata = EventMetadata::default();
-    porter::store::append(
+    porter::platform::store::append(
         &pool,
         &stream,
         0,
@@ -108,7 +108,7 @@ async fn appending_at_a_stale_version_is_a_conflict() {
         },
     ))
     .expect("encodes");
-    let stale = porter::store::append(
+    let stale = porter::platform::store::append(
         &pool,
         &stream,
         0,
@@ -118,10 +118,14 @@ async fn appending_at_a_stale_version_is_a_conflict() {
     )
     .await;
     assert!(
-        matches!(stale, Err(porter::store::AppendError::Conflict { .. })),
+        matches!(
+            stale,
+            Err(porter::platform::store::AppendError::Conflict { .. })
+        ),
         "{stale:?}"
     );
-    let current = porter::store::append(&pool, &stream, 1, &[request], &[], &metadata).await;
+    let current =
+        porter::platform::store::append(&pool, &stream, 1, &[request], &[], &metadata).await;
     assert_eq!(current.expect("append at the current version"), 2);
 }
 
@@ -129,7 +133,7 @@ async fn appending_at_a_stale_version_is_a_conflict() {
 async fn events_cannot_be_updated_or_deleted() {
     let (_, pool) = fresh_database().await;
     let account_id = Uuid::new_v4();
-    porter::store::append(
+    porter::platform::store::append(
         &pool,
         &account_stream(account_id),
         0,

@@ -364,15 +364,16 @@ async fn a_reset_request_whose_lookup_kept_failing_is_dead_lettered_and_retried_
 
     let namespace = &app.config.redis.namespace;
     let mut redis = app.redis.clone();
-    let dead = porter::queue::backend::dead_job_ids(&mut redis, namespace)
+    let dead = porter::platform::queue::backend::dead_job_ids(&mut redis, namespace)
         .await
         .expect("dead letters");
     assert!(dead[0].starts_with("address-request-"), "{dead:?}");
-    let listed = porter::ops::deliveries::overview(&app.pool, &mut redis, namespace, 10)
-        .await
-        .expect("listing");
+    let listed =
+        porter::features::emails::deliveries::overview(&app.pool, &mut redis, namespace, 10)
+            .await
+            .expect("listing");
     assert!(listed.dead[0].job.address_request.is_some());
-    porter::ops::deliveries::retry(&app.web.commands, &mut redis, namespace, &dead[0])
+    porter::features::emails::deliveries::retry(&app.web.commands, &mut redis, namespace, &dead[0])
         .await
         .expect("retried");
     assert_eq!(app.dead_letters().await, 0);

@@ -4,8 +4,8 @@
 //! 42501), not the append-only trigger, which the owner could disable.
 
 use porter::{
-    config::{DatabaseConfig, SecretUrl},
-    projection::replay::{self, ReplayOptions, Silent},
+    features::accounts::replay::{self, ReplayOptions, Silent},
+    platform::config::{DatabaseConfig, SecretUrl},
 };
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -94,7 +94,7 @@ fn sqlstate(error: &sqlx::Error) -> String {
 #[tokio::test]
 async fn the_runtime_role_appends_to_the_log_but_cannot_rewrite_it() {
     let roles = Roles::create().await;
-    porter::startup::migrate_as_owner(&roles.config())
+    porter::shell::startup::migrate_as_owner(&roles.config())
         .await
         .expect("migrate as the owner");
     let app = spawn_app_with(TestOptions {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, new_user, spawn_app};
 
 async fn api_key(app: &TestApp) -> String {
-    porter::api_keys::create(&app.pool, "feed")
+    porter::features::admin::api_keys::create(&app.pool, "feed")
         .await
         .expect("create a key")
         .secret

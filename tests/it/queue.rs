@@ -3,7 +3,7 @@
 //! found where `queue::backend` looks. An apalis upgrade that moves a key
 //! fails here first.
 
-use porter::queue::{EmailQueue, backend};
+use porter::platform::queue::{EmailQueue, backend};
 use porter_jobs::SendAccountEmail;
 use uuid::Uuid;
 

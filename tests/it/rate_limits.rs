@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt as _, stream};
-use porter::{
+use porter::platform::{
     config::Limit,
     rate_limit::{Budget, RateLimiter},
 };

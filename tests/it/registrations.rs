@@ -6,9 +6,8 @@
 use std::time::Duration;
 
 use porter::{
-    projection::replay::ReplayOptions,
-    store::{self, Cursor},
-    worker::sweeps,
+    features::accounts::{expiry, replay::ReplayOptions},
+    platform::store::{self, Cursor},
 };
 use porter_test_support::smtp::ReceivedMail;
 use serde_json::{Value, json};
@@ -334,7 +333,7 @@ async fn expiry_releases_both_claims_once_whatever_the_number_of_sweepers() {
     wait_until_projected(&app).await;
 
     // Two sweepers at once, as two worker processes would run them.
-    let sweep = || sweeps::expire_registrations(&app.web.commands, &app.pool, Duration::ZERO);
+    let sweep = || expiry::expire_registrations(&app.web.commands, &app.pool, Duration::ZERO);
     let (a, b) = tokio::join!(sweep(), sweep());
     assert_eq!(a.expect("sweep") + b.expect("sweep"), users.len());
     assert_eq!(
@@ -551,7 +550,7 @@ async fn replay_rebuilds_superseded_cancelled_and_expired_registrations() {
     app.sign_up(&expiring).await;
     app.nth_mail(1).await;
     wait_until_projected(&app).await;
-    sweeps::expire_registrations(&app.web.commands, &app.pool, Duration::ZERO)
+    expiry::expire_registrations(&app.web.commands, &app.pool, Duration::ZERO)
         .await
         .expect("expire");
 
@@ -632,9 +631,10 @@ async fn a_resend_is_carried_out_by_the_worker_for_pending_addresses_only() {
     // email.
     eventually("both address requests to be done", || async {
         let mut redis = app.redis.clone();
-        let stats = porter::queue::backend::stats(&mut redis, &app.config.redis.namespace)
-            .await
-            .expect("queue stats");
+        let stats =
+            porter::platform::queue::backend::stats(&mut redis, &app.config.redis.namespace)
+                .await
+                .expect("queue stats");
         (stats.active == 0 && stats.running == 0 && stats.scheduled == 0).then_some(())
     })
     .await;

@@ -12,7 +12,7 @@ use porter::{
             EmailRetryRequested, PasswordHash,
         },
     },
-    store::{self, EventMetadata, NewEvent, account_stream},
+    platform::store::{self, EventMetadata, NewEvent, account_stream},
 };
 use uuid::Uuid;
 

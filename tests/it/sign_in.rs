@@ -2,11 +2,13 @@
 
 use chrono::Utc;
 use porter::{
-    commands::SignUp,
-    config::{Argon2Cost, HashingConfig},
     domain::{AccountCommand, EmailAddress, Locale, Password, Username},
-    hashing::PasswordHasher,
-    store::EventMetadata,
+    platform::{
+        commands::SignUp,
+        config::{Argon2Cost, HashingConfig},
+        hashing::PasswordHasher,
+        store::EventMetadata,
+    },
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -11,9 +11,11 @@ use std::{
 
 use futures::future::join_all;
 use porter::{
-    public_events,
-    store::Cursor,
-    webhooks::subscriptions::{self, Subscription},
+    features::{
+        public_events,
+        webhooks::subscriptions::{self, Subscription},
+    },
+    platform::store::Cursor,
 };
 use porter_test_support::webhooks::{Delivery, WebhookReceiver};
 use serde_json::{Value, json};
@@ -128,7 +130,7 @@ async fn every_public_event_is_delivered_signed_and_in_log_order() {
     let app = spawn_app().await;
     let everything = WebhookReceiver::start().await;
     let activations_only = WebhookReceiver::start().await;
-    let start = porter::store::read_horizon(&app.pool)
+    let start = porter::platform::store::read_horizon(&app.pool)
         .await
         .expect("horizon");
     subscribe(&app, &everything, None).await;
@@ -210,7 +212,7 @@ async fn a_receiver_failing_for_twenty_seconds_misses_nothing() {
     let app = spawn_app().await;
     let receiver = WebhookReceiver::start().await;
     receiver.answer(Some(500));
-    let start = porter::store::read_horizon(&app.pool)
+    let start = porter::platform::store::read_horizon(&app.pool)
         .await
         .expect("horizon");
     let id = subscribe(&app, &receiver, None).await;
@@ -282,7 +284,7 @@ async fn a_killed_workers_subscription_is_taken_over_without_a_skipped_event() {
     .await;
     let receiver = WebhookReceiver::start().await;
     receiver.slow_down(Duration::from_millis(40));
-    let start = porter::store::read_horizon(&app.pool)
+    let start = porter::platform::store::read_horizon(&app.pool)
         .await
         .expect("horizon");
     let id = subscribe(&app, &receiver, None).await;
@@ -400,7 +402,7 @@ async fn replay_delivers_again_from_a_position_with_the_same_ids() {
 async fn a_paused_subscription_resumes_at_its_first_undelivered_event() {
     let app = spawn_app().await;
     let receiver = WebhookReceiver::start().await;
-    let start = porter::store::read_horizon(&app.pool)
+    let start = porter::platform::store::read_horizon(&app.pool)
         .await
         .expect("horizon");
     let id = subscribe(&app, &receiver, None).await;
@@ -536,7 +538,7 @@ async fn gone_disables_and_failing_past_the_pause_pauses() {
     failing.answer(Some(503));
     let gone_id = subscribe(&app, &gone, None).await;
     let failing_id = subscribe(&app, &failing, None).await;
-    let start = porter::store::read_horizon(&app.pool)
+    let start = porter::platform::store::read_horizon(&app.pool)
         .await
         .expect("horizon");
     sign_up(&app, 2).await;
@@ -741,7 +743,7 @@ async fn a_slow_receiver_keeps_its_deliverer_and_gets_each_event_once() {
     app.start_worker();
     let receiver = WebhookReceiver::start().await;
     receiver.slow_down(Duration::from_millis(400));
-    let start = porter::store::read_horizon(&app.pool)
+    let start = porter::platform::store::read_horizon(&app.pool)
         .await
         .expect("horizon");
     subscribe(&app, &receiver, None).await;
@@ -912,7 +914,7 @@ async fn a_receiver_that_is_down_gets_everything_once_it_listens() {
         serde_json::from_slice(&porter_ok(&app, &["webhooks", "add", "--json", &url]).await)
             .expect("JSON");
     let id = Uuid::parse_str(added["id"].as_str().expect("id")).expect("uuid");
-    let start = porter::store::read_horizon(&app.pool)
+    let start = porter::platform::store::read_horizon(&app.pool)
         .await
         .expect("horizon");
     sign_up(&app, 3).await;
@@ -961,7 +963,7 @@ async fn worker_processes_share_the_subscriptions_and_a_late_one_gets_its_share(
 
     // A second worker starts: the first lets two go and the second takes them.
     app.start_worker();
-    let start = porter::store::read_horizon(&app.pool)
+    let start = porter::platform::store::read_horizon(&app.pool)
         .await
         .expect("horizon");
     sign_up(&app, 10).await;

@@ -6,7 +6,7 @@
 //! anonymous sign-ups; folding it took 4× a fresh account's load, and the
 //! owner's sign-in became distinguishable from an unknown login's. Porter
 //! now loads from a snapshot plus the events after it
-//! (`porter::commands::load_account`), so the two should take the same. The
+//! (`porter::platform::commands::load_account`), so the two should take the same. The
 //! phase also times the whole-stream fold that loads did before, for scale.
 //!
 //! The accounts are generated like the replay's (`porter_test_support::
@@ -17,13 +17,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use porter::{
-    commands::{self, load_account},
     domain::{
         AccountEvent,
         account::apply,
         events::{EmailWithheld, SignUpAttemptedForExistingEmail},
     },
-    store::{self, EventMetadata, NewEvent},
+    platform::{
+        commands::{self, load_account},
+        store::{self, EventMetadata, NewEvent},
+    },
 };
 use serde::Serialize;
 use sqlx::{PgPool, postgres::PgPoolOptions};

@@ -20,7 +20,7 @@ use sqlx::{Connection as _, PgConnection};
 
 use crate::cpu::{CpuMeter, PhaseCpu};
 
-/// Porter's Argon2id lanes (`src/hashing.rs`); memory and passes are
+/// Porter's Argon2id lanes (`src/platform/hashing.rs`); memory and passes are
 /// Porter's `ARGON2_MEMORY_KIB` and `ARGON2_ITERATIONS`.
 const ARGON2_LANES: u32 = 1;
 

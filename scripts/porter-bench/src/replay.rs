@@ -7,7 +7,7 @@
 //! timed.
 //!
 //! How it is rebuilt is [`Replayer`]: the `porter replay` command (the
-//! default), or Porter's projector (`porter::projection::project_accounts`)
+//! default), or Porter's projector (`porter::features::accounts::project_accounts`)
 //! called in a loop with a large batch, for comparison.
 
 use std::{
@@ -35,7 +35,7 @@ const PORTER_REPLAY_ARGS: &[&str] = &["replay", "--read-model", "accounts"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Replayer {
-    /// `porter::projection::project_accounts` in a loop, in this process.
+    /// `porter::features::accounts::project_accounts` in a loop, in this process.
     Projector,
     /// The `porter replay` command, as a child process.
     PorterReplay,
@@ -129,7 +129,7 @@ pub async fn run(
 async fn replay_with_projector(pool: &PgPool) -> anyhow::Result<u64> {
     let mut applied = 0u64;
     loop {
-        let batch = porter::projection::project_accounts(pool, REPLAY_BATCH)
+        let batch = porter::features::accounts::project_accounts(pool, REPLAY_BATCH)
             .await
             .context("project a batch")?;
         if batch == 0 {

@@ -25,9 +25,11 @@ use std::{
 
 use anyhow::Context as _;
 use porter::{
-    public_events,
-    store::Cursor,
-    webhooks::subscriptions::{self, Added},
+    features::{
+        public_events,
+        webhooks::subscriptions::{self, Added},
+    },
+    platform::store::Cursor,
 };
 use porter_test_support::webhooks::{Delivery, WebhookReceiver};
 use serde::Serialize;

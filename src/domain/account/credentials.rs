@@ -41,7 +41,7 @@ impl Account {
     /// of the password (the version of the last one, 0 before any) and not
     /// with a rehash, which keeps the password. A sign-in compares the
     /// generation it verified against the one after its session exists
-    /// (`web::sign_in`), so no session outlives the password it was opened
+    /// (`features::sign_in`), so no session outlives the password it was opened
     /// with.
     pub fn credential_generation(&self) -> i64 {
         self.password_set_at

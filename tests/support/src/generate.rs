@@ -31,7 +31,7 @@ use porter::{
             IssuedKey,
         },
     },
-    store::{EventMetadata, NewEvent, account_stream},
+    platform::store::{EventMetadata, NewEvent, account_stream},
 };
 use serde_json::Value;
 use sqlx::PgPool;
