@@ -3,8 +3,8 @@
 use chrono::Utc;
 use porter::{
     domain::{AccountCommand, EmailAddress, Locale, Password, Username},
+    features::sign_up::{self, SignUp},
     platform::{
-        commands::SignUp,
         config::{Argon2Cost, HashingConfig},
         hashing::PasswordHasher,
         store::EventMetadata,
@@ -312,15 +312,14 @@ async fn a_hash_made_with_older_argon2_parameters_is_upgraded_at_sign_in() {
     .await
     .expect("hashes");
     assert!(older.0.contains("m=9216,t=4"));
-    let sign_up = SignUp {
+    let asked = SignUp {
         username: Username::parse("old_timer").expect("username"),
         email: EmailAddress::parse("old.timer@example.com").expect("email"),
         password_hash: older,
         locale: Locale::english(),
     };
     let commands = &app.web.commands;
-    let account_id = commands
-        .sign_up(sign_up, &EventMetadata::default())
+    let account_id = sign_up::sign_up(commands, asked, &EventMetadata::default())
         .await
         .expect("registers")
         .registration

@@ -13,6 +13,7 @@ use hyper::{Request, body::Incoming};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::SignUp;
 use crate::platform::{
     http::{
         context::RequestContext,
@@ -24,11 +25,7 @@ use crate::platform::{
 };
 use crate::{
     domain::{EmailAddress, Password, Username},
-    platform::{
-        commands::{CommandError, SignUp},
-        rate_limit::Budget,
-        store::ClaimKind,
-    },
+    platform::{commands::CommandError, rate_limit::Budget, store::ClaimKind},
 };
 
 pub static OPERATION: Operation = Operation {
@@ -129,11 +126,7 @@ pub async fn sign_up(
         locale,
     };
     context.commit_begins();
-    match state
-        .commands
-        .sign_up(sign_up, &context.event_metadata())
-        .await
-    {
+    match super::sign_up(&state.commands, sign_up, &context.event_metadata()).await {
         Ok(signed_up) => {
             tracing::info!(
                 account_id = %signed_up.registration.id,
