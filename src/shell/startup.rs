@@ -140,7 +140,7 @@ pub fn serve_worker_metrics(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "worker metrics: listening");
-    tokio::spawn(worker::metrics::serve(
+    tokio::spawn(worker::metrics_listener::serve(
         listener,
         gauge_sources(services),
         shutdown.clone().cancelled_owned(),

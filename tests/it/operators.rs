@@ -671,7 +671,7 @@ async fn metrics_parse_as_prometheus_text_and_count_sign_ups() {
         .expect("bind");
     let address = listener.local_addr().expect("address");
     let shutdown = CancellationToken::new();
-    tokio::spawn(porter::shell::worker::metrics::serve(
+    tokio::spawn(porter::shell::worker::metrics_listener::serve(
         listener,
         porter::features::operations::gauges::Sources::new(
             app.pool.clone(),

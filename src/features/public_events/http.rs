@@ -38,7 +38,7 @@ pub static EVENTS: Operation = Operation {
         Parameter::query(
             "types",
             "Comma-separated public types; every type when absent",
-            crate::features::public_events::openapi::types_schema,
+            crate::features::public_events::api_description::types_schema,
         ),
         Parameter::query(
             "wait",

@@ -16,9 +16,9 @@
 //! only below the oldest running transaction (`store::read_committed_after`),
 //! so a transaction that commits late is still read, after the cursor.
 
+pub mod api_description;
 pub mod cli;
 pub mod http;
-pub mod openapi;
 
 use std::time::Duration;
 

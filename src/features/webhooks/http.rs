@@ -60,7 +60,7 @@ pub struct NewSubscription {
     /// Comma-separated public types to deliver (as the feed's `types`); all
     /// when absent
     #[serde(default)]
-    #[schema(schema_with = crate::features::public_events::openapi::types_schema)]
+    #[schema(schema_with = crate::features::public_events::api_description::types_schema)]
     types: Option<String>,
 }
 

@@ -15,32 +15,34 @@
 
 #[macro_use]
 mod settings;
-mod limits;
-mod mail;
-mod process;
-mod stores;
-mod templates;
+mod limits_settings;
+mod mail_settings;
+mod process_settings;
+mod stores_settings;
+mod templates_settings;
 mod values;
-mod web;
-mod webhooks;
-mod worker;
+mod web_settings;
+mod webhooks_settings;
+mod worker_settings;
 
 use std::net::IpAddr;
 
 pub use self::{
-    limits::RateLimits,
-    mail::{MailConfig, RetryPolicy},
-    process::{LogFormat, SecretKey, log_filter_from_env, log_format_from_env},
+    limits_settings::RateLimits,
+    mail_settings::{MailConfig, RetryPolicy},
+    process_settings::{LogFormat, SecretKey, log_filter_from_env, log_format_from_env},
     settings::{Effective, Origin, Secrecy, Section, Setting, Unset, render_effective},
-    stores::{DatabaseConfig, RedisConfig},
-    templates::{Brand, TemplatesConfig},
+    stores_settings::{DatabaseConfig, RedisConfig},
+    templates_settings::{Brand, TemplatesConfig},
     values::{IpRange, Limit, SecretUrl},
-    web::{Argon2Cost, ConnectionLimits, HashingConfig, Http2Limits, SessionConfig, WebConfig},
-    webhooks::WebhookConfig,
-    worker::WorkerConfig,
+    web_settings::{
+        Argon2Cost, ConnectionLimits, HashingConfig, Http2Limits, SessionConfig, WebConfig,
+    },
+    webhooks_settings::WebhookConfig,
+    worker_settings::WorkerConfig,
 };
 use self::{
-    process::{METRICS_BIND_ADDRESS, METRICS_PORT, SECRET_KEY},
+    process_settings::{METRICS_BIND_ADDRESS, METRICS_PORT, SECRET_KEY},
     settings::{Env, process_env},
     values::{parse_ip_address, parse_number},
 };
@@ -48,17 +50,17 @@ use self::{
 /// The table of every setting Porter reads, by section, in the order of the
 /// configuration reference.
 pub const SECTIONS: &[Section] = &[
-    stores::DATABASE_SETTINGS,
-    stores::REDIS_SETTINGS,
-    process::PROCESS_SETTINGS,
-    mail::MAIL_SETTINGS,
-    web::WEB_SETTINGS,
-    web::HASHING_SETTINGS,
-    web::SESSION_SETTINGS,
-    worker::WORKER_SETTINGS,
-    limits::LIMIT_SETTINGS,
-    webhooks::WEBHOOK_SETTINGS,
-    templates::TEMPLATE_SETTINGS,
+    stores_settings::DATABASE_SETTINGS,
+    stores_settings::REDIS_SETTINGS,
+    process_settings::PROCESS_SETTINGS,
+    mail_settings::MAIL_SETTINGS,
+    web_settings::WEB_SETTINGS,
+    web_settings::HASHING_SETTINGS,
+    web_settings::SESSION_SETTINGS,
+    worker_settings::WORKER_SETTINGS,
+    limits_settings::LIMIT_SETTINGS,
+    webhooks_settings::WEBHOOK_SETTINGS,
+    templates_settings::TEMPLATE_SETTINGS,
 ];
 
 /// A configuration problem, always naming the variable at fault.
@@ -138,8 +140,8 @@ impl Config {
             metrics_port: env.optional(&METRICS_PORT, parse_number)?,
             metrics_bind_address: env.setting(&METRICS_BIND_ADDRESS, parse_ip_address)?,
             templates: TemplatesConfig::read(env)?,
-            log_format: process::read_log_format(env)?,
-            log_filter: process::read_log_filter(env)?,
+            log_format: process_settings::read_log_format(env)?,
+            log_filter: process_settings::read_log_filter(env)?,
             secret_key: env.required(&SECRET_KEY, str::parse)?,
         })
     }

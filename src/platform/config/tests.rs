@@ -3,7 +3,7 @@
 use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use super::{
-    mail::parse_public_base_url,
+    mail_settings::parse_public_base_url,
     values::{parse_duration, parse_ip_ranges, parse_limit},
     *,
 };

@@ -34,7 +34,7 @@ use crate::{
     },
 };
 
-pub mod metrics;
+pub mod metrics_listener;
 
 /// How often an idle worker looks for new jobs pushed by another process.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);

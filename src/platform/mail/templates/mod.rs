@@ -80,6 +80,10 @@ pub enum TemplateError {
     /// so this is a context the samples do not cover).
     #[error("cannot render {template}: {problem}")]
     Render { template: String, problem: String },
+    /// The values an email or page is rendered with do not make a JSON
+    /// object (a bug in the caller, never the recipient's data).
+    #[error("cannot turn the rendering context into JSON")]
+    Context(#[source] serde_json::Error),
 }
 
 /// A rendered email, ready for [`super::Mailer::send`].
@@ -222,14 +226,15 @@ impl Templates {
 
     /// The context with the brand and the locale added.
     fn context(&self, locale: &Locale, ctx: &impl Serialize) -> Result<Value, TemplateError> {
-        let render_error = |problem: String| TemplateError::Render {
-            template: "context".into(),
-            problem,
-        };
-        let mut fields = match serde_json::to_value(ctx).map_err(|e| render_error(e.to_string()))? {
+        let mut fields = match serde_json::to_value(ctx).map_err(TemplateError::Context)? {
             Value::Object(fields) => fields,
             Value::Null => Map::new(),
-            _ => return Err(render_error("the context is not an object".into())),
+            _ => {
+                return Err(TemplateError::Render {
+                    template: "context".into(),
+                    problem: "the context is not an object".into(),
+                });
+            }
         };
         if let Ok(Value::Object(brand)) = serde_json::to_value(&self.brand) {
             fields.extend(brand);

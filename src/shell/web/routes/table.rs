@@ -351,7 +351,7 @@ pub fn openapi_document() -> &'static serde_json::Value {
                     operation,
                 })
             }),
-            public_events::openapi::section,
+            public_events::api_description::section,
         )
     });
     &DOCUMENT
