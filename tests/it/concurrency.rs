@@ -83,3 +83,46 @@ async fn fifty_concurrent_confirmations_activate_once() {
     assert_eq!(first_activations, 1, "{results:?}");
     assert_eq!(app.count_events("AccountActivated").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_sign_ups_with_one_username_leave_one_registration() {
+    // Different addresses, so no address lock serialises them: only the
+    // username's claim, taken in the append's transaction, decides.
+    let app = spawn_app().await;
+    let username = new_user()["username"].clone();
+    let requests = (0..50).map(|_| {
+        let body = json!({
+            "username": username,
+            "email": new_user()["email"],
+            "password": PASSWORD,
+        });
+        let app = &app;
+        async move {
+            let response = app.sign_up(&body).await;
+            (response.status(), response.json())
+        }
+    });
+    let answers = join_all(requests).await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    let accepted = statuses.iter().filter(|status| **status == 202).count();
+    assert_eq!(accepted, 1, "one 202, the rest refused: {statuses:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 202) {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(
+            body["error"]["fields"]["username"],
+            json!(["is already taken"]),
+            "{body}"
+        );
+    }
+    assert_eq!(app.count_events("AccountRegistered").await, 1);
+    let claims: Vec<(String, i64)> =
+        sqlx::query_as("SELECT kind, count(*) FROM unique_claims GROUP BY kind ORDER BY kind")
+            .fetch_all(&app.pool)
+            .await
+            .expect("count claims");
+    assert_eq!(
+        claims,
+        [("email".to_owned(), 1), ("username".to_owned(), 1)],
+        "one registration holds the username and its own address"
+    );
+}
