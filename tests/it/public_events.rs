@@ -1,7 +1,10 @@
 //! The pull feed of public events: log order, each event once while
 //! sign-ups commit, the public types only, and a long poll.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use serde_json::{Value, json};
 
@@ -102,14 +105,29 @@ async fn the_feed_keeps_the_asked_types_and_waits_for_the_next_event() {
     assert_eq!(activated["data"], json!({ "method": "link" }));
     let cursor = page["next_cursor"].as_str().expect("cursor").to_owned();
 
-    // A long poll from the end answers when the next event commits.
+    // A long poll from the end answers when the next event commits, long
+    // before its `wait` is over.
     let query = format!("after={cursor}&wait=20");
-    let waiting = feed(&app, &key, &query);
-    let later = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut waiting = std::pin::pin!(async {
+        let page = feed(&app, &key, &query).await;
+        (page, Instant::now())
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), &mut waiting)
+            .await
+            .is_err(),
+        "with nothing to read, the poll waits instead of answering at once"
+    );
+    let commit = async {
         assert_eq!(app.sign_up(&new_user()).await.status(), 202);
+        Instant::now()
     };
-    let (page, ()) = tokio::join!(waiting, later);
+    let ((page, answered_at), committed_at) = tokio::join!(waiting, commit);
+    let after_commit = answered_at.saturating_duration_since(committed_at);
+    assert!(
+        after_commit < Duration::from_secs(10),
+        "answered {after_commit:?} after the commit, as if it slept through `wait`"
+    );
     let events = page["events"].as_array().expect("events");
     assert_eq!(events.len(), 1, "{page}");
     assert_eq!(events[0]["type"], "account.registered");
