@@ -98,7 +98,7 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("start {chromedriver}: {e}"));
         let webdriver = format!("http://127.0.0.1:{port}");
-        let status = reqwest::Client::new();
+        let status = crate::helpers::http_client();
         eventually("chromedriver to answer", || async {
             let response = status
                 .get(format!("{webdriver}/status"))

@@ -21,7 +21,7 @@ async fn a_developer_activates_an_account_from_the_dev_mailbox() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let _dev = app.spawn_process_with("dev", port, &[("PUBLIC_BASE_URL", format!("{base}/"))]);
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http_client();
     eventually("porter dev to answer", || async {
         let response = http.get(format!("{base}/readyz")).send().await.ok()?;
         response.status().is_success().then_some(())

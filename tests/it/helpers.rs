@@ -318,7 +318,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         pool,
         redis,
         mail,
-        client: reqwest::Client::new(),
+        client: http_client(),
         web,
         gauges,
         seen: Mutex::new(Vec::new()),
@@ -333,6 +333,16 @@ where
     Fut: Future<Output = Option<T>>,
 {
     eventually_within(DEADLINE, what, check).await
+}
+
+/// The tests' HTTP client: a request ends within two minutes (the longest
+/// long poll is 30 s), so a server that never answers fails its test
+/// instead of hanging the run.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("HTTP client")
 }
 
 /// Polls `check` until it yields a value or `limit` passes.
