@@ -55,7 +55,12 @@ async fn transient_failures_are_retried_until_the_email_goes_out() {
 
 #[tokio::test]
 async fn a_poison_job_is_dead_lettered_without_blocking_others() {
-    let app = spawn_app().await;
+    // One slot, so the email below is sent only if the poison job leaves it.
+    let app = spawn_app_with(TestOptions {
+        settings: vec![("WORKER_CONCURRENCY", "1".into())],
+        ..TestOptions::default()
+    })
+    .await;
     let mut poison = apalis_redis::RedisStorage::<serde_json::Value>::new(app.redis.clone())
         .with_config(porter::platform::queue::backend::email_queue_config(
             &app.config.redis.namespace,
