@@ -3,7 +3,15 @@
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, eventually, new_user, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, eventually, new_user, spawn_app};
+
+/// How many claims of each kind the app's database holds, by kind.
+async fn claims_by_kind(app: &TestApp) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT kind, count(*) FROM unique_claims GROUP BY kind ORDER BY kind")
+        .fetch_all(&app.pool)
+        .await
+        .expect("count claims")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_sign_ups_with_one_email_leave_one_live_registration() {
@@ -24,13 +32,8 @@ async fn fifty_concurrent_sign_ups_with_one_email_leave_one_live_registration() 
     // it committed: one chain, never two registrations holding it.
     assert_eq!(app.count_events("AccountRegistered").await, 50);
     assert_eq!(app.count_events("RegistrationSuperseded").await, 49);
-    let claims: Vec<(String, i64)> =
-        sqlx::query_as("SELECT kind, count(*) FROM unique_claims GROUP BY kind ORDER BY kind")
-            .fetch_all(&app.pool)
-            .await
-            .expect("count claims");
     assert_eq!(
-        claims,
+        claims_by_kind(&app).await,
         [("email".to_owned(), 1), ("username".to_owned(), 1)],
         "only the live registration holds claims"
     );
@@ -115,13 +118,8 @@ async fn fifty_concurrent_sign_ups_with_one_username_leave_one_registration() {
         );
     }
     assert_eq!(app.count_events("AccountRegistered").await, 1);
-    let claims: Vec<(String, i64)> =
-        sqlx::query_as("SELECT kind, count(*) FROM unique_claims GROUP BY kind ORDER BY kind")
-            .fetch_all(&app.pool)
-            .await
-            .expect("count claims");
     assert_eq!(
-        claims,
+        claims_by_kind(&app).await,
         [("email".to_owned(), 1), ("username".to_owned(), 1)],
         "one registration holds the username and its own address"
     );
